@@ -1,0 +1,69 @@
+package supervisor
+
+import (
+	"context"
+	"os/exec"
+	"time"
+)
+
+// Status is what a node reports about itself.
+type Status struct {
+	// Height is the latest block height the node has.
+	Height int64
+	// CatchingUp is the node's own view that it is behind the network.
+	CatchingUp bool
+	// Synced is the adapter's verdict that the node is at the tip of the
+	// chain and fit to validate (for CometBFT: not catching up and the
+	// latest block is recent).
+	Synced bool
+	// BlockTime is the time of the latest block.
+	BlockTime time.Time
+}
+
+// Node is a chain adapter: it prepares the node home for a role, builds the
+// command that runs the node and reports the node's status.
+type Node interface {
+	// Prepare makes the node home ready for role. It is called only while
+	// no node process runs. For RoleVoter it must remove every validator key
+	// link (S2, S7). For RoleValidator it links the validator key and, where
+	// the chain has sign state, raises it above watermark (the value last
+	// published by any leader, nil if none) and above every height this
+	// replica observed (S8).
+	Prepare(ctx context.Context, role Role, watermark []byte) error
+	// Command builds the command that runs the node in role. The supervisor
+	// sets the process attributes and starts it.
+	Command(role Role) (*exec.Cmd, error)
+	// Status asks the running node for its status; it must honour ctx.
+	Status(ctx context.Context) (Status, error)
+	// Watermark returns the validator's current sign-state watermark, to be
+	// published while validating and on release; nil when there is none.
+	Watermark() ([]byte, error)
+}
+
+// Elector creates sessions in a lock service and reads what leaders publish.
+type Elector interface {
+	// NewSession creates a session and keeps it alive until it is closed or
+	// lost.
+	NewSession(ctx context.Context) (Session, error)
+	// Watermark reads the last published watermark with a consistent read;
+	// nil when none was ever published.
+	Watermark(ctx context.Context) ([]byte, error)
+}
+
+// Session is one replica's presence in the election.
+type Session interface {
+	// Acquire blocks until the session holds the lock (nil), ctx is done or
+	// the session is lost (an error).
+	Acquire(ctx context.Context) error
+	// Done is closed when the session is lost, no later than its local lease
+	// deadline; Err says why.
+	Done() <-chan struct{}
+	Err() error
+	// Deadline is the current local lease deadline.
+	Deadline() time.Time
+	// Publish writes a watermark, only while the session holds the lock.
+	Publish(ctx context.Context, watermark []byte) error
+	// Close releases the lock (with a final watermark when not nil) and
+	// destroys the session.
+	Close(ctx context.Context, final []byte) error
+}

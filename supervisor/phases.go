@@ -1,0 +1,189 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// startup prepares the voter role (S2, S7), starts the node and waits for
+// its status to answer.
+func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
+	if s.fails >= s.cfg.MaxStartFailures {
+		return Shutdown, "", fmt.Errorf("%w: the node failed %d times in a row; see its output above, fix it, then restart valguard", ErrCrashLoop, s.fails)
+	}
+	if s.vfails >= s.cfg.MaxStartFailures {
+		return Shutdown, "", fmt.Errorf("%w: the validator node failed %d times in a row; see its output above, fix it, then restart valguard", ErrCrashLoop, s.vfails)
+	}
+	if n := max(s.fails, s.vfails); n > 0 {
+		d := s.backoff(n)
+		s.log.Warn().Int("failures", n).Dur("backoff", d).Msg("waiting before the next node start")
+		if !sleep(ctx, d) {
+			return Shutdown, "signal", nil
+		}
+	}
+	if ctx.Err() != nil {
+		return Shutdown, "signal", nil
+	}
+	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+		return Shutdown, "", fmt.Errorf("prepare the node home for the voter role: %w", err)
+	}
+	if err := s.start(RoleVoter); err != nil {
+		s.fails++
+		s.log.Error().Err(err).Msg("node did not start")
+		return Startup, "node start failed", nil
+	}
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return Shutdown, "signal", nil
+		case <-s.proc.Done():
+			s.nodeExited()
+			s.fails++
+			return Startup, "node exited before its status answered", nil
+		case <-tick.C:
+			if _, err := s.status(ctx); err == nil {
+				return Syncing, "node status answers", nil
+			}
+		}
+	}
+}
+
+// start starts the node in role and makes it s.proc.
+func (s *Supervisor) start(role Role) error {
+	cmd, err := s.cfg.Node.Command(role)
+	if err != nil {
+		return err
+	}
+	p, err := startProcess(cmd, role, s.cfg.Stdout, s.cfg.Stderr)
+	if err != nil {
+		return err
+	}
+	if s.starts > 0 {
+		s.cfg.Metrics.restart()
+	}
+	s.starts++
+	s.proc = p
+	s.log.Info().Str("role", role.String()).Int("pid", p.PID()).Str("cmd", cmd.String()).Msg("node started")
+	return nil
+}
+
+// nodeExited logs a node that exited on its own; it has been reaped.
+func (s *Supervisor) nodeExited() {
+	p := s.proc
+	s.log.Error().Str("role", p.role.String()).Int("pid", p.PID()).AnErr("exit", p.ExitErr()).
+		Dur("ran", time.Since(p.started)).Msg("node exited")
+	s.proc = nil
+}
+
+// syncing waits for the node to be synced and for any step-down hold-off
+// to end.
+func (s *Supervisor) syncing(ctx context.Context) (State, string) {
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	logged := false
+	for {
+		select {
+		case <-ctx.Done():
+			return Shutdown, "signal"
+		case <-s.proc.Done():
+			s.nodeExited()
+			s.fails++
+			return Startup, "node exited"
+		case <-tick.C:
+			st, err := s.status(ctx)
+			if err != nil || !st.Synced {
+				continue
+			}
+			s.fails = 0
+			if wait := time.Until(s.holdoff); wait > 0 {
+				if !logged {
+					s.log.Info().Dur("left", wait).Msg("synced; staying out of the election after stepping down")
+					logged = true
+				}
+				continue
+			}
+			return Registering, fmt.Sprintf("node synced at height %d", st.Height)
+		}
+	}
+}
+
+// registering creates a session, retrying with back-off while the lock
+// service is unreachable; the replica stays out of the election meanwhile.
+func (s *Supervisor) registering(ctx context.Context) (State, string) {
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+		sess, err := s.cfg.Elector.NewSession(cctx)
+		cancel()
+		if err == nil {
+			s.sess = sess
+			s.cfg.Metrics.setSession(sess)
+			return Voting, "session created"
+		}
+		retry := time.NewTimer(s.backoff(attempt))
+		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", s.backoff(attempt)).Msg("could not create a session; staying out of the election")
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				return Shutdown, "signal"
+			case <-s.proc.Done():
+				retry.Stop()
+				s.nodeExited()
+				s.fails++
+				return Startup, "node exited"
+			case <-tick.C:
+				if st, err := s.status(ctx); err != nil || !st.Synced {
+					retry.Stop()
+					return Syncing, "node no longer synced"
+				}
+			case <-retry.C:
+				break wait
+			}
+		}
+	}
+}
+
+// voting waits for the lock while watching the node; on acquiring it,
+// promotes the node to the validator role.
+func (s *Supervisor) voting(ctx context.Context) (State, string) {
+	actx, cancel := context.WithCancel(ctx)
+	acquired := make(chan error, 1)
+	go func() { acquired <- s.sess.Acquire(actx) }()
+	// leave stops the acquisition; a lock acquired meanwhile is released
+	// by the session close, with only a voter running.
+	leave := func(st State, reason string) (State, string) {
+		cancel()
+		<-acquired
+		s.release(false)
+		return st, reason
+	}
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-acquired:
+			cancel()
+			if err != nil {
+				s.release(false)
+				return Registering, fmt.Sprintf("session lost: %v", err)
+			}
+			return s.promote(ctx)
+		case <-ctx.Done():
+			return leave(Shutdown, "signal")
+		case <-s.proc.Done():
+			s.nodeExited()
+			s.fails++
+			return leave(Startup, "node exited")
+		case <-tick.C:
+			if st, err := s.status(ctx); err != nil || !st.Synced {
+				return leave(Syncing, "node no longer synced")
+			}
+		}
+	}
+}

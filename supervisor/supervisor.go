@@ -1,0 +1,256 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultPollInterval     = time.Second
+	DefaultStatusTimeout    = 2 * time.Second
+	DefaultStopTimeout      = 15 * time.Second
+	DefaultKillTimeout      = 2 * time.Second
+	DefaultMaxStall         = 30 * time.Second
+	DefaultStepDownHoldoff  = 60 * time.Second
+	DefaultPublishInterval  = time.Second
+	DefaultCallTimeout      = 5 * time.Second
+	DefaultMaxStartFailures = 5
+	DefaultRestartBackoff   = time.Second
+	DefaultMaxBackoff       = 30 * time.Second
+)
+
+// ErrCrashLoop is returned by Run when the node failed to start, or the
+// validator node failed, MaxStartFailures times in a row.
+var ErrCrashLoop = errors.New("node keeps failing")
+
+// Config configures a Supervisor. Zero durations take the defaults above.
+type Config struct {
+	Node    Node
+	Elector Elector
+	Log     zerolog.Logger
+	Metrics *Metrics // nil: no metrics
+
+	// Stdout and Stderr receive the node's output (default: ours, so that
+	// journald keeps it).
+	Stdout, Stderr io.Writer
+
+	PollInterval  time.Duration // how often the node's status is read
+	StatusTimeout time.Duration // bound on one status read
+	// StopTimeout is how long a node gets after SIGTERM before SIGKILL.
+	StopTimeout time.Duration
+	// KillTimeout bounds the wait for a node to be reaped after SIGKILL.
+	KillTimeout time.Duration
+	// MaxStall: a validator whose height has not advanced, or that reports
+	// catching up, for this long steps down.
+	MaxStall time.Duration
+	// StepDownHoldoff keeps a replica that stepped down out of the election.
+	StepDownHoldoff time.Duration
+	// PublishInterval is how often a changed watermark is published.
+	PublishInterval time.Duration
+	// CallTimeout bounds watermark reads, publishes and releases.
+	CallTimeout time.Duration
+	// MaxStartFailures consecutive failed starts make Run return ErrCrashLoop.
+	MaxStartFailures int
+	// RestartBackoff is the first wait after a failure; it doubles up to
+	// MaxBackoff. The same back-off paces session creation retries.
+	RestartBackoff, MaxBackoff time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.PollInterval, DefaultPollInterval)
+	def(&c.StatusTimeout, DefaultStatusTimeout)
+	def(&c.StopTimeout, DefaultStopTimeout)
+	def(&c.KillTimeout, DefaultKillTimeout)
+	def(&c.MaxStall, DefaultMaxStall)
+	def(&c.StepDownHoldoff, DefaultStepDownHoldoff)
+	def(&c.PublishInterval, DefaultPublishInterval)
+	def(&c.CallTimeout, DefaultCallTimeout)
+	def(&c.RestartBackoff, DefaultRestartBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	if c.MaxStartFailures == 0 {
+		c.MaxStartFailures = DefaultMaxStartFailures
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+}
+
+// Supervisor runs one replica; see the package doc.
+type Supervisor struct {
+	cfg   Config
+	log   zerolog.Logger
+	state atomic.Int32
+
+	proc    *process // the running node, nil when none
+	sess    Session  // the held session, nil when none
+	fence   *fence   // kills the node on lease loss, from promotion to release
+	starts  int      // node starts so far
+	fails   int      // consecutive voter start failures
+	vfails  int      // consecutive validator failures
+	holdoff time.Time
+}
+
+// New checks cfg and returns a Supervisor.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Node == nil || cfg.Elector == nil {
+		return nil, errors.New("supervisor: Node and Elector are required")
+	}
+	if cfg.PollInterval < 0 || cfg.StopTimeout < 0 || cfg.KillTimeout < 0 || cfg.MaxStall < 0 || cfg.StepDownHoldoff < 0 {
+		return nil, errors.New("supervisor: durations must not be negative")
+	}
+	cfg.setDefaults()
+	return &Supervisor{cfg: cfg, log: cfg.Log}, nil
+}
+
+// State is the current state; safe to call from any goroutine.
+func (s *Supervisor) State() State { return State(s.state.Load()) }
+
+func (s *Supervisor) enter(st State, reason string) {
+	old := s.State()
+	s.state.Store(int32(st))
+	s.cfg.Metrics.SetState(st)
+	s.log.Info().Str("state", st.String()).Str("from", old.String()).Str("reason", reason).Msg("state change")
+}
+
+// Run runs the replica until ctx is cancelled (then it stops the node,
+// releases the lock and returns nil) or a fatal error: a node home that
+// cannot be prepared (e.g. the validator key as a regular file, S2) or a
+// crash loop.
+func (s *Supervisor) Run(ctx context.Context) error {
+	// S2: unlinked at every start-up, whatever was found there.
+	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+		return fmt.Errorf("prepare the node home for the voter role: %w", err)
+	}
+	st, reason := Startup, "valguard started"
+	for {
+		s.enter(st, reason)
+		var err error
+		switch st {
+		case Startup:
+			st, reason, err = s.startup(ctx)
+		case Syncing:
+			st, reason = s.syncing(ctx)
+		case Registering:
+			st, reason = s.registering(ctx)
+		case Voting:
+			st, reason = s.voting(ctx)
+		case Validating:
+			st, reason = s.validating(ctx)
+		case Shutdown:
+			s.shutdown()
+			return nil
+		}
+		if err != nil {
+			s.enter(Shutdown, err.Error())
+			s.shutdown()
+			return err
+		}
+	}
+}
+
+// shutdown stops the node first, then releases the lock (S3).
+func (s *Supervisor) shutdown() {
+	validator := s.proc != nil && s.proc.role == RoleValidator
+	if s.proc != nil {
+		s.stopNode("shutdown")
+	}
+	if s.sess != nil {
+		s.release(validator)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
+	defer cancel()
+	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+		s.log.Error().Err(err).Msg("could not unlink the validator key after stopping")
+	}
+}
+
+// stopNode stops the running node: SIGTERM, bounded wait, SIGKILL, reaped.
+func (s *Supervisor) stopNode(why string) {
+	p := s.proc
+	start := time.Now()
+	killed, err := p.Stop(s.cfg.StopTimeout, s.cfg.KillTimeout)
+	ev := s.log.Info()
+	if err != nil {
+		ev = s.log.Error().Err(err)
+	}
+	ev.Str("role", p.role.String()).Int("pid", p.PID()).Bool("sigkill", killed).
+		Dur("took", time.Since(start)).Str("reason", why).Msg("node stopped")
+	s.proc = nil
+}
+
+// release closes the session; withWatermark publishes the final watermark
+// of the validator node, which must have been reaped already (S3).
+func (s *Supervisor) release(withWatermark bool) {
+	if s.proc != nil && s.proc.role == RoleValidator {
+		panic("supervisor: release with a validator node running (S3)")
+	}
+	if s.fence != nil {
+		s.fence.close()
+		s.fence = nil
+	}
+	var final []byte
+	if withWatermark {
+		if wm, err := s.cfg.Node.Watermark(); err != nil {
+			s.log.Error().Err(err).Msg("could not read the final sign-state watermark")
+		} else {
+			final = wm
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
+	defer cancel()
+	if err := s.sess.Close(ctx, final); err != nil {
+		s.log.Warn().Err(err).Msg("session close failed; consul will expire it after its TTL")
+	} else {
+		s.log.Info().Bool("watermark", final != nil).Msg("lock released and session destroyed")
+	}
+	s.sess = nil
+	s.cfg.Metrics.setSession(nil)
+}
+
+// status reads the node's status within StatusTimeout.
+func (s *Supervisor) status(ctx context.Context) (Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
+	defer cancel()
+	st, err := s.cfg.Node.Status(ctx)
+	if err == nil {
+		s.cfg.Metrics.nodeStatus(st)
+	}
+	return st, err
+}
+
+// backoff is the wait before attempt n (n ≥ 1) of something that failed.
+func (s *Supervisor) backoff(n int) time.Duration {
+	d := s.cfg.RestartBackoff
+	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.MaxBackoff)
+}
+
+// sleep waits d or until ctx is done; false when ctx is done.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
