@@ -70,6 +70,14 @@ func fixClock(t *testing.T, at time.Time) {
 	t.Cleanup(func() { now = old })
 }
 
+// must fails the test on a setup error.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writeFile(t *testing.T, path string, content []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, content, 0o600); err != nil {

@@ -28,7 +28,7 @@ func TestClean(t *testing.T) {
 			want:  func(fixture) Outcome { return Outcome{Removed: true} },
 			check: func(t *testing.T, f fixture) { assertEntries(t, f.home); assertFile(t, f.key, validatorKey) }},
 		{name: "dangling owned link removed",
-			setup: func(t *testing.T, f *fixture) { symlink(t, f.voter, f.link); os.Remove(f.voter) },
+			setup: func(t *testing.T, f *fixture) { symlink(t, f.voter, f.link); must(t, os.Remove(f.voter)) },
 			want:  func(fixture) Outcome { return Outcome{Removed: true} },
 			check: func(t *testing.T, f fixture) { assertEntries(t, f.home) }},
 		{name: "relative owned link removed",
@@ -88,7 +88,7 @@ func TestClean(t *testing.T) {
 			wantErr: errBoom,
 			check:   func(t *testing.T, f fixture) { assertFile(t, f.link, []byte("node file")) }},
 		{name: "directory refused",
-			setup:   func(t *testing.T, f *fixture) { os.Mkdir(f.link, 0o700) },
+			setup:   func(t *testing.T, f *fixture) { must(t, os.Mkdir(f.link, 0o700)) },
 			wantErr: ErrNotManaged,
 			check: func(t *testing.T, f fixture) {
 				if fi, err := os.Lstat(f.link); err != nil || !fi.IsDir() {
@@ -188,7 +188,7 @@ func TestLink(t *testing.T) {
 				assertEntries(t, f.home, filepath.Base(f.link))
 			}},
 		{name: "directory refused",
-			setup:   func(t *testing.T, f *fixture) { os.Mkdir(f.link, 0o700) },
+			setup:   func(t *testing.T, f *fixture) { must(t, os.Mkdir(f.link, 0o700)) },
 			wantErr: ErrNotManaged},
 		{name: "missing parent directory not created",
 			setup:   func(t *testing.T, f *fixture) { f.link = filepath.Join(f.root, "missing", "config", "key.json") },

@@ -28,7 +28,7 @@ func TestVerify(t *testing.T) {
 				return filepath.Join(f.root, "keys", ".", "..", "keys", "priv_validator_key.json")
 			}},
 		{name: "dangling link to target", want: true,
-			setup: func(t *testing.T, f fixture) { symlink(t, f.key, f.link); os.Remove(f.key) }},
+			setup: func(t *testing.T, f fixture) { symlink(t, f.key, f.link); must(t, os.Remove(f.key)) }},
 		{name: "link to another file",
 			setup: func(t *testing.T, f fixture) { symlink(t, f.voter, f.link) }},
 		{name: "regular file with the key's content",
@@ -82,9 +82,7 @@ func TestPermissionDenied(t *testing.T) {
 		}
 		f := newFixture(t)
 		writeFile(t, f.link, []byte("node file"))
-		if err := os.Chmod(f.home, 0o500); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Chmod(f.home, 0o500))
 		t.Cleanup(func() { os.Chmod(f.home, 0o700) })
 		if _, err := Clean(f.spec()); !errors.Is(err, fs.ErrPermission) {
 			t.Fatalf("Clean error = %v, want permission denied", err)
@@ -94,9 +92,9 @@ func TestPermissionDenied(t *testing.T) {
 		}
 		assertFile(t, f.link, []byte("node file"))
 		assertEntries(t, f.home, filepath.Base(f.link))
-		os.Chmod(f.home, 0o700)
-		os.Remove(f.link)
-		os.Chmod(f.home, 0o500)
+		must(t, os.Chmod(f.home, 0o700))
+		must(t, os.Remove(f.link))
+		must(t, os.Chmod(f.home, 0o500))
 		if _, err := Link(f.spec(), f.key); !errors.Is(err, fs.ErrPermission) {
 			t.Fatalf("Link into an empty directory error = %v, want permission denied", err)
 		}

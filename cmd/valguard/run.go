@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/valguard/valguard/cometbft"
+	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/supervisor"
+)
+
+// killMargin is added to --kill-timeout to give the election's stop margin:
+// the local lease deadline comes that long before the earliest moment
+// Consul may expire the session (S4, S6).
+const killMargin = time.Second
+
+func env(name string) []string { return []string{"VALGUARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))} }
+
+func runCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "node", Value: "cometbft", Usage: "node adapter: cometbft", EnvVars: env("node")},
+		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (with config/config.toml)", EnvVars: env("node-home"), Required: true},
+		&cli.StringFlag{Name: "node-binary", Value: "cometbft", Usage: "node binary (a name looked up in PATH, or a path)", EnvVars: env("node-binary")},
+		&cli.StringSliceFlag{Name: "node-args", Usage: "extra arguments for the node after 'start --home HOME'", EnvVars: env("node-args")},
+		&cli.PathFlag{Name: "validator-key", Usage: "validator key (default: $CREDENTIALS_DIRECTORY/priv_validator_key.json)", EnvVars: env("validator-key")},
+		&cli.StringFlag{Name: "validator-id", Usage: "names the validator in Consul (default: derived from the key)", EnvVars: env("validator-id")},
+		&cli.StringFlag{Name: "replica-id", Usage: "names this replica (default: the hostname)", EnvVars: env("replica-id")},
+		&cli.DurationFlag{Name: "session-ttl", Value: election.DefaultTTL, Usage: "Consul session TTL (10s minimum)", EnvVars: env("session-ttl")},
+		&cli.DurationFlag{Name: "lock-delay", Usage: "Consul lock-delay after an invalidation (default: the TTL)", EnvVars: env("lock-delay")},
+		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
+		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down", EnvVars: env("max-stall")},
+		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
+		&cli.DurationFlag{Name: "max-block-age", Value: cometbft.DefaultMaxBlockAge, Usage: "a node whose latest block is older is not synced; 0 disables (restarting a halted chain)", EnvVars: env("max-block-age")},
+		&cli.DurationFlag{Name: "stop-timeout", Value: supervisor.DefaultStopTimeout, Usage: "wait after SIGTERM before SIGKILL when stopping the node", EnvVars: env("stop-timeout")},
+		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "wait for the node to be reaped after SIGKILL", EnvVars: env("kill-timeout")},
+		&cli.IntFlag{Name: "max-start-failures", Value: supervisor.DefaultMaxStartFailures, Usage: "consecutive node failures before valguard exits non-zero", EnvVars: env("max-start-failures")},
+		&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:2233", Usage: "address of /metrics and /health; empty disables", EnvVars: env("metrics-addr")},
+		&cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, json otherwise)", EnvVars: env("log-format")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("log-level")},
+	}
+	return &cli.Command{
+		Name:   "run",
+		Usage:  "supervise the local node and take part in the election",
+		Flags:  append(flags, consulFlags()...),
+		Action: run,
+	}
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: every setting is a flag", c.Args().Slice())
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	if c.String("node") != "cometbft" {
+		return fmt.Errorf("--node %q: unknown node type; supported: cometbft", c.String("node"))
+	}
+	keyPath, err := validatorKeyPath(c, "priv_validator_key.json")
+	if err != nil {
+		return err
+	}
+	maxAge := c.Duration("max-block-age")
+	if maxAge == 0 {
+		maxAge = -1
+	}
+	node, err := cometbft.New(cometbft.Config{
+		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
+		ValidatorKey: keyPath, MaxBlockAge: maxAge, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	validatorID := c.String("validator-id")
+	if validatorID == "" {
+		validatorID = node.Address()
+	}
+	replicaID := c.String("replica-id")
+	host, _ := os.Hostname()
+	if replicaID == "" {
+		replicaID = host
+	}
+	log = log.With().Str("validator", validatorID).Str("replica", replicaID).Logger()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := supervisor.NewMetrics(reg, version)
+
+	client, err := consulClient(c)
+	if err != nil {
+		return err
+	}
+	wd := newWatchdog(log)
+	el, err := election.New(election.Config{
+		Client: client, ValidatorID: validatorID, ReplicaID: replicaID, Hostname: host,
+		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
+		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
+		OnRenew:       wd.renewed,
+		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
+	})
+	if err != nil {
+		return err
+	}
+	sup, err := supervisor.New(supervisor.Config{
+		Node: node, Elector: elector{el}, Log: log, Metrics: metrics,
+		StopTimeout: c.Duration("stop-timeout"), KillTimeout: c.Duration("kill-timeout"),
+		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
+		MaxStartFailures: c.Int("max-start-failures"),
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if addr := c.String("metrics-addr"); addr != "" {
+		if err := serveMetrics(ctx, addr, reg, sup, log); err != nil {
+			return err
+		}
+	}
+	cfg := el.Config()
+	log.Info().Str("version", version).Str("node_home", c.Path("node-home")).Str("validator_key", keyPath).
+		Str("lock_key", el.LockKey()).Dur("ttl", cfg.TTL).Dur("lock_delay", cfg.LockDelay).
+		Dur("renew_interval", cfg.RenewInterval).Str("rpc", node.RPC()).Msg("valguard starting")
+	go wd.run(ctx, sup)
+	if err := sup.Run(ctx); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	log.Info().Msg("valguard stopped")
+	return nil
+}
+
+// validatorKeyPath is --validator-key, else the systemd credential name.
+func validatorKeyPath(c *cli.Context, credential string) (string, error) {
+	if p := c.Path("validator-key"); p != "" {
+		return p, nil
+	}
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		p := filepath.Join(dir, credential)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		return "", fmt.Errorf("no --validator-key and no %s in $CREDENTIALS_DIRECTORY (%s): set one of them", credential, dir)
+	}
+	return "", errors.New("no validator key: set --validator-key (or VALGUARD_VALIDATOR_KEY, or a systemd credential named " + credential + ")")
+}
+
+func newLogger(c *cli.Context) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(c.String("log-level"))
+	if err != nil || lvl == zerolog.NoLevel {
+		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	format := c.String("log-format")
+	if format == "" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "console"
+		}
+	}
+	var log zerolog.Logger
+	switch format {
+	case "json":
+		log = zerolog.New(os.Stderr)
+	case "console":
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	default:
+		return log, fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	return log.Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, sup *supervisor.Supervisor, log zerolog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "ok %s\n", sup.State())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return nil
+}
+
+// elector adapts *election.Election to supervisor.Elector.
+type elector struct{ e *election.Election }
+
+func (e elector) NewSession(ctx context.Context) (supervisor.Session, error) {
+	s, err := e.e.NewSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (e elector) Watermark(ctx context.Context) ([]byte, error) { return e.e.Watermark(ctx) }

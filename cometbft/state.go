@@ -1,0 +1,146 @@
+package cometbft
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// SignState is the height/round/step part of a FilePV sign state: what a
+// validator signed last. It is also the watermark published to Consul.
+type SignState struct {
+	Height int64
+	Round  int32
+	Step   int8
+}
+
+// Less orders sign states the way CometBFT's CheckHRS does.
+func (s SignState) Less(o SignState) bool {
+	if s.Height != o.Height {
+		return s.Height < o.Height
+	}
+	if s.Round != o.Round {
+		return s.Round < o.Round
+	}
+	return s.Step < o.Step
+}
+
+// maxState is the greatest of states.
+func maxState(states ...SignState) SignState {
+	var m SignState
+	for _, s := range states {
+		if m.Less(s) {
+			m = s
+		}
+	}
+	return m
+}
+
+// blockHeight is a state past every vote and proposal at height h: with it
+// the signer refuses anything at h and signs again from h+1.
+func blockHeight(h int64) SignState {
+	return SignState{Height: h, Round: math.MaxInt32, Step: 3}
+}
+
+// stateJSON is priv_validator_state.json (height as a string, as cmtjson
+// writes int64). Signature and sign bytes are dropped: without them the
+// signer refuses the same height/round/step too.
+type stateJSON struct {
+	Height string `json:"height"`
+	Round  int32  `json:"round"`
+	Step   int8   `json:"step"`
+}
+
+// MarshalJSON writes the FilePV state format.
+func (s SignState) MarshalJSON() ([]byte, error) {
+	return json.Marshal(stateJSON{Height: strconv.FormatInt(s.Height, 10), Round: s.Round, Step: s.Step})
+}
+
+// UnmarshalJSON reads the FilePV state format (extra fields ignored).
+func (s *SignState) UnmarshalJSON(b []byte) error {
+	var j stateJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	h, err := strconv.ParseInt(j.Height, 10, 64)
+	if err != nil {
+		return fmt.Errorf("height %q: %w", j.Height, err)
+	}
+	if h < 0 || j.Step < 0 || j.Step > 3 || j.Round < 0 {
+		return fmt.Errorf("sign state out of range: height %d round %d step %d", h, j.Round, j.Step)
+	}
+	*s = SignState{Height: h, Round: j.Round, Step: j.Step}
+	return nil
+}
+
+// readState reads a sign-state file; a missing file is the zero state.
+func readState(path string) (SignState, error) {
+	var s SignState
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("sign state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// writeState persists s at path: temp file, fsync, rename, fsync dir.
+func writeState(path string, s SignState) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, data, 0o600)
+}
+
+// writeAtomic writes data to path so that a crash leaves either the old or
+// the new content: temp file in the same directory, fsync, rename, fsync
+// the directory (persist before acting).
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

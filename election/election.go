@@ -1,0 +1,132 @@
+package election
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Election is one replica's handle on the election of one validator. It is
+// safe for concurrent use.
+type Election struct {
+	cfg          Config
+	lockKey      string
+	watermarkKey string
+}
+
+// LeaderInfo is what the lock key holds while a replica leads, encoded as
+// JSON {"replica":..,"hostname":..,"since":RFC 3339 with nanoseconds}.
+type LeaderInfo struct {
+	ReplicaID string    `json:"replica"`
+	Hostname  string    `json:"hostname"`
+	Since     time.Time `json:"since"`
+	// Session is the Consul session holding the lock (not in the JSON).
+	Session string `json:"-"`
+}
+
+// New checks cfg, fills in its defaults and returns the Election. Unsafe
+// timing (S6) is refused with an error wrapping ErrUnsafeTiming that names
+// the numbers.
+func New(cfg Config) (*Election, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	prefix := "valguard/" + cfg.ValidatorID + "/"
+	return &Election{cfg: cfg, lockKey: prefix + "leader", watermarkKey: prefix + "watermark"}, nil
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (e *Election) Config() Config { return e.cfg }
+
+// LockKey is the Consul key whose holder is the leader.
+func (e *Election) LockKey() string { return e.lockKey }
+
+// WatermarkKey is the Consul key the leader publishes its watermark to.
+func (e *Election) WatermarkKey() string { return e.watermarkKey }
+
+func (e *Election) now() time.Time { return e.cfg.Now() }
+
+// consulError reports a failed Consul call to the OnConsulError hook.
+func (e *Election) consulError(err error) {
+	if e.cfg.OnConsulError != nil {
+		e.cfg.OnConsulError(err)
+	}
+}
+
+// Leader reads the lock key with a consistent read and returns who holds
+// it, or nil, nil when no session does. The answer may be outdated as soon
+// as it is returned; it decides nothing for this replica.
+func (e *Election) Leader(ctx context.Context) (*LeaderInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	pair, err := e.get(ctx, e.lockKey)
+	if err != nil {
+		return nil, err
+	}
+	if pair == nil || pair.Session == "" {
+		return nil, nil
+	}
+	var info LeaderInfo
+	if err := json.Unmarshal(pair.Value, &info); err != nil {
+		return nil, fmt.Errorf("lock key %s held by session %s has an unreadable value %q: %w",
+			e.lockKey, pair.Session, pair.Value, err)
+	}
+	info.Session = pair.Session
+	return &info, nil
+}
+
+// Watermark reads the watermark key with a consistent read; nil, nil when
+// the key does not exist.
+func (e *Election) Watermark(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	pair, err := e.get(ctx, e.watermarkKey)
+	if err != nil || pair == nil {
+		return nil, err
+	}
+	if pair.Value == nil {
+		return []byte{}, nil
+	}
+	return pair.Value, nil
+}
+
+// get is a consistent, non-blocking read of key.
+func (e *Election) get(ctx context.Context, key string) (*api.KVPair, error) {
+	q := &api.QueryOptions{RequireConsistent: true}
+	pair, _, err := e.cfg.Client.KV().Get(key, q.WithContext(ctx))
+	if err != nil {
+		err = fmt.Errorf("read %s: %w", key, err)
+		e.consulError(err)
+		return nil, err
+	}
+	return pair, nil
+}
+
+// NewSession creates a TTL-only Consul session (no health checks, behavior
+// "delete", the configured lock-delay) and starts its renew loop. The
+// local lease deadline starts from the moment the create request was
+// sent. ctx bounds only the creation; the session lives until Close or
+// Done. A create whose answer is lost may leave a session on the server,
+// which expires on its own after its TTL.
+func (e *Election) NewSession(ctx context.Context) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	sent := e.now()
+	entry := &api.SessionEntry{
+		Name:      "valguard/" + e.cfg.ValidatorID + "/" + e.cfg.ReplicaID,
+		TTL:       e.cfg.TTL.String(),
+		Behavior:  api.SessionBehaviorDelete,
+		LockDelay: e.cfg.LockDelay, // never zero: the api would omit it and Consul default to 15s
+	}
+	id, _, err := e.cfg.Client.Session().CreateNoChecks(entry, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		err = fmt.Errorf("create consul session: %w", err)
+		e.consulError(err)
+		return nil, err
+	}
+	return startSession(e, id, sent), nil
+}
