@@ -81,9 +81,11 @@ func TestLateRenewDoesNotReopenLease(t *testing.T) {
 	}
 
 	// A renew answered after the deadline passed, before the timer fired.
-	s2 := startSession(e, "no-such-session", time.Now().Add(-e.cfg.TTL))
+	s2 := startSession(e, "no-such-session", time.Now())
 	s2.mu.Lock()
-	s2.timer.Stop() // hold the timer back
+	s2.timer.Stop()
+	s2.gen++ // a timer callback already on its way is ignored
+	s2.deadline = time.Now().Add(-time.Millisecond)
 	s2.mu.Unlock()
 	if s2.renewed(time.Now()) {
 		t.Fatal("renewed() extended a lease whose deadline had passed")
