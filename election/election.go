@@ -50,8 +50,15 @@ func (e *Election) WatermarkKey() string { return e.watermarkKey }
 
 func (e *Election) now() time.Time { return e.cfg.Now() }
 
-// consulError reports a failed Consul call to the OnConsulError hook.
-func (e *Election) consulError(err error) {
+// consulError reports a failed Consul call to the OnConsulError hook,
+// unless one of the callers' contexts ended: then the call was abandoned,
+// not failed by Consul.
+func (e *Election) consulError(err error, callers ...context.Context) {
+	for _, ctx := range callers {
+		if ctx.Err() != nil {
+			return
+		}
+	}
 	if e.cfg.OnConsulError != nil {
 		e.cfg.OnConsulError(err)
 	}
@@ -61,10 +68,11 @@ func (e *Election) consulError(err error) {
 // it, or nil, nil when no session does. The answer may be outdated as soon
 // as it is returned; it decides nothing for this replica.
 func (e *Election) Leader(ctx context.Context) (*LeaderInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
-	pair, err := e.get(ctx, e.lockKey)
+	pair, err := e.get(cctx, e.lockKey)
 	if err != nil {
+		e.consulError(err, ctx)
 		return nil, err
 	}
 	if pair == nil || pair.Session == "" {
@@ -82,11 +90,15 @@ func (e *Election) Leader(ctx context.Context) (*LeaderInfo, error) {
 // Watermark reads the watermark key with a consistent read; nil, nil when
 // the key does not exist.
 func (e *Election) Watermark(ctx context.Context) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
-	pair, err := e.get(ctx, e.watermarkKey)
-	if err != nil || pair == nil {
+	pair, err := e.get(cctx, e.watermarkKey)
+	if err != nil {
+		e.consulError(err, ctx)
 		return nil, err
+	}
+	if pair == nil {
+		return nil, nil
 	}
 	if pair.Value == nil {
 		return []byte{}, nil
@@ -94,14 +106,13 @@ func (e *Election) Watermark(ctx context.Context) ([]byte, error) {
 	return pair.Value, nil
 }
 
-// get is a consistent, non-blocking read of key.
+// get is a consistent, non-blocking read of key. The caller reports
+// errors.
 func (e *Election) get(ctx context.Context, key string) (*api.KVPair, error) {
 	q := &api.QueryOptions{RequireConsistent: true}
 	pair, _, err := e.cfg.Client.KV().Get(key, q.WithContext(ctx))
 	if err != nil {
-		err = fmt.Errorf("read %s: %w", key, err)
-		e.consulError(err)
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	return pair, nil
 }
@@ -113,7 +124,7 @@ func (e *Election) get(ctx context.Context, key string) (*api.KVPair, error) {
 // Done. A create whose answer is lost may leave a session on the server,
 // which expires on its own after its TTL.
 func (e *Election) NewSession(ctx context.Context) (*Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
 	sent := e.now()
 	entry := &api.SessionEntry{
@@ -122,10 +133,10 @@ func (e *Election) NewSession(ctx context.Context) (*Session, error) {
 		Behavior:  api.SessionBehaviorDelete,
 		LockDelay: e.cfg.LockDelay, // never zero: the api would omit it and Consul default to 15s
 	}
-	id, _, err := e.cfg.Client.Session().CreateNoChecks(entry, (&api.WriteOptions{}).WithContext(ctx))
+	id, _, err := e.cfg.Client.Session().CreateNoChecks(entry, (&api.WriteOptions{}).WithContext(cctx))
 	if err != nil {
 		err = fmt.Errorf("create consul session: %w", err)
-		e.consulError(err)
+		e.consulError(err, ctx)
 		return nil, err
 	}
 	return startSession(e, id, sent), nil

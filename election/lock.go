@@ -71,15 +71,14 @@ func (s *Session) watch(ctx context.Context, index uint64) (*api.KVPair, uint64,
 	cfg := s.e.cfg
 	wait := min(cfg.TTL, maxWait)
 	// Consul adds up to wait/16 of jitter to a blocking query.
-	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+cfg.CallTimeout)
+	qctx, cancel := context.WithTimeout(ctx, wait+wait/16+cfg.CallTimeout)
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()
 	q := &api.QueryOptions{WaitIndex: index, WaitTime: wait, RequireConsistent: true}
-	pair, meta, err := cfg.Client.KV().Get(s.e.lockKey, q.WithContext(ctx))
+	pair, meta, err := cfg.Client.KV().Get(s.e.lockKey, q.WithContext(qctx))
 	if err != nil {
-		if s.ctx.Err() == nil && ctx.Err() == nil {
-			s.e.consulError(fmt.Errorf("watch %s: %w", s.e.lockKey, err))
-		}
+		err = fmt.Errorf("watch %s: %w", s.e.lockKey, err)
+		s.e.consulError(err, ctx, s.ctx)
 		return nil, 0, err
 	}
 	next := meta.LastIndex
@@ -96,16 +95,16 @@ func (s *Session) take(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel, err := s.leaseCtx(ctx)
+	lctx, cancel, err := s.leaseCtx(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer cancel()
 	pair := &api.KVPair{Key: s.e.lockKey, Value: value, Session: s.id}
-	ok, _, err := cfg.Client.KV().Acquire(pair, (&api.WriteOptions{}).WithContext(ctx))
+	ok, _, err := cfg.Client.KV().Acquire(pair, (&api.WriteOptions{}).WithContext(lctx))
 	if err != nil {
 		err = fmt.Errorf("acquire %s: %w", s.e.lockKey, err)
-		s.e.consulError(err)
+		s.e.consulError(err, ctx, s.ctx)
 		return false, err
 	}
 	if ok {
@@ -146,7 +145,7 @@ func (s *Session) pause(ctx context.Context, d time.Duration) error {
 // Done with ErrLockTaken too), and with the session's Err once Done is
 // closed.
 func (s *Session) Publish(ctx context.Context, value []byte) error {
-	ctx, cancel, err := s.leaseCtx(ctx)
+	lctx, cancel, err := s.leaseCtx(ctx)
 	if err != nil {
 		return fmt.Errorf("publish watermark: %w", err)
 	}
@@ -155,7 +154,7 @@ func (s *Session) Publish(ctx context.Context, value []byte) error {
 		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.e.lockKey, Session: s.id}},
 		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.e.watermarkKey, Value: value}},
 	}
-	if err := s.txn(ctx, ops); err != nil {
+	if err := s.txn(lctx, ops, ctx, s.ctx); err != nil {
 		if errors.Is(err, ErrLockTaken) && s.Leader() {
 			s.fail(ErrLockTaken)
 		}
@@ -198,7 +197,7 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 	}
 	ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: s.e.lockKey, Session: s.id, Value: value}})
 	cctx, cancel := context.WithTimeout(ctx, s.e.cfg.CallTimeout)
-	err := s.txn(cctx, ops)
+	err := s.txn(cctx, ops, ctx)
 	cancel()
 	switch {
 	case err == nil:
@@ -214,7 +213,7 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 	defer cancel()
 	if _, err := s.e.cfg.Client.Session().Destroy(s.id, (&api.WriteOptions{}).WithContext(cctx)); err != nil {
 		err = fmt.Errorf("destroy session %s: %w", s.id, err)
-		s.e.consulError(err)
+		s.e.consulError(err, ctx)
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -222,12 +221,13 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 
 // txn runs ops; a rolled-back transaction is an error wrapping
 // ErrLockTaken (every transaction here starts with the session check),
-// with Consul's reasons.
-func (s *Session) txn(ctx context.Context, ops api.TxnOps) error {
+// with Consul's reasons. Call errors are reported unless a caller's context
+// ended.
+func (s *Session) txn(ctx context.Context, ops api.TxnOps, callers ...context.Context) error {
 	ok, resp, _, err := s.e.cfg.Client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		err = fmt.Errorf("consul transaction: %w", err)
-		s.e.consulError(err)
+		s.e.consulError(err, callers...)
 		return err
 	}
 	if ok {

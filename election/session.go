@@ -192,7 +192,7 @@ func (s *Session) renewLoop(created time.Time) {
 			if s.ctx.Err() != nil {
 				return
 			}
-			s.e.consulError(fmt.Errorf("renew session %s: %w", s.id, err))
+			s.e.consulError(fmt.Errorf("renew session %s: %w", s.id, err), s.ctx)
 			next = s.e.now().Add(min(retryInterval, cfg.RenewInterval))
 			continue
 		case entry == nil:
@@ -222,7 +222,8 @@ func (s *Session) checkLock() {
 	defer cancel()
 	pair, err := s.e.get(ctx, s.e.lockKey)
 	if err != nil {
-		return // reported by get
+		s.e.consulError(err, s.ctx)
+		return
 	}
 	if pair == nil || pair.Session != s.id {
 		s.fail(ErrLockTaken)

@@ -62,6 +62,7 @@ func (f *fence) close() { close(f.stop) }
 // the watermark, stop the voter node, prepare the validator role (S8),
 // start the validator node under the fence.
 func (s *Supervisor) promote(ctx context.Context) (State, string) {
+	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	// The fence lives until release, so it also covers the voter being
 	// stopped here and a validator being stopped on shutdown or step-down.
 	f := s.startFence(s.sess)

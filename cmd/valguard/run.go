@@ -29,7 +29,9 @@ import (
 // Consul may expire the session (S4, S6).
 const killMargin = time.Second
 
-func env(name string) []string { return []string{"VALGUARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))} }
+func env(name string) []string {
+	return []string{"VALGUARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
 
 func runCommand() *cli.Command {
 	flags := []cli.Flag{
@@ -172,6 +174,7 @@ func newLogger(c *cli.Context) (zerolog.Logger, error) {
 			format = "console"
 		}
 	}
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	var log zerolog.Logger
 	switch format {
 	case "json":

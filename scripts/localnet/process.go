@@ -37,6 +37,19 @@ type Process struct {
 // Go process; it covers a crashed test binary, not every exit path. Callers
 // still stop their processes, e.g. in t.Cleanup.
 func (n *Net) StartNode(ctx context.Context, home, logPath string, extraArgs ...string) (*Process, error) {
+	args := append([]string{"start", "--home", home}, extraArgs...)
+	p, err := StartProcess(ctx, logPath, nil, n.Binary, args...)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: start node %s: %w", home, err)
+	}
+	return p, nil
+}
+
+// StartProcess runs bin with args (and env added to ours) in its own
+// process group, with stdout and stderr appended to logPath (its directory
+// is created). It is stopped (SIGTERM, then SIGKILL after
+// DefaultStopTimeout) when ctx is done, and always reaped.
+func StartProcess(ctx context.Context, logPath string, env []string, bin string, args ...string) (*Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -48,13 +61,15 @@ func (n *Net) StartNode(ctx context.Context, home, logPath string, extraArgs ...
 		return nil, err
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	args := append([]string{"start", "--home", home}, extraArgs...)
-	cmd := exec.Command(n.Binary, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("localnet: start node %s: %w", home, err)
+		return nil, err
 	}
 	p := &Process{Cmd: cmd, PID: cmd.Process.Pid, LogPath: logPath, done: make(chan struct{})}
 	go func() {

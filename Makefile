@@ -1,0 +1,41 @@
+# The few commands people run. Test dependencies (Consul, CometBFT) are
+# installed into ${XDG_CACHE_HOME:-~/.cache}/valguard/bin on first use.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN     := bin/valguard
+DEPS     = $(shell bash scripts/install-deps.sh | tail -n 1)
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: build test lint demo bench deps clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/valguard
+
+deps:
+	bash scripts/install-deps.sh
+
+# All tests: unit, integration against a real Consul, end-to-end on a real
+# CometBFT localnet.
+test:
+	bash scripts/install-deps.sh >/dev/null
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: run gofmt -w on the files above"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Consul + a 4-validator CometBFT localnet + two replicas; kills the leader
+# and prints the failover timeline.
+demo: build
+	bash scripts/install-deps.sh >/dev/null
+	$(GO) run ./scripts/demo --valguard $(BIN)
+
+# N crash and N graceful failovers; prints min/median/max figures.
+bench: build
+	bash scripts/install-deps.sh >/dev/null
+	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-5}
+
+clean:
+	rm -rf bin

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	"github.com/cometbft/cometbft/types"
+
+	"github.com/valguard/valguard/scripts/localnet"
+)
+
+type demoEnv struct {
+	dir      string
+	valguard string
+	consul   *localnet.Consul
+	net      *localnet.Net
+	nodes    []*localnet.Process
+	replicas []*replica
+	rpc      string
+	start    time.Time
+	idle     struct {
+		rssMB, cpuPct float64
+		window        time.Duration
+	}
+}
+
+func (e *demoEnv) say(format string, args ...any) {
+	fmt.Printf("[%6.1fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func setUp(ctx context.Context, dir, valguard string) (*demoEnv, error) {
+	e := &demoEnv{dir: dir, valguard: valguard, start: time.Now()}
+	consulBin, err := localnet.ConsulBinary()
+	if err != nil {
+		return e, err
+	}
+	cometBin, err := localnet.CometBFTBinary()
+	if err != nil {
+		return e, err
+	}
+	if e.consul, err = localnet.StartConsul(ctx, consulBin, filepath.Join(dir, "consul")); err != nil {
+		return e, err
+	}
+	e.say("consul agent on %s", e.consul.Addr)
+	if e.net, err = localnet.Create(ctx, localnet.Config{Dir: filepath.Join(dir, "chain"), Binary: cometBin}); err != nil {
+		return e, err
+	}
+	if e.nodes, err = e.net.StartValidators(ctx, filepath.Join(dir, "logs")); err != nil {
+		return e, err
+	}
+	e.rpc = e.net.RPC(e.net.Homes[0])
+	e.say("CometBFT localnet: validators 0-2 running, validator 3 (%s, power 10 of 40) held by replicas a and b", short(e.net.HAAddress))
+	if err := localnet.WaitHeight(ctx, e.rpc, 2); err != nil {
+		return e, err
+	}
+	for i, id := range []string{"a", "b"} {
+		r, err := e.newReplica(id, i)
+		if err != nil {
+			return e, err
+		}
+		e.replicas = append(e.replicas, r)
+	}
+	for _, r := range e.replicas {
+		if err := r.start(ctx); err != nil {
+			return e, err
+		}
+	}
+	e.say("replicas started: valguard run --node-home <replica home> --validator-key %s (logs in %s)", e.net.ValidatorKey, filepath.Join(dir, "logs"))
+	return e, nil
+}
+
+// tearDown stops valguard first (it stops its node, then releases), then
+// the validators and Consul.
+func (e *demoEnv) tearDown() {
+	for _, r := range e.replicas {
+		if r.p != nil {
+			_ = r.p.Stop(20 * time.Second)
+		}
+	}
+	for _, n := range e.nodes {
+		_ = n.Stop(5 * time.Second)
+	}
+	if e.consul != nil {
+		_ = e.consul.Stop(5 * time.Second)
+	}
+}
+
+type replica struct {
+	e       *demoEnv
+	id      string
+	args    []string
+	logPath string
+	metrics string
+	p       *localnet.Process
+}
+
+func (e *demoEnv) newReplica(id string, i int) (*replica, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := &replica{e: e, id: id, metrics: addr, logPath: filepath.Join(e.dir, "logs", "valguard-"+id+".log")}
+	r.args = []string{"run", "--replica-id", id, "--node-home", e.net.ReplicaHomes[i], "--node-binary", e.net.Binary,
+		"--validator-key", e.net.ValidatorKey, "--consul-url", "http://" + e.consul.Addr,
+		"--metrics-addr", addr, "--log-format", "json"}
+	return r, nil
+}
+
+func (r *replica) start(ctx context.Context) error {
+	p, err := localnet.StartProcess(ctx, r.logPath, nil, r.e.valguard, r.args...)
+	r.p = p
+	return err
+}
+
+func (r *replica) state() string {
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if s, ok := strings.CutPrefix(sc.Text(), `valguard_state{state="`); ok && strings.HasSuffix(s, `"} 1`) {
+			return strings.TrimSuffix(s, `"} 1`)
+		}
+	}
+	return ""
+}
+
+func (r *replica) waitState(ctx context.Context, want string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if r.state() == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("replica %s not %s within %s (log: %s)", r.id, want, d, r.logPath)
+}
+
+// event is the time of the first log event with message msg (and, if
+// role is set, that role) after t.
+func (r *replica) event(msg, role string, after time.Time) (time.Time, bool) {
+	f, err := os.Open(r.logPath)
+	if err != nil {
+		return time.Time{}, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Message string    `json:"message"`
+			Role    string    `json:"role"`
+			Time    time.Time `json:"time"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Message != msg || (role != "" && ev.Role != role) {
+			continue
+		}
+		if ev.Time.After(after) {
+			return ev.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// leaderAndStandby waits until one replica validates and the other votes.
+func (e *demoEnv) leaderAndStandby(ctx context.Context) (*replica, *replica, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		a, b := e.replicas[0], e.replicas[1]
+		sa, sb := a.state(), b.state()
+		switch {
+		case sa == "Validating" && sb == "Voting":
+			return a, b, nil
+		case sb == "Validating" && sa == "Voting":
+			return b, a, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil, nil, errors.New("no leader and standby within 2m; see the logs")
+}
+
+func (e *demoEnv) activeValidator() string {
+	out, _ := exec.Command(e.valguard, "active-validator", "--consul-url", "http://"+e.consul.Addr,
+		"--validator-key", e.net.ValidatorKey).CombinedOutput()
+	return strings.TrimSpace(string(out))
+}
+
+// signature is when the HA validator signed height h (its commit-signature
+// timestamp), if it did.
+func (e *demoEnv) signature(ctx context.Context, c *rpchttp.HTTP, h int64) (time.Time, bool) {
+	res, err := c.Commit(ctx, &h)
+	if err != nil || res.Commit == nil {
+		return time.Time{}, false
+	}
+	for _, s := range res.Commit.Signatures {
+		if s.BlockIDFlag == types.BlockIDFlagCommit && strings.EqualFold(s.ValidatorAddress.String(), e.net.HAAddress) {
+			return s.Timestamp, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// firstSigned waits for the HA validator's first signature above height
+// after and returns its height and time.
+func (e *demoEnv) firstSigned(ctx context.Context, after int64, d time.Duration) (signed, error) {
+	c, err := rpchttp.New(e.rpc, "/websocket")
+	if err != nil {
+		return signed{}, err
+	}
+	deadline := time.Now().Add(d)
+	next := after + 1
+	for time.Now().Before(deadline) {
+		h, err := localnet.Height(ctx, e.rpc)
+		for ; err == nil && next < h; next++ { // commit of next is final once h > next
+			if t, ok := e.signature(ctx, c, next); ok {
+				return signed{height: next, at: t}, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return signed{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return signed{}, fmt.Errorf("validator signed nothing above height %d within %s", after, d)
+}
+
+type signed struct {
+	height int64
+	at     time.Time
+}
+
+// measureIdle samples the leader's valguard RSS and CPU over a window.
+func (e *demoEnv) measureIdle(r *replica) error {
+	const window = 10 * time.Second
+	pid := strconv.Itoa(r.p.PID)
+	cpu := func() (float64, error) {
+		data, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		return (u + s) / 100, nil // USER_HZ is 100 on Linux
+	}
+	c0, err := cpu()
+	if err != nil {
+		return err
+	}
+	time.Sleep(window)
+	c1, err := cpu()
+	if err != nil {
+		return err
+	}
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			e.idle.rssMB = kb / 1024
+		}
+	}
+	e.idle.cpuPct = (c1 - c0) / window.Seconds() * 100
+	e.idle.window = window
+	e.say("valguard %s while Validating: RSS %.1f MB, CPU %.2f%% of a core", r.id, e.idle.rssMB, e.idle.cpuPct)
+	return nil
+}
+
+// checkSafety is the double-sign check: no evidence on chain, no
+// conflicting votes in any node log, power unchanged.
+func (e *demoEnv) checkSafety(ctx context.Context) error {
+	h, err := localnet.Height(ctx, e.rpc)
+	if err != nil {
+		return err
+	}
+	ev, err := localnet.DuplicateVoteEvidence(ctx, e.rpc, 1, h)
+	if err != nil {
+		return err
+	}
+	logs, _ := filepath.Glob(filepath.Join(e.dir, "logs", "*.log"))
+	lines, err := localnet.ConflictingVoteLines(logs...)
+	if err != nil {
+		return err
+	}
+	power, err := localnet.Power(ctx, e.rpc, e.net.HAAddress)
+	if err != nil {
+		return err
+	}
+	e.say("evidence check, heights 1..%d: %d DuplicateVoteEvidence, %d conflicting-vote log lines, validator power %d", h, len(ev), len(lines), power)
+	if len(ev) > 0 || len(lines) > 0 || power != 10 {
+		return fmt.Errorf("DOUBLE SIGN: evidence %v; log lines %v", ev, lines)
+	}
+	return nil
+}
+
+
+func (r *replica) eachEvent(f func(map[string]any)) {
+	file, err := os.Open(r.logPath)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["message"] != nil {
+			f(ev)
+		}
+	}
+}
+
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z"
+}
