@@ -320,7 +320,6 @@ func (e *demoEnv) checkSafety(ctx context.Context) error {
 	return nil
 }
 
-
 func (r *replica) eachEvent(f func(map[string]any)) {
 	file, err := os.Open(r.logPath)
 	if err != nil {
