@@ -80,6 +80,8 @@ func isExecutable(p string) bool {
 type Agent struct {
 	// Addr is the host:port of the agent's HTTP API.
 	Addr string
+	// Node is the agent's node name.
+	Node string
 	// LogPath is the file that holds the agent's output.
 	LogPath string
 
@@ -90,7 +92,8 @@ type Agent struct {
 }
 
 // Start starts a dev-mode agent on free loopback ports, waits (at most
-// StartTimeout) until it has elected itself leader, and registers its stop
+// StartTimeout) until it has elected itself leader and registered its node
+// (so sessions can be created at once), and registers its stop
 // with t.Cleanup. A start that fails, for instance because another process
 // took one of the ports in the meantime, is retried once with new ports.
 func Start(t testing.TB) *Agent {
@@ -122,6 +125,7 @@ func start(t testing.TB, bin string, attempt int) (*Agent, error) {
 	defer logFile.Close() // the child has its own copy of the descriptor
 
 	httpPort := testnet.FreePort(t)
+	node := fmt.Sprintf("consultest-%d", httpPort)
 	port := func(name string) []string {
 		return []string{"-" + name, strconv.Itoa(testnet.FreePort(t))}
 	}
@@ -129,7 +133,7 @@ func start(t testing.TB, bin string, attempt int) (*Agent, error) {
 		"agent", "-dev",
 		"-bind", "127.0.0.1",
 		"-client", "127.0.0.1",
-		"-node", fmt.Sprintf("consultest-%d", httpPort),
+		"-node", node,
 		"-data-dir", filepath.Join(dir, "data"),
 		"-http-port", strconv.Itoa(httpPort),
 		"-grpc-port", "-1",
@@ -150,6 +154,7 @@ func start(t testing.TB, bin string, attempt int) (*Agent, error) {
 	}
 	a := &Agent{
 		Addr:    "127.0.0.1:" + strconv.Itoa(httpPort),
+		Node:    node,
 		LogPath: logPath,
 		cmd:     cmd,
 		exited:  make(chan struct{}),
@@ -165,47 +170,49 @@ func start(t testing.TB, bin string, attempt int) (*Agent, error) {
 	return a, nil
 }
 
-// waitReady polls /v1/status/leader until it names a leader, the agent
-// exits, or timeout passes.
+// waitReady polls the agent until it names a leader and its own node is
+// in the catalog (sessions are bound to a node: before that, creating one
+// fails with "Missing node registration"), the agent exits, or timeout
+// passes.
 func (a *Agent) waitReady(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	url := "http://" + a.Addr + "/v1/status/leader"
+	base := "http://" + a.Addr
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if leader, err := getLeader(ctx, client, url); err == nil && leader != "" {
+		var leader string
+		var node *struct{ Node struct{ Node string } }
+		if getJSON(ctx, client, base+"/v1/status/leader", &leader) == nil && leader != "" &&
+			getJSON(ctx, client, base+"/v1/catalog/node/"+a.Node, &node) == nil && node != nil && node.Node.Node == a.Node {
 			return nil
 		}
 		select {
 		case <-a.exited:
 			return fmt.Errorf("consul agent exited before electing a leader: %v", a.waitErr)
 		case <-ctx.Done():
-			return fmt.Errorf("consul agent on %s elected no leader within %s", a.Addr, timeout)
+			return fmt.Errorf("consul agent on %s not ready (leader elected, node registered) within %s", a.Addr, timeout)
 		case <-tick.C:
 		}
 	}
 }
 
-func getLeader(ctx context.Context, client *http.Client, url string) (string, error) {
+// getJSON decodes the JSON answer to GET url into v.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", err
+		return err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	var leader string
-	if err := json.NewDecoder(resp.Body).Decode(&leader); err != nil {
-		return "", err
-	}
-	return leader, nil
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // Client returns a new API client for the agent.

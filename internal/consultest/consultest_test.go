@@ -15,6 +15,14 @@ func TestStartElectsLeaderAndStops(t *testing.T) {
 	if leader == "" {
 		t.Fatal("agent reports no leader after Start returned")
 	}
+	// Sessions need the agent's node in the catalog: Start waits for it.
+	id, _, err := a.Client(t).Session().CreateNoChecks(nil, nil)
+	if err != nil {
+		t.Fatalf("create a session right after Start: %v", err)
+	}
+	if id == "" {
+		t.Fatal("created session has no ID")
+	}
 	a.Stop()
 	select {
 	case <-a.exited:
