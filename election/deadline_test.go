@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 )
 
 // These tests run the session's lease machinery against an address where
@@ -73,7 +75,7 @@ func TestLateRenewDoesNotReopenLease(t *testing.T) {
 	e := unreachableElection(t, &consulErrors)
 	s := startSession(e, "no-such-session", time.Now())
 	<-s.Done()
-	if s.renewed(time.Now()) {
+	if s.renewed(time.Now(), e.cfg.TTL) {
 		t.Fatal("renewed() accepted a renew after Done")
 	}
 	if !errors.Is(s.Err(), ErrSessionExpired) {
@@ -87,10 +89,28 @@ func TestLateRenewDoesNotReopenLease(t *testing.T) {
 	s2.gen++ // a timer callback already on its way is ignored
 	s2.deadline = time.Now().Add(-time.Millisecond)
 	s2.mu.Unlock()
-	if s2.renewed(time.Now()) {
+	if s2.renewed(time.Now(), e.cfg.TTL) {
 		t.Fatal("renewed() extended a lease whose deadline had passed")
 	}
 	if !errors.Is(s2.Err(), ErrSessionExpired) {
 		t.Fatalf("Err() = %v, want ErrSessionExpired", s2.Err())
+	}
+}
+
+func TestServerTTLOnlyShortensTheLease(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reported string
+		want     time.Duration
+	}{
+		{"10s", 10 * time.Second},
+		{"30s", 10 * time.Second}, // a longer server TTL never lengthens the local lease
+		{"", 10 * time.Second},
+		{"garbage", 10 * time.Second},
+		{"8s", 8 * time.Second},
+	} {
+		if got := serverTTL(&api.SessionEntry{TTL: tc.reported}, 10*time.Second); got != tc.want {
+			t.Errorf("serverTTL(%q) = %s, want %s", tc.reported, got, tc.want)
+		}
 	}
 }

@@ -123,10 +123,11 @@ func (s *Session) expire(gen uint64) {
 	}
 }
 
-// renewed records a successful renew sent at sent. It reports false when
+// renewed records a successful renew sent at sent for a session whose TTL
+// on the server is ttl. It reports false when
 // the session is already finished, or when the old deadline has passed
 // (the timer is about to fire): a late answer never reopens a lease.
-func (s *Session) renewed(sent time.Time) bool {
+func (s *Session) renewed(sent time.Time, ttl time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -136,7 +137,7 @@ func (s *Session) renewed(sent time.Time) bool {
 		s.failLocked(ErrSessionExpired)
 		return false
 	}
-	if d := sent.Add(s.e.cfg.TTL - s.e.cfg.StopMargin); d.After(s.deadline) {
+	if d := sent.Add(ttl - s.e.cfg.StopMargin); d.After(s.deadline) {
 		s.setDeadlineLocked(d)
 	}
 	return true
@@ -198,7 +199,7 @@ func (s *Session) renewLoop(created time.Time) {
 		case entry == nil:
 			s.fail(ErrSessionInvalidated)
 			return
-		case !s.renewed(sent):
+		case !s.renewed(sent, serverTTL(entry, cfg.TTL)):
 			return
 		}
 		if cfg.OnRenew != nil {
@@ -228,4 +229,13 @@ func (s *Session) checkLock() {
 	if pair == nil || pair.Session != s.id {
 		s.fail(ErrLockTaken)
 	}
+}
+
+// serverTTL is the session TTL the server reports in entry, if it is
+// shorter than ours (it never should be: the deadline then follows it).
+func serverTTL(entry *api.SessionEntry, ours time.Duration) time.Duration {
+	if d, err := time.ParseDuration(entry.TTL); err == nil && d > 0 && d < ours {
+		return d
+	}
+	return ours
 }
