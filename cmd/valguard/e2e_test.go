@@ -205,3 +205,7 @@ func TestFailoverEndToEnd(t *testing.T) {
 	c.firstSignedAfter(c.height(), 60*time.Second)
 	c.noDoubleSign(10)
 }
+
+func startConsulOnly(t *testing.T) string {
+	return consultest.Start(t).Addr
+}

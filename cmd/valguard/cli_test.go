@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cmtjson "github.com/cometbft/cometbft/libs/json"
+	"github.com/cometbft/cometbft/privval"
+)
+
+// TestRunRefusesBadInput runs the binary with bad settings: each is refused
+// at once with a message naming the fix, and nothing on disk changes.
+func TestRunRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "config", "config.toml"), []byte("[rpc]\nladdr = \"tcp://127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "priv_validator_key.json")
+	data, err := cmtjson.Marshal(privval.GenFilePV("", "").Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.json")
+	if err := os.WriteFile(garbage, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"run", "--metrics-addr", "", "--node-binary", "true", "--consul-url", "http://127.0.0.1:1"}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown node", []string{"--node", "solana", "--node-home", home, "--validator-key", key}, "unknown node type"},
+		{"ttl below consul's minimum", []string{"--node-home", home, "--validator-key", key, "--session-ttl", "5s"}, "TTL"},
+		{"unsafe timing", []string{"--node-home", home, "--validator-key", key, "--kill-timeout", "8s"}, "unsafe timing"},
+		{"missing key", []string{"--node-home", home, "--validator-key", filepath.Join(dir, "nope.json")}, "no such file: check --validator-key"},
+		{"not a cometbft key", []string{"--node-home", home, "--validator-key", garbage}, "is not a CometBFT priv_validator_key.json"},
+		{"no config.toml", []string{"--node-home", dir, "--validator-key", key}, "has no config/config.toml"},
+		{"no key at all", []string{"--node-home", home}, "no validator key"},
+		{"bad log format", []string{"--node-home", home, "--validator-key", key, "--log-format", "xml"}, "--log-format"},
+		{"bad consul url", []string{"--node-home", home, "--validator-key", key, "--consul-url", "ftp://x"}, "--consul-url"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(valguardBin, append(base, tc.args...)...)
+			cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY=")
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("valguard accepted it:\n%s", out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("output does not say %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(string(out), "panic") {
+				t.Fatalf("panic:\n%s", out)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(key); string(b) != string(data) {
+		t.Fatal("validator key changed")
+	}
+}
+
+func TestActiveValidatorWithoutLeaderExitsOne(t *testing.T) {
+	agent := startConsulOnly(t)
+	cmd := exec.Command(valguardBin, "active-validator", "--validator-id", "NOBODY", "--consul-url", "http://"+agent)
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "no active validator") {
+		t.Fatalf("output:\n%s", out)
+	}
+}
