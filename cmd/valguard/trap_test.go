@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valguard/valguard/scripts/localnet"
+)
+
+// TestStaleSignStateTrap sets the trap of FACTS.md on purpose: validator 3
+// holds 20 of 50 (≥ 1/3) of the power, so a restarted node of it skips
+// block sync and, with a stale priv_validator_state.json, re-signs the
+// heights it already signed. The validator first signs from replica home 0
+// without valguard; that node is stopped (the chain halts without it), the
+// home is left with the key still linked and a fresh state file, and valguard
+// is started on it. valguard must unlink the key, sync as a voter, raise the
+// state before signing (S8), and bring the chain back with no conflicting
+// vote.
+func TestStaleSignStateTrap(t *testing.T) {
+	c := startChain(t, []int64{10, 10, 10, 20})
+	ctx := t.Context()
+	home := c.net.ReplicaHomes[0]
+	link := filepath.Join(home, "config", "priv_validator_key.json")
+	if err := os.Rename(link, link+".init"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(c.net.ValidatorKey, link); err != nil {
+		t.Fatal(err)
+	}
+	direct := filepath.Join(c.dir, "direct-node.log")
+	c.logs = append(c.logs, direct)
+	p, err := c.net.StartNode(ctx, home, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := localnet.WaitHeight(ctx, c.rpc, 12); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	halted := c.height()
+	// The trap: a fresh sign state where the validator signed up to halted+1.
+	state := filepath.Join(home, "data", "priv_validator_state.json")
+	if err := os.WriteFile(state, []byte(`{"height":"0","round":0,"step":0}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	r := c.replica("a", 0, "--max-block-age", "0")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(r.logPath)
+			_ = os.WriteFile("/tmp/trap-replica.log", b, 0o644)
+		}
+	})
+	r.start()
+	r.waitState("Validating", 2*time.Minute)
+	// The validator node replays its own earlier vote from the WAL and tries
+	// to sign again at the halt height: the raised state must refuse it.
+	if !within(ctx, 60*time.Second, func() bool { return strings.Contains(tailFile(r.logPath, 5000), "failed signing vote") }) {
+		t.Fatalf("the validator node never tried to re-sign; the trap was not armed:\n%s", tailFile(r.logPath, 40))
+	}
+	var raised float64
+	for _, ev := range r.events() {
+		if ev["message"] == "sign state raised" {
+			raised, _ = ev["height"].(float64)
+			t.Logf("sign state raised to height %v round %v (observed %v)", ev["height"], ev["round"], ev["observed"])
+			break
+		}
+	}
+	if int64(raised) <= halted {
+		t.Fatalf("sign state raised to %v, not above the halt height %d", raised, halted)
+	}
+	c.noDoubleSign(20)
+	// Not asserted: that the chain moves on. The old signer died in the
+	// middle of height halted+1 holding ≥ 1/3 of the power, so the others wait
+	// for its vote in that round; a new signer cannot know whether that vote
+	// was cast, and signing it blindly could double-sign. See the README.
+	t.Logf("chain halted at %d; valguard's validator refused to re-sign (height now %d)", halted, c.height())
+}
+
+func tailLines(path string) []string { return strings.Split(tailFile(path, 20), "\n") }
