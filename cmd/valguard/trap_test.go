@@ -81,5 +81,3 @@ func TestStaleSignStateTrap(t *testing.T) {
 	// was cast, and signing it blindly could double-sign. See the README.
 	t.Logf("chain halted at %d; valguard's validator refused to re-sign (height now %d)", halted, c.height())
 }
-
-func tailLines(path string) []string { return strings.Split(tailFile(path, 20), "\n") }
