@@ -43,15 +43,8 @@ type Node struct {
 	rpc  *rpchttp.HTTP
 	seen atomic.Int64 // highest committed height this replica observed
 
-	mu    sync.Mutex
-	role  supervisor.Role // role last prepared
-	round roundSeen       // consensus round observed at the height after seen
-}
-
-// roundSeen is the consensus height and round the node was in, last read.
-type roundSeen struct {
-	height int64
-	round  int32
+	mu   sync.Mutex
+	role supervisor.Role // role last prepared
 }
 
 var _ supervisor.Node = (*Node)(nil)
@@ -162,7 +155,7 @@ func (n *Node) prepareValidator(last SignState, watermark []byte) error {
 	if seen == 0 {
 		return errors.New("no committed height observed yet: refusing to start the validator without one (S8)")
 	}
-	raised := maxState(last, wm, n.floor(seen))
+	raised := maxState(last, wm, blockHeight(seen+1))
 	// Persist before acting: the raised state is on disk before the key is.
 	if err := writeState(n.p.vstate, raised); err != nil {
 		return fmt.Errorf("write %s: %w", n.p.vstate, err)
@@ -179,23 +172,6 @@ func (n *Node) prepareValidator(last SignState, watermark []byte) error {
 	n.logOutcome(out)
 	n.setRole(supervisor.RoleValidator)
 	return nil
-}
-
-// floor is the least sign state a new leader may start from, given the
-// latest committed height seen: every vote of the next height up to the
-// consensus round this node saw there is blocked. When that round is not
-// known the whole next height is blocked. A previous leader that crashed
-// signed nothing since it was fenced off (at least a TTL and a lock-delay
-// ago), so it cannot be ahead of the rounds seen since; one that handed over
-// published its exact final state, which the watermark carries.
-func (n *Node) floor(seen int64) SignState {
-	n.mu.Lock()
-	r := n.round
-	n.mu.Unlock()
-	if r.height == seen+1 {
-		return SignState{Height: seen + 1, Round: r.round, Step: 3}
-	}
-	return blockHeight(seen + 1)
 }
 
 // saveValidatorState merges the sign-state file into the validator state we
@@ -260,34 +236,9 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 			break
 		}
 	}
-	n.readRound(ctx, st.Height)
 	fresh := n.cfg.MaxBlockAge < 0 || time.Since(si.LatestBlockTime) <= n.cfg.MaxBlockAge
 	st.Synced = !si.CatchingUp && st.Height > 0 && fresh
 	return st, nil
-}
-
-// readRound records the consensus round the node is in at height h+1
-// (best effort: without it the whole next height is blocked).
-func (n *Node) readRound(ctx context.Context, h int64) {
-	res, err := n.rpc.ConsensusState(ctx)
-	if err != nil {
-		return
-	}
-	var rs struct {
-		HRS string `json:"height/round/step"`
-	}
-	if json.Unmarshal(res.RoundState, &rs) != nil {
-		return
-	}
-	var height int64
-	var round int32
-	var step int
-	if _, err := fmt.Sscanf(rs.HRS, "%d/%d/%d", &height, &round, &step); err != nil || height != h+1 {
-		return
-	}
-	n.mu.Lock()
-	n.round = roundSeen{height: height, round: round}
-	n.mu.Unlock()
 }
 
 // Watermark implements supervisor.Node: the validator's sign state, from the

@@ -143,25 +143,20 @@ func TestPrepareValidatorRaisesSignState(t *testing.T) {
 	cases := []struct {
 		name      string
 		seen      int64
-		round     *roundSeen
 		last      SignState // the validator state this replica kept
 		onDisk    string    // the state file found in the node home
 		watermark string
 		want      SignState
 	}{
-		{"fresh state: next height blocked", 100, nil, SignState{}, `{"height":"0","round":0,"step":0}`, "",
+		{"fresh state: next height blocked", 100, SignState{}, `{"height":"0","round":0,"step":0}`, "",
 			SignState{101, math.MaxInt32, 3}},
-		{"round seen at the next height", 100, &roundSeen{101, 4}, SignState{}, "", "",
-			SignState{101, 4, 3}},
-		{"round seen at another height is ignored", 100, &roundSeen{99, 4}, SignState{}, "", "",
-			SignState{101, math.MaxInt32, 3}},
-		{"published watermark above", 100, nil, SignState{}, "", `{"height":"150","round":2,"step":2}`,
+		{"published watermark above", 100, SignState{}, "", `{"height":"150","round":2,"step":2}`,
 			SignState{150, 2, 2}},
-		{"own last state above", 100, nil, SignState{160, 0, 3}, "", `{"height":"150","round":2,"step":2}`,
+		{"own last state above", 100, SignState{160, 0, 3}, "", `{"height":"150","round":2,"step":2}`,
 			SignState{160, 0, 3}},
-		{"state file left by a crashed validator", 100, nil, SignState{}, `{"height":"170","round":1,"step":1,"signature":"AA=="}`, "",
+		{"state file left by a crashed validator", 100, SignState{}, `{"height":"170","round":1,"step":1,"signature":"AA=="}`, "",
 			SignState{170, 1, 1}},
-		{"stale state file is not used as is", 100, nil, SignState{}, `{"height":"20","round":0,"step":3}`, "",
+		{"stale state file is not used as is", 100, SignState{}, `{"height":"20","round":0,"step":3}`, "",
 			SignState{101, math.MaxInt32, 3}},
 	}
 	for _, tc := range cases {
@@ -178,9 +173,6 @@ func TestPrepareValidatorRaisesSignState(t *testing.T) {
 				write(t, n.p.state, tc.onDisk)
 			}
 			n.seen.Store(tc.seen)
-			if tc.round != nil {
-				n.round = *tc.round
-			}
 			var wm []byte
 			if tc.watermark != "" {
 				wm = []byte(tc.watermark)
