@@ -6,17 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valguard/valguard/internal/testnet"
+	"github.com/valguard/valguard/scripts/localnet"
 )
 
 // valguardBin is built once by TestMain.
@@ -113,22 +112,8 @@ func (r *replica) kill() {
 	}
 }
 
-// state scrapes valguard_state and returns the state set to 1, "" if none.
-func (r *replica) state() string {
-	resp, err := http.Get("http://" + r.metrics + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, `valguard_state{state="`) && strings.HasSuffix(line, " 1") {
-			return strings.TrimSuffix(strings.TrimPrefix(line, `valguard_state{state="`), `"} 1`)
-		}
-	}
-	return ""
-}
+// state is the replica's current state, from its metrics.
+func (r *replica) state() string { return localnet.ValguardState(r.metrics) }
 
 func (r *replica) waitState(want string, d time.Duration) time.Duration {
 	r.t.Helper()
@@ -175,18 +160,7 @@ func (r *replica) nodePID() int {
 	return pid
 }
 
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	// A zombie still answers kill 0; look at its state.
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(data))
-	return len(fields) > 2 && fields[2] != "Z"
-}
+func alive(pid int) bool { return localnet.Alive(pid) }
 
 func tailFile(path string, n int) string {
 	f, err := os.Open(path)

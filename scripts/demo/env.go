@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,20 +125,7 @@ func (r *replica) start(ctx context.Context) error {
 	return err
 }
 
-func (r *replica) state() string {
-	resp, err := http.Get("http://" + r.metrics + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if s, ok := strings.CutPrefix(sc.Text(), `valguard_state{state="`); ok && strings.HasSuffix(s, `"} 1`) {
-			return strings.TrimSuffix(s, `"} 1`)
-		}
-	}
-	return ""
-}
+func (r *replica) state() string { return localnet.ValguardState(r.metrics) }
 
 func (r *replica) waitState(ctx context.Context, want string, d time.Duration) error {
 	deadline := time.Now().Add(d)
@@ -334,15 +320,4 @@ func (r *replica) eachEvent(f func(map[string]any)) {
 			f(ev)
 		}
 	}
-}
-
-// alive reports whether pid runs (a zombie does not count).
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z"
 }

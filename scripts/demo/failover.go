@@ -47,7 +47,7 @@ func (e *demoEnv) failover(ctx context.Context, leader, standby *replica, sig sy
 	case <-time.After(30 * time.Second):
 		return tl, fmt.Errorf("valguard %s did not exit after %s", leader.id, sig)
 	}
-	tl.nodeGone = nodePID > 0 && !alive(nodePID)
+	tl.nodeGone = nodePID > 0 && !localnet.Alive(nodePID)
 	if tl.first, err = e.firstSigned(ctx, tl.killHeight, 2*time.Minute); err != nil {
 		return tl, err
 	}
