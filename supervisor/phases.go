@@ -124,9 +124,10 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 			s.cfg.Metrics.setSession(sess)
 			return Voting, "session created"
 		}
-		retry := time.NewTimer(s.backoff(attempt))
-		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", s.backoff(attempt)).Msg("could not create a session; staying out of the election")
-	wait:
+		wait := s.backoff(attempt)
+		retry := time.NewTimer(wait)
+		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg("could not create a session; staying out of the election")
+	waiting:
 		for {
 			select {
 			case <-ctx.Done():
@@ -143,7 +144,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 					return Syncing, "node no longer synced"
 				}
 			case <-retry.C:
-				break wait
+				break waiting
 			}
 		}
 	}

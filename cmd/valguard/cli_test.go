@@ -9,6 +9,8 @@ import (
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/privval"
+
+	"github.com/valguard/valguard/internal/consultest"
 )
 
 // TestRunRefusesBadInput runs the binary with bad settings: each is refused
@@ -72,7 +74,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 }
 
 func TestActiveValidatorWithoutLeaderExitsOne(t *testing.T) {
-	agent := startConsulOnly(t)
+	agent := consultest.Start(t).Addr
 	cmd := exec.Command(valguardBin, "active-validator", "--validator-id", "NOBODY", "--consul-url", "http://"+agent)
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)

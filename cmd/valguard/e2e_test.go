@@ -205,7 +205,3 @@ func TestFailoverEndToEnd(t *testing.T) {
 	c.firstSignedAfter(c.height(), 60*time.Second)
 	c.noDoubleSign(10)
 }
-
-func startConsulOnly(t *testing.T) string {
-	return consultest.Start(t).Addr
-}

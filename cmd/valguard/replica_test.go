@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -128,37 +126,11 @@ func (r *replica) waitState(want string, d time.Duration) time.Duration {
 	return 0
 }
 
-// events returns valguard's own log events (JSON lines with a message).
-func (r *replica) events() []map[string]any {
-	f, err := os.Open(r.logPath)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev map[string]any
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["message"] != nil {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+// events returns valguard's own log events.
+func (r *replica) events() []map[string]any { return localnet.ValguardEvents(r.logPath) }
 
 // nodePID is the pid of the last node valguard started, 0 if none.
-func (r *replica) nodePID() int {
-	pid := 0
-	for _, ev := range r.events() {
-		if ev["message"] == "node started" {
-			if p, ok := ev["pid"].(float64); ok {
-				pid = int(p)
-			}
-		}
-	}
-	return pid
-}
+func (r *replica) nodePID() int { return localnet.LastNodePID(r.logPath) }
 
 func alive(pid int) bool { return localnet.Alive(pid) }
 

@@ -25,7 +25,7 @@ func TestStartElectsLeaderAndStops(t *testing.T) {
 	}
 	a.Stop()
 	select {
-	case <-a.exited:
+	case <-a.p.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("agent still running 5s after Stop")
 	}

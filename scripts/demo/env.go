@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -49,7 +47,7 @@ func setUp(ctx context.Context, dir, valguard string) (*demoEnv, error) {
 	if err != nil {
 		return e, err
 	}
-	if e.consul, err = localnet.StartConsul(ctx, consulBin, filepath.Join(dir, "consul")); err != nil {
+	if e.consul, err = localnet.StartConsul(ctx, consulBin, filepath.Join(dir, "consul"), nil); err != nil {
 		return e, err
 	}
 	e.say("consul agent on %s", e.consul.Addr)
@@ -145,24 +143,13 @@ func (r *replica) waitState(ctx context.Context, want string, d time.Duration) e
 // event is the time of the first log event with message msg (and, if
 // role is set, that role) after t.
 func (r *replica) event(msg, role string, after time.Time) (time.Time, bool) {
-	f, err := os.Open(r.logPath)
-	if err != nil {
-		return time.Time{}, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev struct {
-			Message string    `json:"message"`
-			Role    string    `json:"role"`
-			Time    time.Time `json:"time"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Message != msg || (role != "" && ev.Role != role) {
+	for _, ev := range localnet.ValguardEvents(r.logPath) {
+		if ev["message"] != msg || (role != "" && ev["role"] != role) {
 			continue
 		}
-		if ev.Time.After(after) {
-			return ev.Time, true
+		s, _ := ev["time"].(string)
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil && t.After(after) {
+			return t, true
 		}
 	}
 	return time.Time{}, false
@@ -304,20 +291,4 @@ func (e *demoEnv) checkSafety(ctx context.Context) error {
 		return fmt.Errorf("DOUBLE SIGN: evidence %v; log lines %v", ev, lines)
 	}
 	return nil
-}
-
-func (r *replica) eachEvent(f func(map[string]any)) {
-	file, err := os.Open(r.logPath)
-	if err != nil {
-		return
-	}
-	defer file.Close()
-	sc := bufio.NewScanner(file)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var ev map[string]any
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["message"] != nil {
-			f(ev)
-		}
-	}
 }

@@ -27,7 +27,7 @@ func (t timeline) toSign() time.Duration { return t.first.at.Sub(t.killAt) }
 // takeover.
 func (e *demoEnv) failover(ctx context.Context, leader, standby *replica, sig syscall.Signal) (timeline, error) {
 	tl := timeline{sig: sig, from: leader.id, to: standby.id}
-	nodePID := leader.nodePID()
+	nodePID := localnet.LastNodePID(leader.logPath)
 	h, err := localnet.Height(ctx, e.rpc)
 	if err != nil {
 		return tl, err
@@ -80,17 +80,4 @@ func signalName(s syscall.Signal) string {
 		return "SIGKILL"
 	}
 	return "SIGTERM"
-}
-
-// nodePID is the pid of the last node the replica's valguard started.
-func (r *replica) nodePID() int {
-	pid := 0
-	r.eachEvent(func(ev map[string]any) {
-		if ev["message"] == "node started" {
-			if p, ok := ev["pid"].(float64); ok {
-				pid = int(p)
-			}
-		}
-	})
-	return pid
 }

@@ -2,6 +2,7 @@ package localnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,9 +14,13 @@ import (
 	"time"
 )
 
+// ConsulStartTimeout bounds how long StartConsul waits for the agent.
+const ConsulStartTimeout = 30 * time.Second
+
 // Consul is a dev-mode Consul agent on loopback (for the demo and tests).
 type Consul struct {
 	Addr    string // host:port of the HTTP API
+	Node    string // the agent's node name
 	LogPath string
 	*Process
 }
@@ -33,51 +38,103 @@ func ConsulBinary() (string, error) {
 	if p, err := exec.LookPath("consul"); err == nil {
 		return p, nil
 	}
-	return "", errors.New("consul not found: run scripts/install-deps.sh (make demo and make test do)")
+	return "", errors.New("consul not installed: run scripts/install-deps.sh (make demo and make test do)")
 }
 
-// StartConsul starts `consul agent -dev` with every port a free loopback
-// port, its data and log under dir, and waits until it has a leader.
-func StartConsul(ctx context.Context, bin, dir string) (*Consul, error) {
+// StartConsul starts `consul agent -dev` on loopback, its data and log
+// under dir, and waits (at most ConsulStartTimeout) until it has elected
+// itself leader and registered its node, so sessions can be created at
+// once. freePort picks each port (nil: a free loopback port). The agent is
+// stopped when ctx is done; on error it has been killed.
+func StartConsul(ctx context.Context, bin, dir string, freePort func() (int, error)) (*Consul, error) {
+	if freePort == nil {
+		used := map[int]bool{}
+		freePort = func() (int, error) { return pickPort(used) }
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
-	used := map[int]bool{}
-	ports := make([]int, 4)
+	ports := make([]int, 4) // http, serf-lan, serf-wan, server
 	for i := range ports {
-		p, err := freePort(used)
+		p, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		ports[i] = p
 	}
+	node := "valguard-" + strconv.Itoa(ports[0])
 	logPath := filepath.Join(dir, "consul.log")
 	p, err := StartProcess(ctx, logPath, []string{"CHECKPOINT_DISABLE=1"}, bin, "agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-node", "valguard-demo-"+strconv.Itoa(ports[0]), "-data-dir", filepath.Join(dir, "data"),
+		"-node", node, "-data-dir", filepath.Join(dir, "data"),
 		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
 		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
 		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1")
 	if err != nil {
 		return nil, fmt.Errorf("start consul: %w", err)
 	}
-	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), LogPath: logPath, Process: p}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil || p.Exited() {
-			break
-		}
-		resp, err := http.Get("http://" + c.Addr + "/v1/status/leader")
-		if err == nil {
-			var b [128]byte
-			n, _ := resp.Body.Read(b[:])
-			resp.Body.Close()
-			if s := strings.Trim(string(b[:n]), "\" \n"); s != "" {
-				return c, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Node: node, LogPath: logPath, Process: p}
+	if err := c.waitReady(ctx); err != nil {
+		_ = p.Kill()
+		return nil, fmt.Errorf("%w; agent log %s:\n%s", err, logPath, logTail(logPath, 30))
 	}
-	_ = p.Kill()
-	return nil, fmt.Errorf("consul agent on %s not ready; see %s", c.Addr, logPath)
+	return c, nil
+}
+
+// waitReady polls the agent until it names a leader and its own node is
+// in the catalog (sessions are bound to a node: before that, creating one
+// fails with "Missing node registration"), the agent exits, or the
+// timeout passes.
+func (c *Consul) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, ConsulStartTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	base := "http://" + c.Addr
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var leader string
+		var node *struct{ Node struct{ Node string } }
+		if getJSON(ctx, client, base+"/v1/status/leader", &leader) == nil && leader != "" &&
+			getJSON(ctx, client, base+"/v1/catalog/node/"+c.Node, &node) == nil && node != nil && node.Node.Node == c.Node {
+			return nil
+		}
+		select {
+		case <-c.Done():
+			return fmt.Errorf("consul agent exited before it was ready: %v", c.Wait())
+		case <-ctx.Done():
+			return fmt.Errorf("consul agent on %s not ready (leader elected, node registered) within %s", c.Addr, ConsulStartTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// getJSON decodes the JSON answer to GET url into v.
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// logTail returns the last n lines of the file at path, for error messages.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,22 +36,10 @@ func stopAll(t *testing.T, procs ...*Process) {
 				t.Errorf("stop pid %d: %v", p.PID, err)
 			}
 			if t.Failed() {
-				t.Logf("tail of %s:\n%s", p.LogPath, tail(p.LogPath, 15))
+				t.Logf("tail of %s:\n%s", p.LogPath, logTail(p.LogPath, 15))
 			}
 		})
 	}
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func TestLocalnet(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 	"github.com/cometbft/cometbft/p2p"
 )
 
-// freePort returns a loopback TCP port that was free a moment ago and is
+// pickPort returns a loopback TCP port that was free a moment ago and is
 // not in used, and adds it to used.
-func freePort(used map[int]bool) (int, error) {
+func pickPort(used map[int]bool) (int, error) {
 	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -36,11 +36,11 @@ func (n *Net) assignPorts() error {
 		if err != nil {
 			return fmt.Errorf("localnet: %w", err)
 		}
-		p2pPort, err := freePort(used)
+		p2pPort, err := pickPort(used)
 		if err != nil {
 			return err
 		}
-		rpcPort, err := freePort(used)
+		rpcPort, err := pickPort(used)
 		if err != nil {
 			return err
 		}

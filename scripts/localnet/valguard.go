@@ -2,6 +2,7 @@ package localnet
 
 import (
 	"bufio"
+	"encoding/json"
 	"net/http"
 	"os"
 	"strconv"
@@ -39,4 +40,36 @@ func Alive(pid int) bool {
 	s := string(data)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(f) > 0 && f[0] != "Z"
+}
+
+// ValguardEvents reads valguard's own log events (JSON lines with a
+// message) from a log file that may also hold its node's output.
+func ValguardEvents(path string) []map[string]any {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev map[string]any
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["message"] != nil {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// LastNodePID is the pid of the last node valguard logged as started, 0 if
+// none.
+func LastNodePID(path string) int {
+	pid := 0
+	for _, ev := range ValguardEvents(path) {
+		if p, ok := ev["pid"].(float64); ok && ev["message"] == "node started" {
+			pid = int(p)
+		}
+	}
+	return pid
 }
