@@ -8,6 +8,8 @@ import (
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/privval"
+
+	"github.com/valguard/valguard/internal/atomicfile"
 )
 
 // Key is a CometBFT validator key, as read from priv_validator_key.json.
@@ -81,5 +83,5 @@ func ensureVoterKey(p paths) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(p.voterKey, data, 0o600)
+	return atomicfile.Write(p.voterKey, data, 0o600)
 }

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
+
+	"github.com/valguard/valguard/internal/atomicfile"
 )
 
 // SignState is the height/round/step part of a FilePV sign state: what a
@@ -99,48 +100,5 @@ func writeState(path string, s SignState) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data, 0o600)
-}
-
-// writeAtomic writes data to path so that a crash leaves either the old or
-// the new content: temp file in the same directory, fsync, rename, fsync
-// the directory (persist before acting).
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data, 0o600)
 }

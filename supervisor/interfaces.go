@@ -67,3 +67,20 @@ type Session interface {
 	// destroys the session.
 	Close(ctx context.Context, final []byte) error
 }
+
+// HotPromoter is implemented by a Node that can give the validator key to
+// its running voter node without a restart (NEAR: link the key, SIGHUP).
+// The supervisor uses it, when present, instead of stop–Prepare–start.
+// Demotion never goes this way: a validator node is always killed and
+// reaped, never asked to drop its key.
+type HotPromoter interface {
+	// HotPromotion reports whether the running voter node is to be promoted
+	// in place. It is called with the lock held and the voter running.
+	HotPromotion(ctx context.Context) (bool, error)
+	// PromoteRunning links the validator key into the running node's home,
+	// calls reload to make the node load it, and returns nil only once the
+	// node itself reports the validator key loaded, within the adapter's
+	// bound. Any error is a failed promotion: the node may hold the key, so
+	// the supervisor kills and reaps it before releasing the lock.
+	PromoteRunning(ctx context.Context, watermark []byte, reload func() error) error
+}

@@ -58,61 +58,6 @@ func (f *fence) guard(start func() (*process, error)) (bool, error) {
 
 func (f *fence) close() { close(f.stop) }
 
-// promote turns the voter into the validator once the lock is held: read
-// the watermark, stop the voter node, prepare the validator role (S8),
-// start the validator node under the fence.
-func (s *Supervisor) promote(ctx context.Context) (State, string) {
-	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
-	// The fence lives until release, so it also covers the voter being
-	// stopped here and a validator being stopped on shutdown or step-down.
-	f := s.startFence(s.sess)
-	s.fence = f
-	f.guard(func() (*process, error) { return s.proc, nil })
-	fail := func(reason string) (State, string) {
-		if s.proc != nil {
-			s.stopNode(reason)
-		}
-		s.release(false)
-		return Startup, reason
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	wm, err := s.cfg.Elector.Watermark(rctx)
-	cancel()
-	if err != nil {
-		return fail(fmt.Sprintf("could not read the watermark: %v", err))
-	}
-	s.stopNode("promotion to validator")
-	if ctx.Err() != nil {
-		return fail("signal")
-	}
-	select {
-	case <-s.sess.Done():
-		return fail(fmt.Sprintf("lease lost during promotion: %v", s.sess.Err()))
-	default:
-	}
-	if err := s.cfg.Node.Prepare(ctx, RoleValidator, wm); err != nil {
-		s.log.Error().Err(err).Msg("could not prepare the validator role")
-		s.vfails++
-		return fail("validator role not prepared")
-	}
-	ok, err := f.guard(func() (*process, error) {
-		if err := s.start(RoleValidator); err != nil {
-			return nil, err
-		}
-		return s.proc, nil
-	})
-	switch {
-	case err != nil:
-		s.log.Error().Err(err).Msg("validator node did not start")
-		s.vfails++
-		return fail("validator node start failed")
-	case !ok:
-		return fail(fmt.Sprintf("lease lost during promotion: %v", s.sess.Err()))
-	}
-	s.cfg.Metrics.failover()
-	return Validating, "lock acquired; validator node started"
-}
-
 // validating watches the lease, the node and its progress.
 func (s *Supervisor) validating(ctx context.Context) (State, string) {
 	poll := time.NewTicker(s.cfg.PollInterval)

@@ -1,0 +1,104 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hotNode is a fakeNode that promotes in place, as the NEAR adapter does.
+type hotNode struct {
+	*fakeNode
+	hot     bool
+	confirm bool // whether the "node" reports the key loaded after reload
+}
+
+func (h *hotNode) HotPromotion(context.Context) (bool, error) { return h.hot, nil }
+
+func (h *hotNode) PromoteRunning(_ context.Context, wm []byte, reload func() error) error {
+	h.j.add("hot:link wm=%s", wm)
+	if err := reload(); err != nil {
+		h.j.add("hot:reload-error")
+		return err
+	}
+	h.j.add("hot:reloaded")
+	if !h.confirm {
+		h.j.add("hot:unconfirmed")
+		return errors.New("validator key not reported loaded within 1s")
+	}
+	h.j.add("hot:confirmed")
+	return nil
+}
+
+// hupTrap is a voter process that survives SIGHUP, like neard.
+var hupTrap = []string{"sh", "-c", `trap 'echo hup' HUP; while :; do sleep 0.02; done`}
+
+func newHotRig(t *testing.T, confirm bool) (*rig, *hotNode) {
+	r := newRig(t, nil)
+	h := &hotNode{fakeNode: r.node, hot: true, confirm: confirm}
+	r.node.set(func(n *fakeNode) { n.argv[RoleVoter] = hupTrap })
+	r.sup.cfg.Node = h
+	return r, h
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestHotPromotionKeepsTheNodeRunning(t *testing.T) {
+	r, _ := newHotRig(t, true)
+	r.validating()
+	if n := r.node.starts(RoleValidator); n != 0 {
+		t.Fatalf("hot promotion restarted the node (%d validator starts)", n)
+	}
+	voter := r.node.last(RoleVoter).Process.Pid
+	if !alive(voter) {
+		t.Fatal("the promoted node did not survive its SIGHUP")
+	}
+	r.before("lock:acquired", "watermark:read")
+	r.before("watermark:read", "hot:link")
+	r.before("hot:link", "hot:reloaded")
+	if got := r.j.index("prepare:validator"); got >= 0 {
+		t.Fatalf("validator role prepared for a restart during a hot promotion:\n%s", strings.Join(r.j.list(), "\n"))
+	}
+	// Demotion is kill-and-reap, never a reload: lose the lease.
+	r.el.current().lose(errors.New("local lease deadline passed"))
+	eventually(t, time.Second, "promoted node reaped after lease loss", func() bool {
+		return errors.Is(syscall.Kill(voter, 0), syscall.ESRCH)
+	})
+	r.waitState(Voting)
+	r.before("lease:lost", "release final= reaped=true")
+	r.before("release final= reaped=true", "prepare:voter")
+}
+
+func TestHotPromotionUnconfirmedIsUndone(t *testing.T) {
+	r, _ := newHotRig(t, false)
+	r.run()
+	r.waitState(Voting)
+	voter := r.node.last(RoleVoter).Process.Pid
+	r.el.grant <- struct{}{}
+	eventually(t, 5*time.Second, "a failed promotion released", func() bool { return r.el.current().isClosed() })
+	if alive(voter) {
+		t.Fatal("a node that may hold the key still runs after a failed promotion")
+	}
+	r.before("hot:unconfirmed", "release final= reaped=true")
+	r.waitState(Voting) // back through Startup as a voter
+	r.before("release final= reaped=true", "prepare:voter")
+	if n := r.node.starts(RoleValidator); n != 0 {
+		t.Fatalf("validator started after a failed hot promotion (%d)", n)
+	}
+	if r.sup.State() == Validating {
+		t.Fatal("left Validating after a failed promotion")
+	}
+}
+
+func TestHotPromotionDeclinedRestarts(t *testing.T) {
+	r, h := newHotRig(t, true)
+	h.hot = false
+	r.validating()
+	if r.j.index("hot:") >= 0 {
+		t.Fatalf("hot promotion used although the node declined it:\n%s", strings.Join(r.j.list(), "\n"))
+	}
+	r.before("prepare:validator", "start:validator")
+}

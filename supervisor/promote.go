@@ -1,0 +1,121 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// promote turns the voter into the validator once the lock is held. It
+// reads the watermark, then either promotes the running node in place
+// (a HotPromoter that says so) or stops the voter node, prepares the
+// validator role (S8) and starts the validator node. The fence covers the
+// node from here until release.
+func (s *Supervisor) promote(ctx context.Context) (State, string) {
+	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
+	// The fence lives until release, so it also covers the voter being
+	// stopped or promoted here and a validator being stopped on shutdown or
+	// step-down.
+	f := s.startFence(s.sess)
+	s.fence = f
+	f.guard(func() (*process, error) { return s.proc, nil })
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	wm, err := s.cfg.Elector.Watermark(rctx)
+	cancel()
+	if err != nil {
+		return s.failPromotion(fmt.Sprintf("could not read the watermark: %v", err))
+	}
+	if hp, ok := s.cfg.Node.(HotPromoter); ok {
+		hot, err := hp.HotPromotion(ctx)
+		switch {
+		case err != nil:
+			s.log.Warn().Err(err).Msg("cannot tell whether the node takes the key without a restart; restarting it")
+		case hot:
+			return s.promoteHot(ctx, hp, wm)
+		}
+	}
+	return s.promoteRestart(ctx, f, wm)
+}
+
+// failPromotion undoes a promotion that did not complete: the node is
+// stopped (it holds no key yet) and the lock released.
+func (s *Supervisor) failPromotion(reason string) (State, string) {
+	if s.proc != nil {
+		s.stopNode(reason)
+	}
+	s.release(false)
+	return Startup, reason
+}
+
+// promoteRestart stops the voter, prepares the validator role and starts
+// the validator node under the fence.
+func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (State, string) {
+	s.stopNode("promotion to validator")
+	if ctx.Err() != nil {
+		return s.failPromotion("signal")
+	}
+	select {
+	case <-s.sess.Done():
+		return s.failPromotion(fmt.Sprintf("lease lost during promotion: %v", s.sess.Err()))
+	default:
+	}
+	if err := s.cfg.Node.Prepare(ctx, RoleValidator, wm); err != nil {
+		s.log.Error().Err(err).Msg("could not prepare the validator role")
+		s.vfails++
+		return s.failPromotion("validator role not prepared")
+	}
+	ok, err := f.guard(func() (*process, error) {
+		if err := s.start(RoleValidator); err != nil {
+			return nil, err
+		}
+		return s.proc, nil
+	})
+	switch {
+	case err != nil:
+		s.log.Error().Err(err).Msg("validator node did not start")
+		s.vfails++
+		return s.failPromotion("validator node start failed")
+	case !ok:
+		return s.failPromotion(fmt.Sprintf("lease lost during promotion: %v", s.sess.Err()))
+	}
+	s.cfg.Metrics.failover()
+	return Validating, "lock acquired; validator node started"
+}
+
+// errNodeGone: the node exited before it could be told to load the key.
+var errNodeGone = errors.New("node process has exited")
+
+// promoteHot gives the validator key to the running voter node. From the
+// first step on the node counts as a validator: whatever happens, it is
+// killed and reaped before the lock is released (S3). A promotion the node
+// does not confirm is a failed one: kill, release, back to Startup.
+func (s *Supervisor) promoteHot(ctx context.Context, hp HotPromoter, wm []byte) (State, string) {
+	p := s.proc
+	if p == nil || p.Exited() {
+		return s.failPromotion("node exited before promotion")
+	}
+	p.role = RoleValidator
+	start := time.Now()
+	s.log.Info().Int("pid", p.PID()).Msg("hot promotion: loading the validator key into the running node")
+	err := hp.PromoteRunning(ctx, wm, func() error {
+		if p.Exited() {
+			return errNodeGone
+		}
+		return syscall.Kill(p.PID(), syscall.SIGHUP)
+	})
+	if err != nil {
+		s.log.Error().Err(err).Int("pid", p.PID()).Dur("took", time.Since(start)).Msg("hot promotion failed: killing the node")
+		if kerr := p.Kill(s.cfg.KillTimeout); kerr != nil {
+			s.log.Error().Err(kerr).Msg("node not reaped after a failed hot promotion")
+		}
+		s.proc = nil
+		s.vfails++
+		s.release(false)
+		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
+	}
+	s.log.Info().Int("pid", p.PID()).Dur("took", time.Since(start)).Msg("hot promotion confirmed by the node")
+	s.cfg.Metrics.failover()
+	return Validating, "lock acquired; validator key loaded without a restart"
+}
