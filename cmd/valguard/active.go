@@ -5,18 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/cometbft"
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/neard"
 )
 
 func activeValidatorCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "validator-id", Usage: "the validator's id in Consul", EnvVars: env("validator-id")},
-		&cli.PathFlag{Name: "validator-key", Usage: "derive the validator id from this key", EnvVars: env("validator-key")},
+		&cli.PathFlag{Name: "validator-key", Usage: "derive the validator id from this key (CometBFT address or NEAR account_id)", EnvVars: env("validator-key")},
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 	}
 	return &cli.Command{
@@ -28,17 +30,13 @@ func activeValidatorCommand() *cli.Command {
 }
 
 func activeValidator(c *cli.Context) error {
+	printDeprecatedEnv(c.App.ErrWriter)
 	id := c.String("validator-id")
 	if id == "" {
-		keyPath, err := validatorKeyPath(c, "priv_validator_key.json")
-		if err != nil {
-			return errors.New("set --validator-id or --validator-key")
-		}
-		k, err := cometbft.LoadKey(keyPath)
-		if err != nil {
+		var err error
+		if id, err = validatorIDFromKey(c); err != nil {
 			return err
 		}
-		id = k.Address
 	}
 	client, err := consulClient(c)
 	if err != nil {
@@ -71,4 +69,34 @@ func activeValidator(c *cli.Context) error {
 		return cli.Exit("", 1)
 	}
 	return nil
+}
+
+// validatorIDFromKey derives the id valguard run uses by default: a NEAR
+// key's account_id, or a CometBFT key's address.
+func validatorIDFromKey(c *cli.Context) (string, error) {
+	path := c.Path("validator-key")
+	if path == "" {
+		for _, name := range []string{"priv_validator_key.json", "validator_key.json"} {
+			if p, _ := credential(c, "validator-key", name, false); p != "" {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		return "", errors.New("set --validator-id or --validator-key")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--validator-key: %w", err)
+	}
+	var probe struct {
+		AccountID *string `json:"account_id"`
+	}
+	if json.Unmarshal(data, &probe) == nil && probe.AccountID != nil {
+		k, err := neard.LoadKey(path)
+		return k.AccountID, err
+	}
+	k, err := cometbft.LoadKey(path)
+	return k.Address, err
 }

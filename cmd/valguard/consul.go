@@ -17,15 +17,15 @@ import (
 func consulFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "consul-url", Value: "http://127.0.0.1:8500", Usage: "Consul HTTP API address",
-			EnvVars: []string{"VALGUARD_CONSUL_URL", "CONSUL_HTTP_ADDR"}},
+			EnvVars: append(env("consul-url"), "CONSUL_HTTP_ADDR")},
 		&cli.StringFlag{Name: "consul-token", Usage: "Consul ACL token (prefer --consul-token-file)",
-			EnvVars: []string{"VALGUARD_CONSUL_TOKEN", "CONSUL_HTTP_TOKEN"}},
+			EnvVars: append(env("consul-token"), "CONSUL_HTTP_TOKEN")},
 		&cli.PathFlag{Name: "consul-token-file", Usage: "file holding the Consul ACL token",
-			EnvVars: []string{"VALGUARD_CONSUL_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"}},
+			EnvVars: append(env("consul-token-file"), "CONSUL_HTTP_TOKEN_FILE")},
 		&cli.PathFlag{Name: "consul-ca-file", Usage: "CA certificate to verify Consul's TLS certificate",
-			EnvVars: []string{"VALGUARD_CONSUL_CA_FILE", "CONSUL_CACERT"}},
+			EnvVars: append(env("consul-ca-file"), "CONSUL_CACERT")},
 		&cli.DurationFlag{Name: "consul-timeout", Value: 2 * time.Second, Usage: "bound on every Consul call",
-			EnvVars: []string{"VALGUARD_CONSUL_TIMEOUT"}},
+			EnvVars: env("consul-timeout")},
 	}
 }
 

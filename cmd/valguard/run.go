@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/valguard/valguard/cometbft"
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/supervisor"
 )
@@ -29,17 +26,8 @@ import (
 // Consul may expire the session (S4, S6).
 const killMargin = time.Second
 
-func env(name string) []string {
-	return []string{"VALGUARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
-}
-
 func runCommand() *cli.Command {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "node", Value: "cometbft", Usage: "node adapter: cometbft", EnvVars: env("node")},
-		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (with config/config.toml)", EnvVars: env("node-home"), Required: true},
-		&cli.StringFlag{Name: "node-binary", Value: "cometbft", Usage: "node binary (a name looked up in PATH, or a path)", EnvVars: env("node-binary")},
-		&cli.StringSliceFlag{Name: "node-args", Usage: "extra arguments for the node after 'start --home HOME'", EnvVars: env("node-args")},
-		&cli.PathFlag{Name: "validator-key", Usage: "validator key (default: $CREDENTIALS_DIRECTORY/priv_validator_key.json)", EnvVars: env("validator-key")},
 		&cli.StringFlag{Name: "validator-id", Usage: "names the validator in Consul (default: derived from the key)", EnvVars: env("validator-id")},
 		&cli.StringFlag{Name: "replica-id", Usage: "names this replica (default: the hostname)", EnvVars: env("replica-id")},
 		&cli.DurationFlag{Name: "session-ttl", Value: election.DefaultTTL, Usage: "Consul session TTL (10s minimum)", EnvVars: env("session-ttl")},
@@ -47,8 +35,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
 		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down", EnvVars: env("max-stall")},
 		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
-		&cli.DurationFlag{Name: "max-block-age", Value: cometbft.DefaultMaxBlockAge, Usage: "a node whose latest block is older is not synced; 0 disables (restarting a halted chain)", EnvVars: env("max-block-age")},
-		&cli.DurationFlag{Name: "stop-timeout", Value: supervisor.DefaultStopTimeout, Usage: "wait after SIGTERM before SIGKILL when stopping the node", EnvVars: env("stop-timeout")},
+		&cli.DurationFlag{Name: "stop-timeout", Usage: "wait after SIGTERM before SIGKILL when stopping the node (default: 15s for cometbft, 60s for neard)", EnvVars: env("stop-timeout")},
 		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "wait for the node to be reaped after SIGKILL", EnvVars: env("kill-timeout")},
 		&cli.IntFlag{Name: "max-start-failures", Value: supervisor.DefaultMaxStartFailures, Usage: "consecutive node failures before valguard exits non-zero", EnvVars: env("max-start-failures")},
 		&cli.StringFlag{Name: "metrics-addr", Value: "127.0.0.1:2233", Usage: "address of /metrics and /health; empty disables", EnvVars: env("metrics-addr")},
@@ -58,7 +45,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "run",
 		Usage:  "supervise the local node and take part in the election",
-		Flags:  append(flags, consulFlags()...),
+		Flags:  append(append(nodeFlags(), flags...), consulFlags()...),
 		Action: run,
 	}
 }
@@ -71,27 +58,22 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.String("node") != "cometbft" {
-		return fmt.Errorf("--node %q: unknown node type; supported: cometbft", c.String("node"))
-	}
-	keyPath, err := validatorKeyPath(c, "priv_validator_key.json")
+	logDeprecatedEnv(log)
+	kind, err := nodeKind(c)
 	if err != nil {
 		return err
 	}
-	maxAge := c.Duration("max-block-age")
-	if maxAge == 0 {
-		maxAge = -1
-	}
-	node, err := cometbft.New(cometbft.Config{
-		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
-		ValidatorKey: keyPath, MaxBlockAge: maxAge, Log: log,
-	})
+	ns, err := newNode(c, kind, log)
 	if err != nil {
 		return err
+	}
+	stopTimeout := defaultStopTimeout[kind]
+	if c.IsSet("stop-timeout") {
+		stopTimeout = c.Duration("stop-timeout")
 	}
 	validatorID := c.String("validator-id")
 	if validatorID == "" {
-		validatorID = node.Address()
+		validatorID = ns.validatorID
 	}
 	replicaID := c.String("replica-id")
 	host, _ := os.Hostname()
@@ -120,8 +102,8 @@ func run(c *cli.Context) error {
 		return err
 	}
 	sup, err := supervisor.New(supervisor.Config{
-		Node: node, Elector: elector{el}, Log: log, Metrics: metrics,
-		StopTimeout: c.Duration("stop-timeout"), KillTimeout: c.Duration("kill-timeout"),
+		Node: ns.node, Elector: elector{el}, Log: log, Metrics: metrics,
+		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
 		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
 		MaxStartFailures: c.Int("max-start-failures"),
 	})
@@ -136,30 +118,15 @@ func run(c *cli.Context) error {
 		}
 	}
 	cfg := el.Config()
-	log.Info().Str("version", version).Str("node_home", c.Path("node-home")).Str("validator_key", keyPath).
+	log.Info().Str("version", version).Str("node", kind).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
 		Str("lock_key", el.LockKey()).Dur("ttl", cfg.TTL).Dur("lock_delay", cfg.LockDelay).
-		Dur("renew_interval", cfg.RenewInterval).Str("rpc", node.RPC()).Msg("valguard starting")
+		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
 	go wd.run(ctx, sup)
 	if err := sup.Run(ctx); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	log.Info().Msg("valguard stopped")
 	return nil
-}
-
-// validatorKeyPath is --validator-key, else the systemd credential name.
-func validatorKeyPath(c *cli.Context, credential string) (string, error) {
-	if p := c.Path("validator-key"); p != "" {
-		return p, nil
-	}
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		p := filepath.Join(dir, credential)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		return "", fmt.Errorf("no --validator-key and no %s in $CREDENTIALS_DIRECTORY (%s): set one of them", credential, dir)
-	}
-	return "", errors.New("no validator key: set --validator-key (or VALGUARD_VALIDATOR_KEY, or a systemd credential named " + credential + ")")
 }
 
 func newLogger(c *cli.Context) (zerolog.Logger, error) {

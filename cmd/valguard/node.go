@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/valguard/valguard/cometbft"
+	"github.com/valguard/valguard/neard"
+	"github.com/valguard/valguard/supervisor"
+)
+
+// Node types and their defaults.
+const (
+	nodeCometBFT = "cometbft"
+	nodeNEAR     = "neard"
+)
+
+// Default stop timeouts: neard may take long to close RocksDB (kuutamod
+// allows 60 s).
+var defaultStopTimeout = map[string]time.Duration{
+	nodeCometBFT: supervisor.DefaultStopTimeout,
+	nodeNEAR:     60 * time.Second,
+}
+
+// nodeFlags are the flags of the node adapters.
+func nodeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "node", Usage: "node adapter: cometbft or neard (default: neard when KUUTAMO_NEARD_HOME is set, else cometbft)", EnvVars: env("node")},
+		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (cometbft: with config/config.toml; neard: with config.json)", EnvVars: env("node-home"), Required: true},
+		&cli.StringFlag{Name: "node-binary", Usage: "node binary, a name looked up in PATH or a path (default: cometbft or neard)", EnvVars: env("node-binary")},
+		&cli.StringSliceFlag{Name: "node-args", Usage: "extra node arguments, after 'start --home HOME' (cometbft) or '--home HOME run' (neard)", EnvVars: env("node-args")},
+		&cli.PathFlag{Name: "validator-key", Usage: "validator key (default: $CREDENTIALS_DIRECTORY/priv_validator_key.json, or validator_key.json for neard)", EnvVars: env("validator-key")},
+		&cli.DurationFlag{Name: "max-block-age", Value: time.Minute, Usage: "a node whose latest block is older is not synced; 0 disables (restarting a halted chain)", EnvVars: env("max-block-age")},
+		// neard
+		&cli.PathFlag{Name: "validator-node-key", Usage: "neard: the validator's node_key.json (default: $CREDENTIALS_DIRECTORY/validator_node_key.json; not needed with --promotion hot)", EnvVars: env("validator-node-key")},
+		&cli.PathFlag{Name: "voter-node-key", Usage: "neard: the standby's node_key.json (default: $CREDENTIALS_DIRECTORY/voter_node_key.json, else created once in <home>/valguard)", EnvVars: env("voter-node-key")},
+		&cli.StringFlag{Name: "validator-network-addr", Value: neard.DefaultValidatorAddr, Usage: "neard: network.addr while validating", EnvVars: env("validator-network-addr")},
+		&cli.StringFlag{Name: "voter-network-addr", Value: neard.DefaultVoterAddr, Usage: "neard: network.addr while voting", EnvVars: env("voter-network-addr")},
+		&cli.StringFlag{Name: "boot-nodes", Usage: "neard: passed as 'run --boot-nodes'", EnvVars: env("boot-nodes")},
+		&cli.StringSliceFlag{Name: "public-address", Usage: "neard: the validator's public IP (or IP:port), announced in network.public_addrs with the validator node key; repeat or comma-separate", EnvVars: env("public-address")},
+		&cli.StringFlag{Name: "promotion", Value: string(neard.PromotionAuto), Usage: "neard: hot (SIGHUP, neard >= 2.1), restart, or auto (hot when the running neard is >= 2.1)", EnvVars: env("promotion")},
+		&cli.DurationFlag{Name: "promotion-timeout", Value: neard.DefaultPromotionTimeout, Usage: "neard: how long a hot promotion may take to show in /status before it counts as failed", EnvVars: env("promotion-timeout")},
+	}
+}
+
+// nodeSetup is the chosen adapter and what run reports about it.
+type nodeSetup struct {
+	kind        string
+	node        supervisor.Node
+	validatorID string // the default validator id, from the key
+	keyPath     string
+	status      string // where the node's status is read
+}
+
+// nodeKind is --node, defaulting to neard in a kuutamod environment.
+func nodeKind(c *cli.Context) (string, error) {
+	kind := c.String("node")
+	if kind == "" {
+		kind = nodeCometBFT
+		if kuutamoNode() {
+			kind = nodeNEAR
+		}
+	}
+	if _, ok := defaultStopTimeout[kind]; !ok {
+		return "", fmt.Errorf("--node %q: unknown node type; supported: cometbft, neard", kind)
+	}
+	return kind, nil
+}
+
+func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error) {
+	maxAge := c.Duration("max-block-age")
+	if maxAge == 0 {
+		maxAge = -1
+	}
+	if kind == nodeCometBFT {
+		for _, f := range []string{"validator-node-key", "voter-node-key", "boot-nodes", "public-address", "promotion"} {
+			if c.IsSet(f) {
+				return nodeSetup{}, fmt.Errorf("--%s is a neard setting; this is --node cometbft", f)
+			}
+		}
+		keyPath, err := credential(c, "validator-key", "priv_validator_key.json", true)
+		if err != nil {
+			return nodeSetup{}, err
+		}
+		n, err := cometbft.New(cometbft.Config{
+			Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
+			ValidatorKey: keyPath, MaxBlockAge: maxAge, Log: log,
+		})
+		if err != nil {
+			return nodeSetup{}, err
+		}
+		return nodeSetup{kind: kind, node: n, validatorID: n.Address(), keyPath: keyPath, status: n.RPC()}, nil
+	}
+	keyPath, err := credential(c, "validator-key", "validator_key.json", true)
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	vnode, err := credential(c, "validator-node-key", "validator_node_key.json", false)
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	voter, err := credential(c, "voter-node-key", "voter_node_key.json", false)
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	promotion, err := neard.ParsePromotion(c.String("promotion"))
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	n, err := neard.New(neard.Config{
+		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
+		BootNodes: c.String("boot-nodes"), ValidatorKey: keyPath, ValidatorNodeKey: vnode, VoterNodeKey: voter,
+		ValidatorAddr: c.String("validator-network-addr"), VoterAddr: c.String("voter-network-addr"),
+		PublicAddresses: c.StringSlice("public-address"), Promotion: promotion,
+		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxAge, Log: log,
+	})
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	return nodeSetup{kind: kind, node: n, validatorID: n.AccountID(), keyPath: keyPath, status: n.StatusURL()}, nil
+}
+
+// credential is the path given by flag, else the systemd credential name
+// under $CREDENTIALS_DIRECTORY; "" when neither and not required.
+func credential(c *cli.Context, flag, name string, required bool) (string, error) {
+	if p := c.Path(flag); p != "" {
+		return p, nil
+	}
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		if required {
+			return "", fmt.Errorf("no --%s and no %s in $CREDENTIALS_DIRECTORY (%s): set one of them", flag, name, dir)
+		}
+		return "", nil
+	}
+	if required {
+		return "", errors.New("no validator key: set --" + flag + " (or " + valguardEnv(flag) + ", or a systemd credential named " + name + ")")
+	}
+	return "", nil
+}
