@@ -40,7 +40,7 @@
 //     slept before any port is bound (neard opening its database).
 //   - network.addr: a TCP listener that accepts and closes connections.
 //   - rpc.addr: GET /status (neard's StatusResponse schema), GET /health
-//     (200 {}), GET /metrics (near_block_height_head, near_is_validator,
+//     (200 null, 503 while syncing), GET /metrics (near_block_height_head, near_is_validator,
 //     near_sync_status), POST / JSON-RPC 2.0 with the method "status"; any
 //     other method is error -32601 "Method not found".
 //   - The chain: height h is reached at genesis + h·interval, so stand-ins
