@@ -134,12 +134,14 @@ func TestNEARRestartPromotion(t *testing.T) {
 	c.producing(nodeA, 10*time.Second)
 
 	// SIGTERM a: b (neard 2.0) is promoted by restarting its neard.
+	term := time.Now()
 	a.signal(syscall.SIGTERM)
 	b.waitState("Validating", 30*time.Second)
 	if b.nodePID() == nodeB {
 		t.Fatal("b was promoted without a restart although its neard is 2.0")
 	}
 	c.producing(b.nodePID(), 10*time.Second)
+	t.Logf("restart promotion: valguard SIGTERM → b producing %s (stand-in: 1s shutdown, 0.3s start)", time.Since(term).Round(time.Millisecond))
 	if !listening(b.validAddr) {
 		t.Fatal("b's validator port is not listening")
 	}
@@ -153,11 +155,13 @@ func TestNEARRestartPromotion(t *testing.T) {
 	// takes over by restart.
 	a.start()
 	a.waitState("Voting", 60*time.Second)
+	killed := time.Now()
 	if err := syscall.Kill(b.nodePID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	a.waitState("Validating", 30*time.Second)
 	c.producing(a.nodePID(), 10*time.Second)
+	t.Logf("restart promotion: neard SIGKILL → a producing %s", time.Since(killed).Round(time.Millisecond))
 	b.waitState("Voting", 60*time.Second)
 	c.noDoubleSign()
 }
