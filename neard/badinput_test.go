@@ -1,10 +1,14 @@
 package neard
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mr-tron/base58"
 )
 
 func TestBadInput(t *testing.T) {
@@ -32,6 +36,12 @@ func TestBadInput(t *testing.T) {
 			mustUnmarshal(t, data, &kf)
 			kf.PublicKey = a.PublicKey
 			writeJSON(t, c.ValidatorKey, kf)
+		}, "does not belong to secret_key"},
+		{"validator key secret seed of another key", func(t *testing.T, f *fixture, c *Config) {
+			pub, _, _ := ed25519.GenerateKey(rand.Reader)
+			_, other, _ := ed25519.GenerateKey(rand.Reader)
+			forged := append(append([]byte{}, other[:32]...), pub...)
+			writeJSON(t, c.ValidatorKey, keyFile{AccountID: "a.near", PublicKey: keyPrefix + base58.Encode(pub), SecretKey: keyPrefix + base58.Encode(forged)})
 		}, "does not belong to secret_key"},
 		{"validator key not JSON", func(t *testing.T, f *fixture, c *Config) {
 			if err := os.WriteFile(c.ValidatorKey, []byte("-----BEGIN"), 0o600); err != nil {

@@ -28,6 +28,10 @@ type paths struct {
 // way neard does (relative to home).
 func readConfig(home string) (paths, error) {
 	p := paths{config: filepath.Join(home, "config.json"), own: filepath.Join(home, "valguard")}
+	// A linked config.json is edited where it lives, and stays a link.
+	if real, err := filepath.EvalSymlinks(p.config); err == nil {
+		p.config = real
+	}
 	data, err := os.ReadFile(p.config)
 	if errors.Is(err, os.ErrNotExist) {
 		return p, fmt.Errorf("%s not found: --node-home must be an initialised neard home (run `neard --home %s init ...` or point --node-home at the existing one)", p.config, home)

@@ -90,34 +90,32 @@ func parseKey(data []byte) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	if !bytes.Equal(ed25519.PrivateKey(secret).Public().(ed25519.PublicKey), pub) {
+	derived := ed25519.NewKeyFromSeed(secret[:ed25519.SeedSize])
+	if !bytes.Equal(derived, secret) || !bytes.Equal(derived.Public().(ed25519.PublicKey), pub) {
 		return Key{}, errors.New("public_key does not belong to secret_key: the file is damaged or was assembled from two keys")
 	}
 	return Key{AccountID: f.AccountID, PublicKey: f.PublicKey}, nil
 }
 
-// decodeKey decodes "ed25519:<base58>" of n bytes.
+// decodeKey decodes "ed25519:<base58>" of n bytes. Error messages quote
+// public keys, never secret ones.
 func decodeKey(field, s string, n int) ([]byte, error) {
+	name := field
+	if field == "public_key" {
+		name = fmt.Sprintf("%s %q", field, s)
+	}
 	rest, ok := strings.CutPrefix(s, keyPrefix)
 	if !ok {
-		return nil, fmt.Errorf("%s %q: want an ed25519 key written \"ed25519:<base58>\" (other curves cannot be a validator or node key)", field, abbrev(s))
+		return nil, fmt.Errorf("%s: want an ed25519 key written \"ed25519:<base58>\" (other curves cannot be a validator or node key)", name)
 	}
 	b, err := base58.Decode(rest)
 	if err != nil {
-		return nil, fmt.Errorf("%s %q: not base58: %w", field, abbrev(s), err)
+		return nil, fmt.Errorf("%s: not base58: %w", name, err)
 	}
 	if len(b) != n {
-		return nil, fmt.Errorf("%s %q: %d bytes, want %d", field, abbrev(s), len(b), n)
+		return nil, fmt.Errorf("%s: %d bytes, want %d", name, len(b), n)
 	}
 	return b, nil
-}
-
-// abbrev keeps secrets out of error messages.
-func abbrev(s string) string {
-	if len(s) > 16 {
-		return s[:16] + "…"
-	}
-	return s
 }
 
 // holdsKey reports whether the file at path is a key file with publicKey.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +23,9 @@ const (
 	DefaultVoterAddr        = "0.0.0.0:24568"
 	DefaultMaxBlockAge      = time.Minute
 	DefaultPromotionTimeout = 10 * time.Second
+
+	// statusTimeout bounds one /status request whatever the caller's ctx.
+	statusTimeout = 5 * time.Second
 )
 
 // Promotion says how a voter becomes the validator.
@@ -90,8 +92,6 @@ type Node struct {
 	public []string
 	client *http.Client
 
-	foreignKey atomic.Bool // a voter reported a validator key; logged once
-
 	mu   sync.Mutex
 	role supervisor.Role // role last prepared
 }
@@ -118,7 +118,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, p: p, client: &http.Client{}}
+	n := &Node{cfg: cfg, p: p, client: &http.Client{Timeout: statusTimeout}}
 	if err := n.loadKeys(); err != nil {
 		return nil, err
 	}
@@ -128,6 +128,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.public = append(n.public, n.vnode.PublicKey+"@"+pa)
+	}
+	if len(n.public) > 0 && cfg.Promotion != PromotionRestart {
+		cfg.Log.Warn().Str("promotion", string(cfg.Promotion)).Msg("--public-address and --validator-network-addr apply to restart promotions only: a hot promotion keeps the voter's node key, address and public_addrs")
 	}
 	bin, err := exec.LookPath(cfg.Binary)
 	if err != nil {

@@ -247,3 +247,44 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("command %q, want %q", got, want)
 	}
 }
+
+func TestConfigChangedUnderValguardIsRefused(t *testing.T) {
+	f := newFixture(t)
+	n, err := New(f.config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := sjson.SetBytes(f.originalConfigJSON, "validator_key_file", "elsewhere.json")
+	if err := os.WriteFile(f.path("config.json"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = n.Prepare(context.Background(), supervisor.RoleVoter, nil)
+	if err == nil || !strings.Contains(err.Error(), "restart valguard") {
+		t.Fatalf("Prepare after validator_key_file changed = %v", err)
+	}
+}
+
+func TestLinkedConfigStaysALink(t *testing.T) {
+	f := newFixture(t)
+	real := filepath.Join(f.keys, "config.json")
+	if err := os.Rename(f.path("config.json"), real); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, f.path("config.json")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(f.config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Prepare(context.Background(), supervisor.RoleVoter, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := linkTarget(t, f.path("config.json")); got != real {
+		t.Fatalf("config.json -> %q, want the link kept", got)
+	}
+	data, _ := os.ReadFile(real)
+	if got := gjson.GetBytes(data, "network.addr").String(); got != DefaultVoterAddr {
+		t.Fatalf("linked config.json network.addr = %q", got)
+	}
+}

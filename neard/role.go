@@ -36,6 +36,9 @@ func (n *Node) nodeKeySpec() keylink.Spec {
 // validator key, the validator node key, the validator address and public
 // address. neard has no sign state to raise; watermark is ignored.
 func (n *Node) Prepare(_ context.Context, role supervisor.Role, _ []byte) error {
+	if err := n.checkConfig(); err != nil {
+		return err
+	}
 	if role == supervisor.RoleVoter {
 		return n.prepareVoter()
 	}
@@ -80,6 +83,20 @@ func (n *Node) prepareValidator() error {
 	return n.linkValidatorKey()
 }
 
+// checkConfig re-reads config.json: the key paths and the RPC address
+// valguard manages must be the ones it read at start-up, or a key could be
+// loaded from a place valguard no longer cleans.
+func (n *Node) checkConfig() error {
+	p, err := readConfig(n.cfg.Home)
+	if err != nil {
+		return err
+	}
+	if p != n.p {
+		return fmt.Errorf("%s changed under valguard (validator_key_file, node_key_file or rpc.addr): restart valguard to take the new values", n.p.config)
+	}
+	return nil
+}
+
 // linkValidatorKey links the validator key last: everything else about
 // the role is on disk before the key is.
 func (n *Node) linkValidatorKey() error {
@@ -122,8 +139,8 @@ func (n *Node) logOutcome(link string, o keylink.Outcome) {
 
 // Status implements supervisor.Node from GET /status. Synced: not
 // syncing, a height, and a recent latest block. A voter that reports a
-// loaded validator key is an error: some key reached it that valguard did
-// not link, and it must not take part in the election.
+// loaded validator key is supervisor.ErrUnexpectedKey: some key reached it
+// that valguard did not link; the supervisor kills it and stops.
 func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	st, err := fetchStatus(ctx, n.client, n.p.status)
 	if err != nil {
@@ -131,13 +148,9 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	}
 	role := n.currentRole()
 	if role == supervisor.RoleVoter && st.validator() != "" {
-		err := fmt.Errorf("the voter neard reports validator_account_id %q: it holds a validator key valguard did not link; check validator_key_file in %s", st.validator(), n.p.config)
-		if n.foreignKey.CompareAndSwap(false, true) {
-			n.cfg.Log.Error().Err(err).Msg("voter node holds a validator key; staying out of the election")
-		}
+		err := fmt.Errorf("%w: neard reports validator_account_id %q although valguard linked no key; check validator_key_file in %s and what else writes into the node home", supervisor.ErrUnexpectedKey, st.validator(), n.p.config)
 		return supervisor.Status{}, err
 	}
-	n.foreignKey.Store(false)
 	si := st.SyncInfo
 	out := supervisor.Status{Height: si.LatestBlockHeight, CatchingUp: si.Syncing, BlockTime: si.LatestBlockTime}
 	fresh := n.cfg.MaxBlockAge < 0 || time.Since(si.LatestBlockTime) <= n.cfg.MaxBlockAge

@@ -112,7 +112,7 @@ func TestStatus(t *testing.T) {
 		{"syncing", func(f *fakeStatus) { f.syncing = true }, false, "", true},
 		{"stale head", func(f *fakeStatus) { f.age = 2 * time.Minute }, false, "", false},
 		{"no height", func(f *fakeStatus) { f.height = 0 }, false, "", false},
-		{"voter with a validator key", func(f *fakeStatus) { f.account = &acct }, false, "holds a validator key valguard did not link", false},
+		{"voter with a validator key", func(f *fakeStatus) { f.account = &acct }, false, supervisor.ErrUnexpectedKey.Error(), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,6 +207,8 @@ func TestPromoteRunning(t *testing.T) {
 	}
 }
 
+const nearAccount = "pool.poolv1.near"
+
 func TestPromoteRunningUnconfirmed(t *testing.T) {
 	other := "someone.else.near"
 	cases := []struct {
@@ -215,6 +217,7 @@ func TestPromoteRunningUnconfirmed(t *testing.T) {
 	}{
 		{"key never reported", func(*fakeStatus) {}},
 		{"another account reported", func(s *fakeStatus) { s.account = &other }},
+		{"another public key reported", func(s *fakeStatus) { acct, pk := nearAccount, "ed25519:other"; s.account, s.pubkey = &acct, &pk }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,7 +228,7 @@ func TestPromoteRunningUnconfirmed(t *testing.T) {
 				t.Fatalf("PromoteRunning = %v, want errNotConfirmed", err)
 			}
 			if took := time.Since(start); took > 5*time.Second {
-				t.Fatalf("unconfirmed promotion took %s, bound is 300ms", took)
+				t.Fatalf("unconfirmed promotion took %s; its bound is 300ms", took)
 			}
 		})
 	}

@@ -9,6 +9,9 @@ import (
 // startup prepares the voter role (S2, S7), starts the node and waits for
 // its status to answer.
 func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
+	if s.fatal != nil {
+		return Shutdown, "", s.fatal
+	}
 	if s.fails >= s.cfg.MaxStartFailures {
 		return Shutdown, "", fmt.Errorf("%w: the node failed %d times in a row; see its output above, fix it, then restart valguard", ErrCrashLoop, s.fails)
 	}

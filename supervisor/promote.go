@@ -20,20 +20,26 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 	// step-down.
 	f := s.startFence(s.sess)
 	s.fence = f
-	f.guard(func() (*process, error) { return s.proc, nil })
+	if ok, _ := f.guard(func() (*process, error) { return s.proc, nil }); !ok {
+		return s.failPromotion(fmt.Sprintf("lease lost on acquisition: %v", s.sess.Err()))
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	wm, err := s.cfg.Elector.Watermark(rctx)
 	cancel()
 	if err != nil {
-		return s.failPromotion(fmt.Sprintf("could not read the watermark: %v", err))
+		// The voter holds no key: it keeps running; only the lock goes.
+		s.release(false)
+		return Registering, fmt.Sprintf("could not read the watermark: %v; lock released", err)
 	}
 	if hp, ok := s.cfg.Node.(HotPromoter); ok {
-		hot, err := hp.HotPromotion(ctx)
+		hctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
+		hot, err := hp.HotPromotion(hctx)
+		cancel()
 		switch {
 		case err != nil:
 			s.log.Warn().Err(err).Msg("cannot tell whether the node takes the key without a restart; restarting it")
 		case hot:
-			return s.promoteHot(ctx, hp, wm)
+			return s.promoteHot(ctx, f, hp, wm)
 		}
 	}
 	return s.promoteRestart(ctx, f, wm)
@@ -87,31 +93,74 @@ func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (S
 // errNodeGone: the node exited before it could be told to load the key.
 var errNodeGone = errors.New("node process has exited")
 
+// errLeaseLost: the lease was lost before the node was told to load the key.
+var errLeaseLost = errors.New("lease lost before the key was loaded")
+
 // promoteHot gives the validator key to the running voter node. From the
 // first step on the node counts as a validator: whatever happens, it is
-// killed and reaped before the lock is released (S3). A promotion the node
-// does not confirm is a failed one: kill, release, back to Startup.
-func (s *Supervisor) promoteHot(ctx context.Context, hp HotPromoter, wm []byte) (State, string) {
+// killed and reaped before the lock is released (S3). The reload signal is
+// sent under the fence's lock and only while the lease is held; the
+// adapter's wait for confirmation ends as soon as the lease is lost or the
+// node exits. A promotion the node does not confirm is a failed one: kill,
+// release, back to Startup.
+func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, wm []byte) (State, string) {
 	p := s.proc
 	if p == nil || p.Exited() {
 		return s.failPromotion("node exited before promotion")
 	}
+	select {
+	case <-s.sess.Done():
+		return s.failPromotion(fmt.Sprintf("lease lost during promotion: %v", s.sess.Err()))
+	default:
+	}
 	p.role = RoleValidator
 	start := time.Now()
 	s.log.Info().Int("pid", p.PID()).Msg("hot promotion: loading the validator key into the running node")
-	err := hp.PromoteRunning(ctx, wm, func() error {
-		if p.Exited() {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess := s.sess
+	go func() {
+		select {
+		case <-sess.Done():
+		case <-p.Done():
+		case <-pctx.Done():
+		}
+		cancel()
+	}()
+	err := hp.PromoteRunning(pctx, wm, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch {
+		case f.lost:
+			return errLeaseLost
+		case p.Exited():
 			return errNodeGone
 		}
 		return syscall.Kill(p.PID(), syscall.SIGHUP)
 	})
+	if err == nil {
+		select {
+		case <-s.sess.Done():
+			err = fmt.Errorf("lease lost during promotion: %v", s.sess.Err())
+		case <-p.Done():
+			err = errNodeGone
+		default:
+		}
+	}
 	if err != nil {
-		s.log.Error().Err(err).Int("pid", p.PID()).Dur("took", time.Since(start)).Msg("hot promotion failed: killing the node")
+		signal := ctx.Err() != nil
+		ev := s.log.Error()
+		if signal {
+			ev = s.log.Info()
+		}
+		ev.Err(err).Int("pid", p.PID()).Dur("took", time.Since(start)).Bool("signal", signal).Msg("hot promotion failed: killing the node")
 		if kerr := p.Kill(s.cfg.KillTimeout); kerr != nil {
 			s.log.Error().Err(kerr).Msg("node not reaped after a failed hot promotion")
 		}
 		s.proc = nil
-		s.vfails++
+		if !signal {
+			s.vfails++
+		}
 		s.release(false)
 		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
 	}

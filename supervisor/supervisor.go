@@ -31,6 +31,11 @@ const (
 // validator node failed, MaxStartFailures times in a row.
 var ErrCrashLoop = errors.New("node keeps failing")
 
+// ErrUnexpectedKey is what a Node's Status wraps when a node started as a
+// voter reports a validator key loaded that valguard did not link (S1,
+// S7). The supervisor kills and reaps that node and Run returns the error.
+var ErrUnexpectedKey = errors.New("voter node reports a validator key loaded")
+
 // Config configures a Supervisor. Zero durations take the defaults above.
 type Config struct {
 	Node    Node
@@ -104,6 +109,7 @@ type Supervisor struct {
 	fails   int      // consecutive voter start failures
 	vfails  int      // consecutive validator failures
 	holdoff time.Time
+	fatal   error // ends Run at the next Startup
 }
 
 // New checks cfg and returns a Supervisor.
@@ -230,6 +236,13 @@ func (s *Supervisor) status(ctx context.Context) (Status, error) {
 	st, err := s.cfg.Node.Status(ctx)
 	if err == nil {
 		s.cfg.Metrics.nodeStatus(st)
+	}
+	if errors.Is(err, ErrUnexpectedKey) && s.proc != nil && s.proc.role == RoleVoter && s.fatal == nil {
+		s.fatal = err
+		s.log.Error().Err(err).Int("pid", s.proc.PID()).Msg("a voter holds a validator key: killing it and stopping")
+		if kerr := s.proc.Kill(s.cfg.KillTimeout); kerr != nil {
+			s.log.Error().Err(kerr).Msg("node not reaped")
+		}
 	}
 	return st, err
 }

@@ -30,7 +30,7 @@ func activeValidatorCommand() *cli.Command {
 }
 
 func activeValidator(c *cli.Context) error {
-	printDeprecatedEnv(c.App.ErrWriter)
+	printDeprecatedEnv(c)
 	id := c.String("validator-id")
 	if id == "" {
 		var err error

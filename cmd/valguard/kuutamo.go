@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
 )
 
 // kuutamoEnv maps flags to the environment names kuutamod reads, so that a
@@ -42,16 +42,26 @@ func valguardEnv(flag string) string {
 // deprecatedEnv is one line per kuutamod variable set in the environment.
 type deprecatedEnv struct{ name, flag, msg string }
 
-func findDeprecatedEnv() []deprecatedEnv {
+// findDeprecatedEnv lists the kuutamod names set in the environment for
+// the flags of command c.
+func findDeprecatedEnv(c *cli.Context) []deprecatedEnv {
 	var out []deprecatedEnv
-	for flag, names := range kuutamoEnv {
-		for _, name := range names {
+	for _, f := range c.Command.Flags {
+		flag := f.Names()[0]
+		var winner string // the first name set wins, as in the flag's EnvVars
+		for _, name := range env(flag) {
 			if _, ok := os.LookupEnv(name); !ok {
 				continue
 			}
+			if winner == "" {
+				winner = name
+			}
+			if !strings.HasPrefix(name, "KUUTAMO_") {
+				continue
+			}
 			msg := fmt.Sprintf("%s is kuutamod's name: rename it %s (or use --%s)", name, valguardEnv(flag), flag)
-			if _, both := os.LookupEnv(valguardEnv(flag)); both {
-				msg = fmt.Sprintf("%s is ignored: %s is set and takes precedence", name, valguardEnv(flag))
+			if winner != name {
+				msg = fmt.Sprintf("%s is ignored: %s is set and takes precedence", name, winner)
 			}
 			out = append(out, deprecatedEnv{name, flag, msg})
 		}
@@ -60,15 +70,15 @@ func findDeprecatedEnv() []deprecatedEnv {
 	return out
 }
 
-func logDeprecatedEnv(log zerolog.Logger) {
-	for _, d := range findDeprecatedEnv() {
+func logDeprecatedEnv(c *cli.Context, log zerolog.Logger) {
+	for _, d := range findDeprecatedEnv(c) {
 		log.Warn().Str("env", d.name).Str("flag", "--"+d.flag).Msg("deprecated environment variable: " + d.msg)
 	}
 }
 
-func printDeprecatedEnv(w io.Writer) {
-	for _, d := range findDeprecatedEnv() {
-		fmt.Fprintln(w, "valguard: deprecated environment variable: "+d.msg)
+func printDeprecatedEnv(c *cli.Context) {
+	for _, d := range findDeprecatedEnv(c) {
+		fmt.Fprintln(c.App.ErrWriter, "valguard: deprecated environment variable: "+d.msg)
 	}
 }
 

@@ -89,7 +89,7 @@ func TestNEARFailoverHot(t *testing.T) {
 	}
 	took = b.waitState("Validating", 60*time.Second)
 	c.producing(nodeB, 10*time.Second)
-	t.Logf("valguard SIGKILL → b Validating %s", took.Round(time.Millisecond))
+	t.Logf("valguard SIGKILL → b Validating %s, → b producing %s", took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 	if out, code := c.activeValidator(); code != 0 || !strings.Contains(out, "replica b ") {
 		t.Fatalf("active-validator (exit %d): %s", code, out)
 	}
@@ -101,8 +101,11 @@ func TestNEARFailoverHot(t *testing.T) {
 // voter ports, node keys and public_addrs are as configured.
 func TestNEARRestartPromotion(t *testing.T) {
 	c := newNEARCluster(t)
-	a := c.replica("a", "restart", nil)
-	b := c.replica("b", "auto", []string{"STANDIN_VERSION=2.0.0"})
+	// a's neard takes 4 s to shut down and produces meanwhile, b's restarts
+	// in under 1 s: were the lock released before a's neard is reaped, b
+	// would produce heights a also produces, and the journal would show it.
+	a := c.replica("a", "restart", []string{"STANDIN_SHUTDOWN_DELAY=4s"})
+	b := c.replica("b", "auto", []string{"STANDIN_VERSION=2.0.0", "STANDIN_SHUTDOWN_DELAY=100ms"})
 	oneValidator(t, a, b)
 
 	a.start()
@@ -141,7 +144,7 @@ func TestNEARRestartPromotion(t *testing.T) {
 		t.Fatal("b was promoted without a restart although its neard is 2.0")
 	}
 	c.producing(b.nodePID(), 10*time.Second)
-	t.Logf("restart promotion: valguard SIGTERM → b producing %s (stand-in: 1s shutdown, 0.3s start)", time.Since(term).Round(time.Millisecond))
+	t.Logf("restart promotion: valguard SIGTERM → b producing %s (stand-ins: a 4s shutdown; b 0.1s shutdown, 0.3s start, 0.5s sync)", time.Since(term).Round(time.Millisecond))
 	if !listening(b.validAddr) {
 		t.Fatal("b's validator port is not listening")
 	}
@@ -196,9 +199,6 @@ func TestNEARHotPromotionNotConfirmed(t *testing.T) {
 		if ev["state"] == "Validating" {
 			t.Fatalf("b entered Validating: %v", ev)
 		}
-	}
-	if n := c.producedBy(nodeB); n != 0 {
-		t.Fatalf("b's neard produced %d heights", n)
 	}
 	if b.link("validator_key.json") != "" {
 		t.Fatal("b left the validator key linked after a failed promotion")

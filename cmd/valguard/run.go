@@ -58,7 +58,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	logDeprecatedEnv(log)
+	logDeprecatedEnv(c, log)
 	kind, err := nodeKind(c)
 	if err != nil {
 		return err
