@@ -53,20 +53,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"bad consul url", []string{"--node-home", home, "--validator-key", key, "--consul-url", "ftp://x"}, "--consul-url"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(valguardBin, append(base, tc.args...)...)
-			cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY=")
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("valguard accepted it:\n%s", out)
-			}
-			if !strings.Contains(string(out), tc.want) {
-				t.Fatalf("output does not say %q:\n%s", tc.want, out)
-			}
-			if strings.Contains(string(out), "panic") {
-				t.Fatalf("panic:\n%s", out)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refused(t, append(base, tc.args...), tc.want) })
 	}
 	if b, _ := os.ReadFile(key); string(b) != string(data) {
 		t.Fatal("validator key changed")
@@ -83,5 +70,20 @@ func TestActiveValidatorWithoutLeaderExitsOne(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "no active validator") {
 		t.Fatalf("output:\n%s", out)
+	}
+}
+
+// refused runs valguard with args and asserts that it exits non-zero with
+// a message containing want, and without a panic.
+func refused(t *testing.T, args []string, want string) {
+	t.Helper()
+	cmd := exec.Command(valguardBin, args...)
+	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY=")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("valguard accepted it:\n%s", out)
+	}
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "panic") {
+		t.Fatalf("output does not say %q (or panics):\n%s", want, out)
 	}
 }
