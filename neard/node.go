@@ -88,7 +88,6 @@ type Node struct {
 	p      paths
 	key    Key
 	vnode  Key // validator node key (zero when not configured)
-	voter  Key // voter node key, once known
 	public []string
 	client *http.Client
 
@@ -209,17 +208,18 @@ func (n *Node) loadKeys() error {
 		c.VoterNodeKey = filepath.Join(n.p.own, "voter_node_key.json")
 		return nil // created on the first voter start
 	}
-	if n.voter, err = LoadNodeKey(c.VoterNodeKey); err != nil {
+	voter, err := LoadNodeKey(c.VoterNodeKey)
+	if err != nil {
 		return fmt.Errorf("--voter-node-key: %w", err)
 	}
-	c.VoterNodeKey = n.voter.Path
+	c.VoterNodeKey = voter.Path
 	if n.vnode.Path != "" {
-		if err := distinct(n.voter, n.vnode); err != nil {
+		if err := distinct(voter, n.vnode); err != nil {
 			return err
 		}
 	}
-	if n.voter.Path == n.p.nodeKey {
-		return fmt.Errorf("--voter-node-key %s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and point the flag at its new place", n.voter.Path)
+	if voter.Path == n.p.nodeKey {
+		return fmt.Errorf("--voter-node-key %s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and point the flag at its new place", voter.Path)
 	}
 	return nil
 }

@@ -55,11 +55,6 @@ func (n *Node) prepareVoter() error {
 	if err := ensureNodeKey(n.cfg.VoterNodeKey); err != nil {
 		return fmt.Errorf("create the voter node key %s: %w", n.cfg.VoterNodeKey, err)
 	}
-	if n.voter.PublicKey == "" {
-		if n.voter, err = LoadNodeKey(n.cfg.VoterNodeKey); err != nil {
-			return err
-		}
-	}
 	if err := n.linkNodeKey(n.cfg.VoterNodeKey); err != nil {
 		return err
 	}

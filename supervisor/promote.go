@@ -154,10 +154,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 			ev = s.log.Info()
 		}
 		ev.Err(err).Int("pid", p.PID()).Dur("took", time.Since(start)).Bool("signal", signal).Msg("hot promotion failed: killing the node")
-		if kerr := p.Kill(s.cfg.KillTimeout); kerr != nil {
-			s.log.Error().Err(kerr).Msg("node not reaped after a failed hot promotion")
-		}
-		s.proc = nil
+		s.killNode("hot promotion failed")
 		if !signal {
 			s.vfails++
 		}

@@ -200,6 +200,15 @@ func (s *Supervisor) stopNode(why string) {
 	s.proc = nil
 }
 
+// killNode sends SIGKILL to the running node and waits for the reap.
+func (s *Supervisor) killNode(why string) {
+	p := s.proc
+	if err := p.Kill(s.cfg.KillTimeout); err != nil {
+		s.log.Error().Err(err).Int("pid", p.PID()).Str("reason", why).Msg("node not reaped after SIGKILL")
+	}
+	s.proc = nil
+}
+
 // release closes the session; withWatermark publishes the final watermark
 // of the validator node, which must have been reaped already (S3).
 func (s *Supervisor) release(withWatermark bool) {

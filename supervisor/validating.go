@@ -72,11 +72,7 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			return Shutdown, "signal"
 		case <-s.sess.Done():
 			// The fence is killing the node; wait for the reap it does.
-			p := s.proc
-			if err := p.Kill(s.cfg.KillTimeout); err != nil {
-				s.log.Error().Err(err).Msg("node not reaped after the lease was lost")
-			}
-			s.proc = nil
+			s.killNode("lease lost")
 			reason := fmt.Sprintf("lease lost: %v", s.sess.Err())
 			s.release(false)
 			return Startup, reason
