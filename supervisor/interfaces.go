@@ -84,3 +84,14 @@ type HotPromoter interface {
 	// the supervisor kills and reaps it before releasing the lock.
 	PromoteRunning(ctx context.Context, watermark []byte, reload func() error) error
 }
+
+// HeadFence is implemented by a Node whose chain keeps no sign state that
+// could be raised before signing (NEAR). Its watermark is the last height
+// the previous leader produced (Watermark while validating, and the final
+// one on release); the supervisor promotes this replica only once
+// AtWatermark reports that the running voter node's head is at or above
+// it, so that a new leader never produces a height the old one already
+// produced. A nil or empty watermark is always reached.
+type HeadFence interface {
+	AtWatermark(ctx context.Context, watermark []byte) (bool, error)
+}
