@@ -151,6 +151,7 @@ type fakeElector struct {
 	sessions   []*fakeSession
 	createErrs int // NewSession fails this many times first
 	watermark  []byte
+	acquireErr error // Acquire fails with it at once
 }
 
 func newFakeElector(j *journal, n *fakeNode) *fakeElector {
@@ -188,16 +189,23 @@ func (e *fakeElector) current() *fakeSession {
 }
 
 type fakeSession struct {
-	e        *fakeElector
-	done     chan struct{}
-	once     sync.Once
-	err      error
-	deadline time.Time
-	mu       sync.Mutex
-	closed   bool
+	e         *fakeElector
+	done      chan struct{}
+	once      sync.Once
+	err       error
+	deadline  time.Time
+	mu        sync.Mutex
+	closed    bool
+	abandoned bool
 }
 
 func (s *fakeSession) Acquire(ctx context.Context) error {
+	s.e.mu.Lock()
+	err := s.e.acquireErr
+	s.e.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -236,6 +244,20 @@ func (s *fakeSession) Close(_ context.Context, final []byte) error {
 	s.e.j.add("release final=%s reaped=%v", final, s.e.node.allReaped())
 	s.lose(errors.New("closed"))
 	return nil
+}
+
+func (s *fakeSession) Abandon() {
+	s.mu.Lock()
+	s.abandoned = true
+	s.mu.Unlock()
+	s.e.j.add("abandon reaped=%v", s.e.node.allReaped())
+	s.lose(errors.New("abandoned"))
+}
+
+func (s *fakeSession) isAbandoned() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.abandoned
 }
 
 func (s *fakeSession) isClosed() bool {

@@ -16,6 +16,8 @@ type Metrics struct {
 	failovers    prometheus.Counter
 	height       prometheus.Gauge
 	catchingUp   prometheus.Gauge
+	unreaped     prometheus.Gauge
+	abandoned    prometheus.Counter
 	ConsulErrors prometheus.Counter
 
 	mu      sync.Mutex
@@ -44,6 +46,14 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		catchingUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "valguard_node_catching_up", Help: "1 while the node reports it is catching up.",
 		}),
+		unreaped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_node_unreaped",
+			Help: "1 while a node process tree could not be killed and reaped; the lock is then left to expire, never released.",
+		}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_sessions_abandoned_total",
+			Help: "Sessions left to expire in Consul (TTL, then lock-delay) because the validator node could not be reaped.",
+		}),
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_errors_total", Help: "Failed calls to Consul.",
 		}),
@@ -58,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.ConsulErrors, lease, build)
+	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.ConsulErrors, lease, build)
 	m.SetState(Startup)
 	return m
 }
@@ -125,5 +135,22 @@ func (m *Metrics) restart() {
 func (m *Metrics) failover() {
 	if m != nil {
 		m.failovers.Inc()
+	}
+}
+
+func (m *Metrics) setUnreaped(v bool) {
+	if m == nil {
+		return
+	}
+	if v {
+		m.unreaped.Set(1)
+	} else {
+		m.unreaped.Set(0)
+	}
+}
+
+func (m *Metrics) abandon() {
+	if m != nil {
+		m.abandoned.Inc()
 	}
 }

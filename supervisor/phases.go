@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -9,6 +10,9 @@ import (
 // startup prepares the voter role (S2, S7), starts the node and waits for
 // its status to answer.
 func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
+	if s.proc != nil && !s.awaitReap(ctx) {
+		return Shutdown, "signal", nil
+	}
 	if s.fatal != nil {
 		return Shutdown, "", s.fatal
 	}
@@ -73,12 +77,15 @@ func (s *Supervisor) start(role Role) error {
 	return nil
 }
 
-// nodeExited logs a node that exited on its own; it has been reaped.
+// nodeExited logs a node whose direct child exited on its own and has been
+// reaped, then kills and reaps whatever else of its process tree is left
+// (a wrapper such as cosmovisor may have died with the real node still
+// running, S10). If that fails, s.proc stays set.
 func (s *Supervisor) nodeExited() {
 	p := s.proc
 	s.log.Error().Str("role", p.role.String()).Int("pid", p.PID()).AnErr("exit", p.ExitErr()).
 		Dur("ran", time.Since(p.started)).Msg("node exited")
-	s.proc = nil
+	s.killNode("node exited")
 }
 
 // syncing waits for the node to be synced and for any step-down hold-off
@@ -97,6 +104,9 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			return Startup, "node exited"
 		case <-tick.C:
 			st, err := s.status(ctx)
+			if s.fatal != nil {
+				return Startup, "fatal error"
+			}
 			if err != nil || !st.Synced {
 				continue
 			}
@@ -173,6 +183,11 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 		select {
 		case err := <-acquired:
 			cancel()
+			if errors.Is(err, ErrFatal) {
+				s.fatal = err
+				s.release(false)
+				return Startup, err.Error()
+			}
 			if err != nil {
 				s.release(false)
 				return Registering, fmt.Sprintf("session lost: %v", err)

@@ -31,6 +31,11 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 		s.release(false)
 		return Registering, fmt.Sprintf("could not read the watermark: %v; lock released", err)
 	}
+	if hf, ok := s.cfg.Node.(HeadFence); ok {
+		if st, reason, ok := s.awaitHead(ctx, hf, wm); !ok {
+			return st, reason
+		}
+	}
 	if hp, ok := s.cfg.Node.(HotPromoter); ok {
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
 		hot, err := hp.HotPromotion(hctx)
@@ -58,7 +63,11 @@ func (s *Supervisor) failPromotion(reason string) (State, string) {
 // promoteRestart stops the voter, prepares the validator role and starts
 // the validator node under the fence.
 func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (State, string) {
-	s.stopNode("promotion to validator")
+	if !s.stopNode("promotion to validator") {
+		// A voter holds no key: the lock can go; Startup waits for the reap.
+		s.release(false)
+		return Startup, "voter node not reaped before promotion"
+	}
 	if ctx.Err() != nil {
 		return s.failPromotion("signal")
 	}
@@ -88,6 +97,52 @@ func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (S
 	}
 	s.cfg.Metrics.failover()
 	return Validating, "lock acquired; validator node started"
+}
+
+// awaitHead waits, holding the lock, until the running voter node's head is
+// at or above the published watermark (HeadFence), for at most MaxStall.
+// If the node does not get there, the lease is lost, the node exits or ctx
+// ends, the promotion is undone and ok is false.
+func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st State, reason string, ok bool) {
+	start := time.Now()
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	logged := false
+	for {
+		sctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
+		at, err := hf.AtWatermark(sctx, wm)
+		cancel()
+		switch {
+		case err == nil && at:
+			if logged {
+				s.log.Info().Dur("waited", time.Since(start)).Msg("node reached the published height")
+			}
+			return 0, "", true
+		case err != nil:
+			s.log.Warn().Err(err).Msg("could not compare the node's head with the published height")
+		case !logged:
+			s.log.Info().Str("watermark", string(wm)).Msg("node behind the height the previous leader published: waiting before signing")
+			logged = true
+		}
+		if time.Since(start) > s.cfg.MaxStall {
+			st, reason = s.failPromotion(fmt.Sprintf("node still behind the published height %s after %s", wm, s.cfg.MaxStall))
+			return st, reason, false
+		}
+		select {
+		case <-ctx.Done():
+			st, reason = s.failPromotion("signal")
+			return st, reason, false
+		case <-s.sess.Done():
+			st, reason = s.failPromotion(fmt.Sprintf("lease lost while waiting for the published height: %v", s.sess.Err()))
+			return st, reason, false
+		case <-s.proc.Done():
+			s.nodeExited()
+			s.fails++
+			st, reason = s.failPromotion("node exited while waiting for the published height")
+			return st, reason, false
+		case <-tick.C:
+		}
+	}
 }
 
 // errNodeGone: the node exited before it could be told to load the key.

@@ -31,6 +31,10 @@ const (
 // validator node failed, MaxStartFailures times in a row.
 var ErrCrashLoop = errors.New("node keeps failing")
 
+// ErrFatal is wrapped by Elector, Session or Node errors that must end Run
+// rather than be retried (e.g. a lock that names another validator's key).
+var ErrFatal = errors.New("fatal")
+
 // ErrUnexpectedKey is what a Node's Status wraps when a node started as a
 // voter reports a validator key loaded that valguard did not link (S1,
 // S7). The supervisor kills and reaps that node and Run returns the error.
@@ -170,7 +174,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// shutdown stops the node first, then releases the lock (S3).
+// shutdown stops the node first, then releases the lock (S3). A validator
+// node that cannot be reaped keeps the lock unreleased: the session is
+// abandoned to expire in Consul.
 func (s *Supervisor) shutdown() {
 	validator := s.proc != nil && s.proc.role == RoleValidator
 	if s.proc != nil {
@@ -179,6 +185,11 @@ func (s *Supervisor) shutdown() {
 	if s.sess != nil {
 		s.release(validator)
 	}
+	if s.proc != nil {
+		s.log.Error().Int("pid", s.proc.PID()).Str("role", s.proc.role.String()).
+			Msg("exiting with the node's process tree not reaped: it may still run; check it by hand")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 	defer cancel()
 	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
@@ -186,38 +197,85 @@ func (s *Supervisor) shutdown() {
 	}
 }
 
-// stopNode stops the running node: SIGTERM, bounded wait, SIGKILL, reaped.
-func (s *Supervisor) stopNode(why string) {
+// stopNode stops the running node: SIGTERM, bounded wait, SIGKILL, and the
+// whole process tree reaped (S10). It reports whether that succeeded; if
+// not, s.proc stays set, so that nothing treats the node as gone (S3).
+func (s *Supervisor) stopNode(why string) bool {
 	p := s.proc
 	start := time.Now()
 	killed, err := p.Stop(s.cfg.StopTimeout, s.cfg.KillTimeout)
-	ev := s.log.Info()
 	if err != nil {
-		ev = s.log.Error().Err(err)
+		s.notReaped(err, why)
+		return false
 	}
-	ev.Str("role", p.role.String()).Int("pid", p.PID()).Bool("sigkill", killed).
+	s.log.Info().Str("role", p.role.String()).Int("pid", p.PID()).Bool("sigkill", killed).
 		Dur("took", time.Since(start)).Str("reason", why).Msg("node stopped")
 	s.proc = nil
+	return true
 }
 
-// killNode sends SIGKILL to the running node and waits for the reap.
-func (s *Supervisor) killNode(why string) {
+// killNode sends SIGKILL to the running node's process tree and waits for
+// all of it to be reaped. It reports whether that succeeded; if not,
+// s.proc stays set.
+func (s *Supervisor) killNode(why string) bool {
 	p := s.proc
 	if err := p.Kill(s.cfg.KillTimeout); err != nil {
-		s.log.Error().Err(err).Int("pid", p.PID()).Str("reason", why).Msg("node not reaped after SIGKILL")
+		s.notReaped(err, why)
+		return false
 	}
 	s.proc = nil
+	return true
+}
+
+// notReaped reports, loudly, a node whose process tree outlived SIGKILL
+// and the reap bound.
+func (s *Supervisor) notReaped(err error, why string) {
+	s.cfg.Metrics.setUnreaped(true)
+	s.log.Error().Err(err).Int("pid", s.proc.PID()).Str("role", s.proc.role.String()).Str("reason", why).
+		Msg("node process tree not reaped after SIGKILL (uninterruptible sleep? a stuck disk?): " +
+			"the lock will not be released while it may run")
+}
+
+// awaitReap keeps killing an unreaped node until its whole tree is gone,
+// backing off up to MaxBackoff between attempts. It returns false if ctx
+// ends first; the node is then still there.
+func (s *Supervisor) awaitReap(ctx context.Context) bool {
+	for attempt := 1; s.proc != nil; attempt++ {
+		if !sleep(ctx, s.backoff(attempt)) {
+			return false
+		}
+		p := s.proc
+		if err := p.Kill(s.cfg.KillTimeout); err != nil {
+			s.log.Error().Err(err).Int("pid", p.PID()).Int("attempt", attempt).Msg("node process tree still not reaped")
+			continue
+		}
+		s.log.Warn().Int("pid", p.PID()).Int("attempts", attempt).Msg("node process tree finally reaped")
+		s.proc = nil
+	}
+	s.cfg.Metrics.setUnreaped(false)
+	return true
 }
 
 // release closes the session; withWatermark publishes the final watermark
-// of the validator node, which must have been reaped already (S3).
+// of the validator node, which must have been reaped already (S3). If a
+// node that may hold the key has not been reaped, nothing is released: the
+// session is abandoned, Consul expires it after its TTL and the lock-delay
+// fences the lock after that.
 func (s *Supervisor) release(withWatermark bool) {
-	if s.proc != nil && s.proc.role == RoleValidator {
-		panic("supervisor: release with a validator node running (S3)")
-	}
 	if s.fence != nil {
 		s.fence.close()
 		s.fence = nil
+	}
+	if s.proc != nil && s.proc.role == RoleValidator {
+		if a, ok := s.sess.(abandoner); ok {
+			a.Abandon()
+		}
+		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
+			Msg("lock NOT released: the validator node is not reaped; the session is left to expire in consul (TTL, then lock-delay)")
+		s.cfg.Metrics.abandon()
+		s.sess = nil
+		s.cfg.Metrics.setSession(nil)
+		return
 	}
 	var final []byte
 	if withWatermark {
@@ -249,8 +307,10 @@ func (s *Supervisor) status(ctx context.Context) (Status, error) {
 	if errors.Is(err, ErrUnexpectedKey) && s.proc != nil && s.proc.role == RoleVoter && s.fatal == nil {
 		s.fatal = err
 		s.log.Error().Err(err).Int("pid", s.proc.PID()).Msg("a voter holds a validator key: killing it and stopping")
+		// It holds a key: from here on it is treated as a validator (S3).
+		s.proc.role = RoleValidator
 		if kerr := s.proc.Kill(s.cfg.KillTimeout); kerr != nil {
-			s.log.Error().Err(kerr).Msg("node not reaped")
+			s.notReaped(kerr, "voter holds a validator key")
 		}
 	}
 	return st, err

@@ -81,19 +81,29 @@ func (r *rig) validating() {
 	r.waitState(Validating)
 }
 
-// before asserts that event a happened, and event b after it.
+// before asserts that event a happened, and event b after it. The journal
+// only grows, so it waits up to 5 s for the pair: effects of the
+// supervisor's goroutine may still be on their way when the test looks.
 func (r *rig) before(a, b string) {
 	r.t.Helper()
-	ia := r.j.index(a)
-	ib := -1
-	for i, e := range r.j.list() {
-		if i > ia && strings.HasPrefix(e, b) {
-			ib = i
-			break
+	ordered := func() bool {
+		ia := r.j.index(a)
+		if ia < 0 {
+			return false
 		}
+		for i, e := range r.j.list() {
+			if i > ia && strings.HasPrefix(e, b) {
+				return true
+			}
+		}
+		return false
 	}
-	if ia < 0 || ib < 0 {
-		r.t.Fatalf("want %q before %q; events:\n%s", a, b, strings.Join(r.j.list(), "\n"))
+	end := time.Now().Add(5 * time.Second)
+	for !ordered() {
+		if time.Now().After(end) {
+			r.t.Fatalf("want %q before %q; events:\n%s", a, b, strings.Join(r.j.list(), "\n"))
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
