@@ -133,8 +133,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 		sess, err := s.cfg.Elector.NewSession(cctx)
 		cancel()
 		if err == nil {
-			s.sess = sess
-			s.cfg.Metrics.setSession(sess)
+			s.setSession(sess)
 			return Voting, "session created"
 		}
 		wait := s.backoff(attempt)

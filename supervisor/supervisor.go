@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,9 @@ type Supervisor struct {
 	vfails  int      // consecutive validator failures
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
+
+	leaseMu sync.Mutex
+	lease   Session // s.sess, for other goroutines
 }
 
 // New checks cfg and returns a Supervisor.
@@ -126,6 +130,30 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	cfg.setDefaults()
 	return &Supervisor{cfg: cfg, log: cfg.Log}, nil
+}
+
+// setSession makes sess the held session (nil: none) for s.sess, the
+// metrics and LeaseDeadline.
+func (s *Supervisor) setSession(sess Session) {
+	s.sess = sess
+	s.cfg.Metrics.setSession(sess)
+	s.leaseMu.Lock()
+	s.lease = sess
+	s.leaseMu.Unlock()
+}
+
+// LeaseDeadline is the local lease deadline of the session this replica
+// holds, and whether it holds one; safe to call from any goroutine. A
+// watchdog fed only while the deadline is further away than its own
+// timeout kills a frozen supervisor before the deadline.
+func (s *Supervisor) LeaseDeadline() (time.Time, bool) {
+	s.leaseMu.Lock()
+	sess := s.lease
+	s.leaseMu.Unlock()
+	if sess == nil {
+		return time.Time{}, false
+	}
+	return sess.Deadline(), true
 }
 
 // State is the current state; safe to call from any goroutine.
@@ -273,8 +301,7 @@ func (s *Supervisor) release(withWatermark bool) {
 		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
 			Msg("lock NOT released: the validator node is not reaped; the session is left to expire in consul (TTL, then lock-delay)")
 		s.cfg.Metrics.abandon()
-		s.sess = nil
-		s.cfg.Metrics.setSession(nil)
+		s.setSession(nil)
 		return
 	}
 	var final []byte
@@ -292,8 +319,7 @@ func (s *Supervisor) release(withWatermark bool) {
 	} else {
 		s.log.Info().Bool("watermark", final != nil).Msg("lock released and session destroyed")
 	}
-	s.sess = nil
-	s.cfg.Metrics.setSession(nil)
+	s.setSession(nil)
 }
 
 // status reads the node's status within StatusTimeout.

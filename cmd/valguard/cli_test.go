@@ -17,19 +17,9 @@ import (
 // at once with a message naming the fix, and nothing on disk changes.
 func TestRunRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(home, "config", "config.toml"), []byte("[rpc]\nladdr = \"tcp://127.0.0.1:1\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	key := filepath.Join(dir, "priv_validator_key.json")
-	data, err := cmtjson.Marshal(privval.GenFilePV("", "").Key)
+	home, key := cometHome(t, dir)
+	data, err := os.ReadFile(key)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	garbage := filepath.Join(dir, "garbage.json")
@@ -71,6 +61,28 @@ func TestActiveValidatorWithoutLeaderExitsOne(t *testing.T) {
 	if !strings.Contains(string(out), "no active validator") {
 		t.Fatalf("output:\n%s", out)
 	}
+}
+
+// cometHome writes a minimal CometBFT home and a validator key (mode 0600)
+// under dir, enough for valguard to get past its flag checks.
+func cometHome(t *testing.T, dir string) (home, key string) {
+	t.Helper()
+	home = filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "config", "config.toml"), []byte("[rpc]\nladdr = \"tcp://127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key = filepath.Join(dir, "priv_validator_key.json")
+	data, err := cmtjson.Marshal(privval.GenFilePV("", "").Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return home, key
 }
 
 // refused runs valguard with args and asserts that it exits non-zero with

@@ -43,6 +43,9 @@ func consulClient(c *cli.Context) (*api.Client, error) {
 	cfg.Address, cfg.Scheme = u.Host, u.Scheme
 	cfg.Token = c.String("consul-token")
 	if f := c.Path("consul-token-file"); f != "" {
+		if err := checkPrivate(f, "consul-token-file"); err != nil {
+			return nil, err
+		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("--consul-token-file: %w", err)

@@ -130,6 +130,11 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 // under $CREDENTIALS_DIRECTORY; "" when neither and not required.
 func credential(c *cli.Context, flag, name string, required bool) (string, error) {
 	if p := c.Path(flag); p != "" {
+		if flag == "validator-key" {
+			if err := checkPrivate(p, flag); err != nil {
+				return "", err
+			}
+		}
 		return p, nil
 	}
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")

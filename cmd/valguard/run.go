@@ -90,15 +90,21 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	wd := newWatchdog(log)
 	el, err := election.New(election.Config{
 		Client: client, ValidatorID: validatorID, ReplicaID: replicaID, Hostname: host,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
-		OnRenew:       wd.renewed,
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
 	})
 	if err != nil {
+		return err
+	}
+	cfg := el.Config()
+	underSystemd, wdInterval, err := systemdWatchdog()
+	if err != nil {
+		return fmt.Errorf("systemd watchdog settings: %w", err)
+	}
+	if err := checkWatchdog(underSystemd, wdInterval, cfg.TTL, cfg.RenewInterval, cfg.StopMargin); err != nil {
 		return err
 	}
 	sup, err := supervisor.New(supervisor.Config{
@@ -117,11 +123,10 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	cfg := el.Config()
 	log.Info().Str("version", version).Str("node", kind).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
 		Str("lock_key", el.LockKey()).Dur("ttl", cfg.TTL).Dur("lock_delay", cfg.LockDelay).
 		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
-	go wd.run(ctx, sup)
+	go newWatchdog(log, wdInterval, sup.LeaseDeadline).run(ctx)
 	if err := sup.Run(ctx); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

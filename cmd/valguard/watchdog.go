@@ -2,51 +2,102 @@ package main
 
 import (
 	"context"
-	"sync/atomic"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
-
-	"github.com/valguard/valguard/supervisor"
 )
 
 // watchdog tells systemd we are ready and feeds its watchdog. While the
-// replica holds a session it is fed only after successful renews, so a
-// frozen or cut-off leader is killed by systemd (WatchdogSec below the TTL).
+// replica holds a session it is fed only while the local lease deadline is
+// further away than WatchdogSec, so systemd kills a frozen valguard (and,
+// with KillMode=control-group, its node) before that deadline, and hence
+// before Consul can expire the session. All times are read on the
+// monotonic clock (the deadline carries it).
 type watchdog struct {
-	log       zerolog.Logger
-	lastRenew atomic.Int64 // unix nanoseconds
+	log      zerolog.Logger
+	interval time.Duration            // WatchdogSec; 0 when systemd asked for none
+	lease    func() (time.Time, bool) // the held session's local deadline
+	notify   func(state string) error // sd_notify
+	now      func() time.Time         // time.Now
 }
 
-func newWatchdog(log zerolog.Logger) *watchdog { return &watchdog{log: log} }
-
-func (w *watchdog) renewed() { w.lastRenew.Store(time.Now().UnixNano()) }
-
-func (w *watchdog) run(ctx context.Context, sup *supervisor.Supervisor) {
-	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		w.log.Warn().Err(err).Msg("systemd notify failed")
-	} else if ok {
-		w.log.Info().Msg("told systemd we are ready")
+func newWatchdog(log zerolog.Logger, interval time.Duration, lease func() (time.Time, bool)) *watchdog {
+	return &watchdog{
+		log: log, interval: interval, lease: lease,
+		notify: func(state string) error { _, err := daemon.SdNotify(false, state); return err },
+		now:    time.Now,
 	}
-	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || interval == 0 {
+}
+
+// systemdWatchdog reports whether valguard runs as a systemd service and
+// the watchdog interval systemd set (0 if none). A service has
+// $NOTIFY_SOCKET (Type=notify), or $INVOCATION_ID with systemd (pid 1) as
+// its parent.
+func systemdWatchdog() (underSystemd bool, interval time.Duration, err error) {
+	underSystemd = os.Getenv("NOTIFY_SOCKET") != "" || (os.Getenv("INVOCATION_ID") != "" && os.Getppid() == 1)
+	interval, err = daemon.SdWatchdogEnabled(false)
+	return underSystemd, interval, err
+}
+
+// checkWatchdog refuses a key-file replica under systemd whose watchdog
+// cannot stop a frozen valguard in time: the watchdog is the only cover
+// for a supervisor frozen while its node signs. It must fire before the
+// local lease deadline, and be fed between two renews:
+// WatchdogSec + renew interval < TTL − stop margin.
+func checkWatchdog(underSystemd bool, interval, ttl, renew, margin time.Duration) error {
+	if !underSystemd {
+		return nil
+	}
+	limit := ttl - margin - renew
+	if interval == 0 {
+		return fmt.Errorf("valguard runs under systemd without a watchdog: set WatchdogSec= in its unit below %s "+
+			"(session TTL %s − stop margin %s − renew interval %s); it is what stops a frozen valguard whose node still signs",
+			limit.Round(time.Millisecond), ttl, margin, renew.Round(time.Millisecond))
+	}
+	if interval >= limit {
+		return fmt.Errorf("WatchdogSec=%s is too long: it must be below %s (session TTL %s − stop margin %s − renew interval %s) "+
+			"so that systemd stops a frozen valguard before its lease can expire in Consul; lower WatchdogSec or raise --session-ttl",
+			interval, limit.Round(time.Millisecond), ttl, margin, renew.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// feed reports whether the watchdog may be fed now.
+func (w *watchdog) feed() bool {
+	deadline, held := w.lease()
+	return !held || deadline.Sub(w.now()) > w.interval
+}
+
+func (w *watchdog) run(ctx context.Context) {
+	if err := w.notify(daemon.SdNotifyReady); err != nil {
+		w.log.Warn().Err(err).Msg("systemd notify failed")
+	}
+	if w.interval == 0 {
 		return
 	}
-	tick := time.NewTicker(interval / 3)
+	tick := time.NewTicker(w.interval / 4)
 	defer tick.Stop()
+	starving := false
 	for {
 		select {
 		case <-ctx.Done():
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			_ = w.notify(daemon.SdNotifyStopping)
 			return
 		case <-tick.C:
-			st := sup.State()
-			holds := st == supervisor.Voting || st == supervisor.Validating
-			if holds && time.Since(time.Unix(0, w.lastRenew.Load())) > interval {
-				continue // no renew lately: let systemd act
+			if !w.feed() {
+				if !starving {
+					w.log.Error().Dur("watchdog", w.interval).Msg("lease deadline closer than the watchdog timeout: no longer feeding it")
+					starving = true
+				}
+				continue
 			}
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			starving = false
+			if err := w.notify(daemon.SdNotifyWatchdog); err != nil {
+				w.log.Warn().Err(err).Msg("systemd watchdog notify failed")
+			}
 		}
 	}
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// checkPrivate refuses a secret file (the validator key, the Consul token)
+// that others can read or that belongs to another user, as ssh refuses a
+// loose private key, naming the chmod or chown that fixes it. Files under
+// $CREDENTIALS_DIRECTORY are exempt: systemd makes them private to the
+// service. A symlink is judged by the file it points to.
+func checkPrivate(path, flag string) error {
+	if underCredentials(path) {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // reading it reports the problem with context
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	uid := os.Geteuid()
+	if int(st.Uid) != uid && st.Uid != 0 {
+		return fmt.Errorf("--%s %s belongs to uid %d, not to the user valguard runs as (%s): "+
+			"run `chown %s %s` (or run valguard as its owner)", flag, path, st.Uid, userName(uid), userName(uid), path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("--%s %s is readable or writable by group or others (mode %04o): run `chmod 600 %s`",
+			flag, path, perm, path)
+	}
+	return nil
+}
+
+// underCredentials reports whether path lies in $CREDENTIALS_DIRECTORY.
+func underCredentials(path string) bool {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return false
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), abs)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
+}
