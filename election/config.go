@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -36,6 +37,17 @@ type Config struct {
 	ReplicaID string
 	// Hostname is shown in the lock value. Default: os.Hostname().
 	Hostname string
+	// PublicKey is the validator's public key in a printable form, such as
+	// "ed25519:<base64>". It is written into the lock value, and Acquire
+	// refuses (ErrForeignLock) a lock key whose value, held or free, names
+	// a different non-empty public key: one lock is for one validator.
+	// Optional, so that callers that do not know the key keep working;
+	// such a caller is then refused any lock that names a key. Printable,
+	// no spaces.
+	PublicKey string
+	// Label is the operator's name for the validator (its --validator-id),
+	// shown in the lock value. Optional; printable.
+	Label string
 
 	// TTL of the Consul session. Default DefaultTTL; MinTTL to MaxTTL.
 	TTL time.Duration
@@ -64,6 +76,19 @@ type Config struct {
 	// renew loop: it must return quickly. Meant for a systemd watchdog,
 	// which must then be fed from nowhere else.
 	OnRenew func()
+	// OnUncleanTakeover, if set, is called by Acquire when it took a lock
+	// key that no clean release left behind (see the package doc), with the
+	// reason and the time Acquire will now wait, holding the lock, before
+	// it returns. It must return quickly. Meant for a log line.
+	OnUncleanTakeover func(reason string, wait time.Duration)
+
+	// CompareWatermarks, if set, orders two watermarks: negative when a is
+	// below b, zero when equal, positive when above; an error when either
+	// cannot be read. With it, Publish and Close never lower the published
+	// watermark (ErrWatermarkLower) and write it with a check-and-set.
+	// Nil: watermarks are opaque and every write replaces the stored one.
+	CompareWatermarks func(a, b []byte) (int, error)
+
 	// OnConsulError, if set, is called with every failed Consul call (the
 	// error is also returned or, in the renew loop, retried). Meant for a
 	// metrics counter; it must return quickly.
@@ -84,6 +109,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ReplicaID == "" {
 		return cfg, errors.New("election config: ReplicaID is required")
+	}
+	for _, f := range []struct{ name, v string }{{"PublicKey", cfg.PublicKey}, {"Label", cfg.Label}} {
+		if i := strings.IndexFunc(f.v, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }); i >= 0 {
+			return cfg, fmt.Errorf("election config: %s %q has a space or an unprintable character at byte %d", f.name, f.v, i)
+		}
 	}
 	if cfg.Hostname == "" {
 		h, err := os.Hostname()

@@ -55,6 +55,9 @@ func TestNewValidatesConfig(t *testing.T) {
 		{name: "empty validator", edit: func(c *Config) { c.ValidatorID = "" }, contains: []string{"ValidatorID"}},
 		{name: "validator with slash", edit: func(c *Config) { c.ValidatorID = "a/b" }, contains: []string{"ValidatorID", "'/'"}},
 		{name: "empty replica", edit: func(c *Config) { c.ReplicaID = "" }, contains: []string{"ReplicaID"}},
+		{name: "public key and label", edit: func(c *Config) { c.PublicKey, c.Label = "ed25519:q83v+w==", "val-1" }},
+		{name: "public key with a space", edit: func(c *Config) { c.PublicKey = "ed25519: q83v" }, contains: []string{"PublicKey", "space"}},
+		{name: "label with a newline", edit: func(c *Config) { c.Label = "val\n1" }, contains: []string{"Label", "unprintable"}},
 		{name: "no client", edit: func(c *Config) { c.Client = nil }, contains: []string{"Client"}},
 	}
 	for _, tc := range tests {

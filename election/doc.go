@@ -5,13 +5,17 @@
 //
 // An Election describes one validator (ValidatorID) as seen by one replica
 // (ReplicaID). A replica creates a Session, waits in Acquire until its
-// session holds the lock key valguard/<ValidatorID>/leader, and from then
-// on watches Done. When Done is closed the replica must already be on its
+// session holds the lock key valguard/<ValidatorID>/leader (and, after a
+// takeover that no clean release prepared, a wait has passed), and from
+// then on watches Done. When Done is closed the replica must already be on its
 // way out: it has StopMargin left to stop and reap its node before any
 // other replica can possibly take the lock. Session.Publish and the final
 // write of Session.Close keep a watermark (for CometBFT: the last height
 // signed) under valguard/<ValidatorID>/watermark, written only in a Consul
-// transaction that checks the writer still holds the lock.
+// transaction that checks the writer still holds the lock; with
+// Config.CompareWatermarks that write is a check-and-set that never lowers
+// it. The lock value names the validator's public key (Config.PublicKey),
+// and Acquire refuses a lock that names another one (ErrForeignLock).
 //
 // # The contract
 //
@@ -24,8 +28,12 @@
 // session take the lock. Done is also closed, earlier, when Consul answers
 // a renew with "no such session" (ErrSessionInvalidated) or a consistent
 // read shows the lock key held by another session or gone
-// (ErrLockTaken). Once closed it is never reopened: a replica that wants to
-// lead again makes a new Session.
+// (ErrLockTaken). While the session holds the lock key, a renew moves the
+// deadline only once a consistent read sent after it has shown the key
+// still held, so the deadline is also at most TTL − StopMargin after the
+// key was last seen held. Once closed it is never reopened: a replica that
+// wants to lead again makes a new Session (Abandon closes it too, with
+// ErrAbandoned, and leaves the lock to Consul's expiry).
 //
 // New refuses timings that cannot keep this promise (S6): the renew
 // interval plus the Consul call timeout plus StopMargin must stay below the
@@ -51,13 +59,45 @@
 //
 // # Lock-delay, the second fence
 //
-// Sessions are created with a lock-delay (default: the TTL, at most 60 s).
-// When Consul invalidates a session (TTL expiry, destroy) it refuses every
-// acquisition of the locks that session held for that long, which covers a
+// Sessions are created with a lock-delay (default: the TTL, at most 60 s)
+// and behavior "release". When Consul invalidates a session (TTL expiry,
+// destroy) it frees the keys the session held, leaving their values, and
+// refuses every acquisition of them for the lock-delay, which covers a
 // leader whose process was frozen past its own deadline. A clean hand-over
 // through Session.Close releases the lock first, and release skips
 // lock-delay, so a standby takes over at once. Running without lock-delay
 // is not offered.
+//
+// # A lock key that vanishes
+//
+// A deleted lock key (an operator, a snapshot restore, a wiped server) is
+// free at once, with no lock-delay, while the old leader still signs: its
+// renews succeed, and it sees the key gone only on its next lock check, up
+// to RenewInterval + CallTimeout later, then needs StopMargin to stop its
+// node. So Close writes a clean-release marker into the value it leaves in
+// the key, in the release transaction ("released":true and the release
+// time, see LeaderInfo), and a replica that takes a key without a fresh
+// marker — absent, free without a marker, marker older than the TTL or
+// dated in the future — waits max(LockDelay, TTL) after the take, holding
+// the lock and renewing, before Acquire returns (Config.OnUncleanTakeover
+// reports it). The cases and why each is treated so are listed on
+// uncleanReason in takeover.go.
+//
+// Why the wait is enough: the old leader's deadline moves only on a renew
+// followed by a lock check that saw the key held, so after the delete at
+// time D its deadline is at most D + TTL − StopMargin, and its node is
+// stopped by D + TTL. The new leader took the key after D and waits TTL.
+// The lock-delay term covers a key invalidated with a lock-delay above the
+// TTL. The cost: the first start of a validator (no key yet), a crash
+// failover (the key is left without a marker) and a start long after a
+// clean release each wait max(LockDelay, TTL) more.
+//
+// Freshness compares the marker's release time (the old leader's wall
+// clock) with the taker's wall clock: replicas' clocks are assumed to agree
+// within MaxClockSkew. A marker more than a TTL old counts as unclean
+// (likely restored from a snapshot); one dated in the future beyond
+// MaxClockSkew too. A clock that runs behind lets a restored marker look
+// fresh for longer; one that runs ahead only costs waits.
 //
 // # Not guaranteed
 //
@@ -71,5 +111,11 @@
 //   - Done fires on Go's timers: a few milliseconds late on a loaded
 //     machine. StopMargin must cover that too.
 //   - Consul expires a session at up to twice its TTL, so the standby's
-//     takeover after a crash is bounded by 2×TTL + lock-delay, not TTL.
+//     takeover after a crash is bounded by 2×TTL + lock-delay, plus the
+//     unclean-takeover wait max(LockDelay, TTL), not TTL.
+//   - A snapshot taken and restored within one TTL of a clean release,
+//     while a later leader signs, brings back a marker that looks fresh.
+//   - A leader running a valguard without the confirmed-renew rule (an
+//     older version) may keep its deadline moving while its lock checks
+//     fail; the wait then covers it only as long as its reads succeed.
 package election

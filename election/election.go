@@ -17,12 +17,24 @@ type Election struct {
 	watermarkKey string
 }
 
-// LeaderInfo is what the lock key holds while a replica leads, encoded as
-// JSON {"replica":..,"hostname":..,"since":RFC 3339 with nanoseconds}.
+// LeaderInfo is what the lock key holds, encoded as JSON
+// {"replica":..,"hostname":..,"since":RFC 3339 with nanoseconds,
+// "public_key":..,"label":..}; after a clean release also
+// "released":true,"released_at":RFC 3339 (the clean-release marker).
 type LeaderInfo struct {
 	ReplicaID string    `json:"replica"`
 	Hostname  string    `json:"hostname"`
 	Since     time.Time `json:"since"`
+	// PublicKey and Label are Config.PublicKey and Config.Label of the
+	// replica that wrote the value (omitted when empty).
+	PublicKey string `json:"public_key,omitempty"`
+	Label     string `json:"label,omitempty"`
+	// Released and ReleasedAt are the clean-release marker, written by
+	// Session.Close in the transaction that releases the lock: the writer
+	// had stopped its node (S3) and no wait was pending. ReleasedAt is the
+	// writer's wall clock.
+	Released   bool      `json:"released,omitempty"`
+	ReleasedAt time.Time `json:"released_at,omitzero"`
 	// Session is the Consul session holding the lock (not in the JSON).
 	Session string `json:"-"`
 }
@@ -118,7 +130,7 @@ func (e *Election) get(ctx context.Context, key string) (*api.KVPair, error) {
 }
 
 // NewSession creates a TTL-only Consul session (no health checks, behavior
-// "delete", the configured lock-delay) and starts its renew loop. The
+// "release", the configured lock-delay) and starts its renew loop. The
 // local lease deadline starts from the moment the create request was
 // sent. ctx bounds only the creation; the session lives until Close or
 // Done. A create whose answer is lost may leave a session on the server,
@@ -127,10 +139,12 @@ func (e *Election) NewSession(ctx context.Context) (*Session, error) {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
 	sent := e.now()
+	// Behavior release, not delete: an invalidation leaves the key
+	// (unmarked, free), so an absent key means someone deleted it.
 	entry := &api.SessionEntry{
 		Name:      "valguard/" + e.cfg.ValidatorID + "/" + e.cfg.ReplicaID,
 		TTL:       e.cfg.TTL.String(),
-		Behavior:  api.SessionBehaviorDelete,
+		Behavior:  api.SessionBehaviorRelease,
 		LockDelay: e.cfg.LockDelay, // never zero: the api would omit it and Consul default to 15s
 	}
 	id, _, err := e.cfg.Client.Session().CreateNoChecks(entry, (&api.WriteOptions{}).WithContext(cctx))

@@ -13,13 +13,27 @@ var (
 	ErrSessionInvalidated = errors.New("consul no longer knows the session")
 
 	// ErrLockTaken: the lock key is held by another session, or by no
-	// session, while this one needed to hold it.
+	// session, or is gone, while this one needed to hold it.
 	ErrLockTaken = errors.New("the lock key is held by another session")
 
 	// ErrClosed: the session was closed by its owner.
 	ErrClosed = errors.New("session closed")
 
+	// ErrAbandoned: the session was abandoned by its owner (Abandon): it
+	// is no longer renewed, its lock is not released, and Consul expires
+	// it after its TTL. Close on an abandoned session returns an error
+	// wrapping it.
+	ErrAbandoned = errors.New("session abandoned: left to expire in consul with its lock")
+
 	// ErrUnsafeTiming: the configured timing cannot keep the lease
 	// contract (S6). New wraps it with the numbers.
 	ErrUnsafeTiming = errors.New("unsafe timing")
+
+	// ErrForeignLock: the lock key's value names another validator's
+	// public key (Config.PublicKey). Acquire refuses to take such a lock.
+	ErrForeignLock = errors.New("the lock key belongs to another validator public key")
+
+	// ErrWatermarkLower: a watermark to publish is below the published one
+	// (Config.CompareWatermarks); it was not written.
+	ErrWatermarkLower = errors.New("watermark below the published one")
 )

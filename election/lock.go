@@ -3,9 +3,7 @@ package election
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -16,12 +14,22 @@ import (
 // least that often even if a change notification is lost.
 const maxWait = time.Minute
 
-// Acquire blocks until this session holds the lock (nil), ctx ends
-// (ctx.Err()) or the session is lost (its Err()). It waits with Consul
-// blocking queries on the lock key and tries to take the key whenever no
-// session holds it. After an invalidation Consul refuses the key for the
-// lock-delay; Acquire then retries every 500 ms until it gets it. The lock
-// value is this replica's LeaderInfo with Since = now.
+// Acquire blocks until this session holds the lock and may act on it
+// (nil), ctx ends (ctx.Err()) or the session is lost (its Err()). It waits
+// with Consul blocking queries on the lock key and tries to take the key
+// whenever no session holds it. After an invalidation Consul refuses the
+// key for the lock-delay; Acquire then retries every 500 ms until it gets
+// it. The lock value is this replica's LeaderInfo with Since = now.
+//
+// Acquire refuses, with an error wrapping ErrForeignLock, a lock key whose
+// value (held or free) names a public key other than Config.PublicKey.
+//
+// When the key it took was not left by a fresh clean release (see
+// "A lock key that vanishes" in the package doc), Acquire calls
+// Config.OnUncleanTakeover and returns only max(LockDelay, TTL) after the
+// take, holding the lock and renewing the session meanwhile; Done or ctx
+// end that wait with the usual error. A later Acquire on the same session
+// resumes the same wait, it does not restart it.
 //
 // Not guaranteed: when ctx ends or the session is lost while a take is in
 // flight, Consul may still grant it; Close (or the session's expiry, with
@@ -35,8 +43,8 @@ func (s *Session) Acquire(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if s.Leader() {
-			return nil
+		if held, signAt := s.heldSince(); held {
+			return s.lead(ctx, signAt)
 		}
 		pair, next, err := s.watch(ctx, index)
 		if err != nil {
@@ -47,13 +55,17 @@ func (s *Session) Acquire(ctx context.Context) error {
 			continue
 		}
 		index = next
+		if err := s.e.foreign(pair); err != nil {
+			return err
+		}
 		switch {
 		case pair != nil && pair.Session == s.id:
-			// An earlier take whose answer was lost.
-			s.tookLock(pair.Value)
+			// An earlier take whose answer was lost: what it replaced is
+			// unknown, so it counts as unclean.
+			s.tookLock(pair.Value, "a take whose answer was lost")
 		case pair == nil || pair.Session == "":
-			if ok, _ := s.take(ctx); ok {
-				continue // the loop head reports leadership or a lost session
+			if ok, _ := s.take(ctx, pair); ok {
+				continue // the loop head waits if need be and reports leadership
 			}
 			// Refused (lock-delay, or another replica was quicker) or
 			// failed (reported by take); the loop head sees a lost session.
@@ -63,6 +75,30 @@ func (s *Session) Acquire(ctx context.Context) error {
 			index = 0
 		}
 	}
+}
+
+// heldSince reports whether the session took the lock, and the end of its
+// unclean-takeover wait.
+func (s *Session) heldSince() (bool, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held, s.signAt
+}
+
+// lead waits until signAt, then records leadership unless Done closed.
+func (s *Session) lead(ctx context.Context, signAt time.Time) error {
+	if d := signAt.Sub(s.e.now()); d > 0 {
+		if err := s.pause(ctx, d); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	s.leader = true
+	return nil
 }
 
 // watch reads the lock key; with index > 0 it blocks until the key changes
@@ -88,13 +124,16 @@ func (s *Session) watch(ctx context.Context, index uint64) (*api.KVPair, uint64,
 	return pair, next, nil
 }
 
-// take tries once to take the free lock key.
-func (s *Session) take(ctx context.Context) (bool, error) {
+// take tries once to take the free lock key, which read as seen (nil:
+// absent). The take goes through the KV endpoint, not a transaction:
+// only the former honours lock-delay.
+func (s *Session) take(ctx context.Context, seen *api.KVPair) (bool, error) {
 	cfg := s.e.cfg
-	value, err := json.Marshal(LeaderInfo{ReplicaID: cfg.ReplicaID, Hostname: cfg.Hostname, Since: s.e.now()})
+	value, err := json.Marshal(s.e.info(s.e.now()))
 	if err != nil {
 		return false, err
 	}
+	unclean := uncleanReason(seen, s.e.now(), cfg.TTL)
 	lctx, cancel, err := s.leaseCtx(ctx)
 	if err != nil {
 		return false, err
@@ -107,20 +146,56 @@ func (s *Session) take(ctx context.Context) (bool, error) {
 		s.e.consulError(err, ctx, s.ctx)
 		return false, err
 	}
-	if ok {
-		s.tookLock(value)
+	if !ok {
+		return false, nil
 	}
-	return ok, nil
+	if unclean == "" {
+		// The clean marker judged above must be what the take replaced.
+		unclean = s.replacedSeen(lctx, seen)
+	}
+	s.tookLock(value, unclean)
+	return true, nil
+}
+
+// replacedSeen re-reads the lock key after a take and returns why the take
+// may not have replaced the value seen before it (empty: it did). The key
+// must not have been re-created (same CreateIndex), and no other session
+// may have locked it in between (LockIndex one above). A failed read is a
+// reason too.
+func (s *Session) replacedSeen(ctx context.Context, seen *api.KVPair) string {
+	now, err := s.e.get(ctx, s.e.lockKey)
+	switch {
+	case err != nil:
+		s.e.consulError(err, ctx, s.ctx)
+		return "the lock key could not be re-read after the take: " + err.Error()
+	case now == nil || now.Session != s.id:
+		return "the lock key changed right after the take"
+	case now.CreateIndex != seen.CreateIndex || now.LockIndex != seen.LockIndex+1:
+		return "the lock key changed between the read and the take"
+	}
+	return ""
 }
 
 // tookLock records that the session holds the lock with value, unless done
-// is already closed.
-func (s *Session) tookLock(value []byte) {
+// is already closed. A non-empty unclean reason starts the
+// unclean-takeover wait, reported to Config.OnUncleanTakeover.
+func (s *Session) tookLock(value []byte, unclean string) {
+	cfg := s.e.cfg
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil {
-		s.leader = true
-		s.value = value
+	if s.err != nil || s.held {
+		s.mu.Unlock()
+		return
+	}
+	s.held = true
+	s.value = value
+	var wait time.Duration
+	if unclean != "" {
+		wait = uncleanWait(cfg)
+		s.signAt = s.e.now().Add(wait)
+	}
+	s.mu.Unlock()
+	if wait > 0 && cfg.OnUncleanTakeover != nil {
+		cfg.OnUncleanTakeover(unclean, wait)
 	}
 }
 
@@ -136,108 +211,4 @@ func (s *Session) pause(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// Publish writes value to the watermark key in one Consul transaction that
-// also checks this session holds the lock key, so a replica that lost the
-// lock can never write it. It fails with an error wrapping ErrLockTaken
-// when the check fails (and then, if this session thought it led, closes
-// Done with ErrLockTaken too), and with the session's Err once Done is
-// closed.
-func (s *Session) Publish(ctx context.Context, value []byte) error {
-	lctx, cancel, err := s.leaseCtx(ctx)
-	if err != nil {
-		return fmt.Errorf("publish watermark: %w", err)
-	}
-	defer cancel()
-	ops := api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.e.lockKey, Session: s.id}},
-		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.e.watermarkKey, Value: value}},
-	}
-	if err := s.txn(lctx, ops, ctx, s.ctx); err != nil {
-		if errors.Is(err, ErrLockTaken) && s.Leader() {
-			s.fail(ErrLockTaken)
-		}
-		return fmt.Errorf("publish watermark: %w", err)
-	}
-	return nil
-}
-
-// Close ends the session: it stops the renew loop (Done closes with
-// ErrClosed unless it closed before), releases the lock if this session
-// holds it — in the same transaction as a final watermark write when final
-// is not nil — and destroys the session. A release skips lock-delay, so a
-// standby takes over at once; call Close only after the node has stopped
-// (S3). Each call is bounded by ctx and CallTimeout; with ctx already
-// ended nothing is released and Consul frees the lock only at expiry,
-// after lock-delay.
-//
-// Close after Done is best effort: the release transaction checks the
-// lock, so it is harmless, and its failure is returned. Close is
-// idempotent: later calls return the first call's result.
-func (s *Session) Close(ctx context.Context, final []byte) error {
-	s.closeOnce.Do(func() { s.closeErr = s.close(ctx, final) })
-	return s.closeErr
-}
-
-func (s *Session) close(ctx context.Context, final []byte) error {
-	s.fail(ErrClosed)
-	<-s.loopDone
-	s.mu.Lock()
-	held, value := s.leader, s.value
-	s.mu.Unlock()
-
-	var errs []error
-	// Release even when no Acquire reported success: a take whose answer
-	// was lost may still have succeeded. The check makes it a no-op
-	// otherwise.
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.e.lockKey, Session: s.id}}}
-	if final != nil {
-		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.e.watermarkKey, Value: final}})
-	}
-	ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: s.e.lockKey, Session: s.id, Value: value}})
-	cctx, cancel := context.WithTimeout(ctx, s.e.cfg.CallTimeout)
-	err := s.txn(cctx, ops, ctx)
-	cancel()
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrLockTaken) && !held && final == nil:
-		// A standby's close: there was nothing to release.
-	case errors.Is(err, ErrLockTaken) && final != nil:
-		errs = append(errs, fmt.Errorf("release lock: final watermark not written: %w", err))
-	default:
-		errs = append(errs, fmt.Errorf("release lock: %w", err))
-	}
-
-	cctx, cancel = context.WithTimeout(ctx, s.e.cfg.CallTimeout)
-	defer cancel()
-	if _, err := s.e.cfg.Client.Session().Destroy(s.id, (&api.WriteOptions{}).WithContext(cctx)); err != nil {
-		err = fmt.Errorf("destroy session %s: %w", s.id, err)
-		s.e.consulError(err, ctx)
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// txn runs ops; a rolled-back transaction is an error wrapping
-// ErrLockTaken (every transaction here starts with the session check),
-// with Consul's reasons. Call errors are reported unless a caller's context
-// ended.
-func (s *Session) txn(ctx context.Context, ops api.TxnOps, callers ...context.Context) error {
-	ok, resp, _, err := s.e.cfg.Client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		err = fmt.Errorf("consul transaction: %w", err)
-		s.e.consulError(err, callers...)
-		return err
-	}
-	if ok {
-		return nil
-	}
-	var reasons []string
-	if resp != nil {
-		for _, e := range resp.Errors {
-			reasons = append(reasons, e.What)
-		}
-	}
-	return fmt.Errorf("%w: consul rolled the transaction back: %s", ErrLockTaken, strings.Join(reasons, "; "))
 }

@@ -28,10 +28,15 @@ type Session struct {
 	deadline time.Time   // local lease deadline
 	gen      uint64      // bumped with every new deadline
 	timer    *time.Timer // closes done at deadline
-	leader   bool        // an Acquire succeeded (stays set after done)
+	held     bool        // this session took the lock key (stays set after done)
+	signAt   time.Time   // the end of the unclean-takeover wait (zero: none)
+	leader   bool        // an Acquire returned nil (stays set after done)
 	value    []byte      // the lock value this session wrote
 	err      error       // why done was closed
 	done     chan struct{}
+
+	closing   bool // Close began: Abandon does nothing
+	abandoned bool // Abandon ran: Close releases nothing
 
 	loopDone  chan struct{} // closed when the renew loop returned
 	closeOnce sync.Once
@@ -58,7 +63,7 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err is nil while Done is open, then one of ErrSessionExpired,
-// ErrSessionInvalidated, ErrLockTaken or ErrClosed.
+// ErrSessionInvalidated, ErrLockTaken, ErrClosed or ErrAbandoned.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -66,8 +71,10 @@ func (s *Session) Err() error {
 }
 
 // Deadline is the current local lease deadline: the send time of the last
-// successful renew (or of the create) + TTL − StopMargin. It only moves
-// forward, and stops moving once Done is closed.
+// successful renew (or of the create) + TTL − StopMargin. While the
+// session holds the lock key, a renew counts only once a consistent read
+// sent after it has shown the key still held by this session. It only
+// moves forward, and stops moving once Done is closed.
 func (s *Session) Deadline() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,7 +82,8 @@ func (s *Session) Deadline() time.Time {
 }
 
 // Leader reports whether this session holds the lock as far as this
-// replica knows: an Acquire succeeded and Done is still open.
+// replica knows and may act on it: an Acquire returned nil (so any
+// unclean-takeover wait is over) and Done is still open.
 func (s *Session) Leader() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,36 +207,67 @@ func (s *Session) renewLoop(created time.Time) {
 		case entry == nil:
 			s.fail(ErrSessionInvalidated)
 			return
-		case !s.renewed(sent, serverTTL(entry, cfg.TTL)):
+		}
+		// A holder's renew counts only once the lock key is seen still held
+		// after it was sent: a key deleted under a leader whose renews
+		// succeed must still end the lease within TTL − StopMargin of the
+		// delete, even when the reads fail (see the package doc).
+		if s.holds() {
+			switch s.checkLock() {
+			case lockLost:
+				s.fail(ErrLockTaken)
+				return
+			case lockUnknown:
+				if s.ctx.Err() != nil {
+					return
+				}
+				next = s.e.now().Add(min(retryInterval, cfg.RenewInterval))
+				continue
+			}
+		}
+		if !s.renewed(sent, serverTTL(entry, cfg.TTL)) {
 			return
 		}
 		if cfg.OnRenew != nil {
 			cfg.OnRenew()
 		}
 		next = sent.Add(cfg.RenewInterval)
-		if s.Leader() {
-			s.checkLock()
-		}
 	}
 }
 
-// checkLock closes done with ErrLockTaken when a consistent read shows the
-// lock key held by another session or by none. A failed read decides
-// nothing: the deadline still stands guard.
-func (s *Session) checkLock() {
+// holds reports whether this session took the lock key and Done is open.
+func (s *Session) holds() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held && s.err == nil
+}
+
+// lockCheck is what a consistent read of the lock key showed.
+type lockCheck int
+
+const (
+	lockHeld    lockCheck = iota // held by this session
+	lockLost                     // held by another session, by none, or gone
+	lockUnknown                  // the read failed
+)
+
+// checkLock reads the lock key with a consistent read. A failed read
+// decides nothing, but the renew it follows then does not count.
+func (s *Session) checkLock() lockCheck {
 	ctx, cancel, err := s.leaseCtx(s.ctx)
 	if err != nil {
-		return
+		return lockUnknown
 	}
 	defer cancel()
 	pair, err := s.e.get(ctx, s.e.lockKey)
 	if err != nil {
 		s.e.consulError(err, s.ctx)
-		return
+		return lockUnknown
 	}
 	if pair == nil || pair.Session != s.id {
-		s.fail(ErrLockTaken)
+		return lockLost
 	}
+	return lockHeld
 }
 
 // serverTTL is the session TTL the server reports in entry, if it is

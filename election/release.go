@@ -1,0 +1,174 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Close ends the session: it stops the renew loop (Done closes with
+// ErrClosed unless it closed before), releases the lock if this session
+// holds it — in the same transaction as a final watermark write when final
+// is not nil — and destroys the session. A release skips lock-delay; the
+// value it leaves in the lock key carries the clean-release marker, so a
+// standby takes over at once, without the unclean-takeover wait. Call
+// Close only after the node has stopped (S3): the marker says so.
+//
+// A session that took the lock but whose unclean-takeover wait had not
+// ended releases it without the marker: the previous leader may not have
+// stopped yet, so the next taker waits in its turn.
+//
+// With Config.CompareWatermarks the final write never lowers the published
+// watermark: a final value below it is not written, the lock is still
+// released, and the returned error wraps ErrWatermarkLower. It is written
+// with a check-and-set in the release transaction, retried as in Publish.
+//
+// Each call is bounded by ctx and CallTimeout; with ctx already ended
+// nothing is released and Consul frees the lock only at expiry, after
+// lock-delay. Close after Done is best effort: the release transaction
+// checks the lock, so it is harmless, and its failure is returned. Close
+// is idempotent: later calls return the first call's result. Close after
+// Abandon releases nothing and returns an error wrapping ErrAbandoned.
+func (s *Session) Close(ctx context.Context, final []byte) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx, final) })
+	return s.closeErr
+}
+
+// Abandon stops the renew loop and closes Done with ErrAbandoned, without
+// releasing the lock or destroying the session: Consul expires the session
+// TTL (up to 2×TTL) after the last renew it received, then holds the lock
+// for lock-delay, and the next taker finds no clean-release marker and
+// waits max(LockDelay, TTL) more. For a node that could not be reaped
+// (S3). A renew already in flight may still reach Consul and extend the
+// session once. Abandon after Close does nothing; Close after Abandon
+// releases nothing. It is idempotent and does not block on Consul.
+func (s *Session) Abandon() {
+	s.mu.Lock()
+	if !s.closing {
+		s.abandoned = true
+		s.failLocked(ErrAbandoned)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) close(ctx context.Context, final []byte) error {
+	s.mu.Lock()
+	if s.abandoned {
+		s.mu.Unlock()
+		return fmt.Errorf("close: %w: lock not released, session not destroyed", ErrAbandoned)
+	}
+	s.closing = true
+	s.failLocked(ErrClosed)
+	s.mu.Unlock()
+	<-s.loopDone
+	s.mu.Lock()
+	held, value := s.held, s.value
+	clean := held && !s.e.now().Before(s.signAt)
+	s.mu.Unlock()
+
+	var errs []error
+	if err := s.release(ctx, final, s.releaseValue(value, clean), held); err != nil {
+		errs = append(errs, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.e.cfg.CallTimeout)
+	defer cancel()
+	if _, err := s.e.cfg.Client.Session().Destroy(s.id, (&api.WriteOptions{}).WithContext(cctx)); err != nil {
+		err = fmt.Errorf("destroy session %s: %w", s.id, err)
+		s.e.consulError(err, ctx)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// release unlocks the lock key, leaving value in it, with the final
+// watermark write when final is not nil.
+func (s *Session) release(ctx context.Context, final, value []byte, held bool) error {
+	var skipped error // why the final watermark was not written
+	for range casAttempts {
+		// Release even when no Acquire reported success: a take whose
+		// answer was lost may still have succeeded. The check makes it a
+		// no-op otherwise.
+		ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.e.lockKey, Session: s.id}}}
+		if final != nil && skipped == nil {
+			op, err := s.planWatermark(ctx, final, true)
+			switch {
+			case errors.Is(err, ErrWatermarkLower):
+				skipped = err
+			case err != nil:
+				skipped = fmt.Errorf("final watermark not written: %w", err)
+			case op != nil:
+				ops = append(ops, op)
+			}
+		}
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: s.e.lockKey, Session: s.id, Value: value}})
+		cctx, cancel := context.WithTimeout(ctx, s.e.cfg.CallTimeout)
+		err := s.txn(cctx, ops, ctx)
+		cancel()
+		switch {
+		case err == nil:
+			if skipped != nil {
+				return fmt.Errorf("lock released, final watermark not written: %w", skipped)
+			}
+			return nil
+		case errors.Is(err, errWatermarkChanged):
+			continue
+		case errors.Is(err, ErrLockTaken) && !held && final == nil:
+			return nil // a standby's close: there was nothing to release
+		case errors.Is(err, ErrLockTaken) && final != nil:
+			return fmt.Errorf("release lock: final watermark not written: %w", err)
+		}
+		return fmt.Errorf("release lock: %w", err)
+	}
+	// The watermark kept changing: release without it.
+	skipped = fmt.Errorf("%w %d times in a row", errWatermarkChanged, casAttempts)
+	if err := s.release(ctx, nil, value, held); err != nil {
+		return errors.Join(fmt.Errorf("final watermark not written: %w", skipped), err)
+	}
+	return fmt.Errorf("lock released, final watermark not written: %w", skipped)
+}
+
+// txn runs ops, whose first one is the lock session check. A rolled-back
+// transaction is an error wrapping ErrLockTaken when that check failed,
+// errWatermarkChanged when only a check-and-set or index check of the
+// watermark failed, a plain error otherwise; all with Consul's reasons.
+// Call errors are reported unless a caller's context ended.
+func (s *Session) txn(ctx context.Context, ops api.TxnOps, callers ...context.Context) error {
+	ok, resp, _, err := s.e.cfg.Client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		err = fmt.Errorf("consul transaction: %w", err)
+		s.e.consulError(err, callers...)
+		return err
+	}
+	if ok {
+		return nil
+	}
+	var reasons []string
+	var failed []int
+	if resp != nil {
+		for _, e := range resp.Errors {
+			reasons = append(reasons, fmt.Sprintf("op %d: %s", e.OpIndex, e.What))
+			failed = append(failed, e.OpIndex)
+		}
+	}
+	why := strings.Join(reasons, "; ")
+	switch {
+	case slices.Contains(failed, 0):
+		return fmt.Errorf("%w: consul rolled the transaction back: %s", ErrLockTaken, why)
+	case len(failed) > 0 && !slices.ContainsFunc(failed, func(i int) bool { return !s.watermarkCheck(ops, i) }):
+		return fmt.Errorf("%w: consul rolled the transaction back: %s", errWatermarkChanged, why)
+	}
+	return fmt.Errorf("consul rolled the transaction back: %s", why)
+}
+
+// watermarkCheck reports whether ops[i] is a check-and-set or an index
+// check of the watermark key.
+func (s *Session) watermarkCheck(ops api.TxnOps, i int) bool {
+	if i < 0 || i >= len(ops) || ops[i].KV == nil || ops[i].KV.Key != s.e.watermarkKey {
+		return false
+	}
+	return ops[i].KV.Verb == api.KVCAS || ops[i].KV.Verb == api.KVCheckIndex
+}
