@@ -1,5 +1,6 @@
 // Package neard is valguard's adapter for NEAR's neard. It implements
-// supervisor.Node and supervisor.HotPromoter; it never decides leadership.
+// supervisor.Node, supervisor.HotPromoter and supervisor.HeadFence; it
+// never decides leadership.
 //
 // Roles, as kuutamod sets them up:
 //
@@ -30,9 +31,18 @@
 // a validator_account_id is refused (status error): a key reached it that
 // valguard did not link.
 //
-// neard keeps no sign-state file that could be handed over, so there is no
-// watermark: safety rests on one key holder at a time, the holder being
-// reaped before the lock is released (S1, S3) and Consul's lock-delay.
+// neard keeps no sign-state file that could be handed over. Safety rests
+// on one key holder at a time, the holder being reaped before the lock is
+// released (S1, S3), Consul's lock-delay, and a height fence: the
+// watermark is {"height": N}, the highest head height the node reported
+// while this replica was the validator (kept in
+// <home>/valguard/watermark.json, never lowered), and a new leader
+// promotes only once its node's head is at or above the published N
+// (supervisor.HeadFence). N comes from polling, so the old leader may have
+// produced up to a poll interval past it; see watermark.go for what is and
+// is not covered.
+//
+// The lock is named by the validator key, not the account (LockID).
 //
 // The adapter is tested against a stand-in (internal/neardstandin) that
 // follows neard's interface; neard itself cannot be built here.

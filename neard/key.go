@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,6 +118,17 @@ func decodeKey(field, s string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, want %d", name, len(b), n)
 	}
 	return b, nil
+}
+
+// lockID is the upper-case hex of the first 20 bytes of SHA-256 of the raw
+// public key ("ed25519:<base58>").
+func lockID(publicKey string) (string, error) {
+	raw, err := decodeKey("public_key", publicKey, ed25519.PublicKeySize)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	return strings.ToUpper(hex.EncodeToString(sum[:20])), nil
 }
 
 // holdsKey reports whether the file at path is a key file with publicKey.

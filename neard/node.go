@@ -81,8 +81,8 @@ type Config struct {
 	Log         zerolog.Logger
 }
 
-// Node is the NEAR adapter; it implements supervisor.Node and
-// supervisor.HotPromoter.
+// Node is the NEAR adapter; it implements supervisor.Node,
+// supervisor.HotPromoter and supervisor.HeadFence.
 type Node struct {
 	cfg    Config
 	p      paths
@@ -90,6 +90,10 @@ type Node struct {
 	vnode  Key // validator node key (zero when not configured)
 	public []string
 	client *http.Client
+	lockID string
+	// heights is the highest head seen in the validator role (the
+	// watermark); it has its own lock.
+	heights *heights
 
 	mu   sync.Mutex
 	role supervisor.Role // role last prepared
@@ -98,10 +102,12 @@ type Node struct {
 var (
 	_ supervisor.Node        = (*Node)(nil)
 	_ supervisor.HotPromoter = (*Node)(nil)
+	_ supervisor.HeadFence   = (*Node)(nil)
 )
 
-// New checks the node home, the keys and the addresses and returns the
-// adapter. Nothing in the home is changed yet.
+// New checks the node home, the keys and the addresses, reads the
+// validator height this replica saved (<home>/valguard/watermark.json) and
+// returns the adapter. Nothing in the home is changed yet.
 func New(cfg Config) (*Node, error) {
 	if cfg.Home == "" {
 		return nil, errors.New("--node-home is required")
@@ -119,6 +125,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, p: p, client: &http.Client{Timeout: statusTimeout}}
 	if err := n.loadKeys(); err != nil {
+		return nil, err
+	}
+	if n.lockID, err = lockID(n.key.PublicKey); err != nil {
+		return nil, fmt.Errorf("validator key %s: %w", n.key.Path, err)
+	}
+	if n.heights, err = loadHeights(filepath.Join(p.own, watermarkFile), n.key.PublicKey, cfg.Log); err != nil {
 		return nil, err
 	}
 	for _, a := range cfg.PublicAddresses {
@@ -258,6 +270,22 @@ func publicAddr(addr, validatorAddr string) (string, error) {
 // AccountID is the validator's account, from its key.
 func (n *Node) AccountID() string { return n.key.AccountID }
 
+// PublicKey is the validator key's public_key as the key file writes it,
+// "ed25519:<base58>".
+func (n *Node) PublicKey() string { return n.key.PublicKey }
+
+// LockID identifies the validator key for the election: the upper-case hex
+// of the first 20 bytes of SHA-256 of the raw 32-byte ed25519 public key
+// (the way CometBFT derives a validator address), for a lock key
+// valguard/<LockID>/leader. Every replica given this key computes the same
+// id. It names the key, not the account: NEAR
+// account ids are not derived from keys, and an account may have several
+// keys, so two keys of one account get two locks rather than sharing one
+// by accident. Two replicas with different keys of one account are
+// therefore not fenced against each other; only the key the account stakes
+// with produces blocks the network accepts.
+func (n *Node) LockID() string { return n.lockID }
+
 // StatusURL is where the adapter reads neard's status.
 func (n *Node) StatusURL() string { return n.p.status }
 
@@ -281,7 +309,3 @@ func (n *Node) Command(supervisor.Role) (*exec.Cmd, error) {
 	}
 	return exec.Command(n.cfg.Binary, append(args, n.cfg.Args...)...), nil
 }
-
-// Watermark implements supervisor.Node. neard keeps no sign-state file to
-// hand over; safety rests on one key holder at a time (S1, S3).
-func (n *Node) Watermark() ([]byte, error) { return nil, nil }

@@ -34,7 +34,10 @@ func (n *Node) nodeKeySpec() keylink.Spec {
 // Prepare implements supervisor.Node. Voter: no validator key, the voter
 // node key, the voter address. Validator (restart promotion): the
 // validator key, the validator node key, the validator address and public
-// address. neard has no sign state to raise; watermark is ignored.
+// address. neard has no sign state to raise, and no node runs whose head
+// could be compared with watermark: the supervisor fences on the head
+// before it stops the voter (AtWatermark), and the validator node starts
+// from the same database, at that head or above.
 func (n *Node) Prepare(_ context.Context, role supervisor.Role, _ []byte) error {
 	if err := n.checkConfig(); err != nil {
 		return err
@@ -135,7 +138,8 @@ func (n *Node) logOutcome(link string, o keylink.Outcome) {
 // Status implements supervisor.Node from GET /status. Synced: not
 // syncing, a height, and a recent latest block. A voter that reports a
 // loaded validator key is supervisor.ErrUnexpectedKey: some key reached it
-// that valguard did not link; the supervisor kills it and stops.
+// that valguard did not link; the supervisor kills it and stops. In the
+// validator role the head height raises the watermark.
 func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	st, err := fetchStatus(ctx, n.client, n.p.status)
 	if err != nil {
@@ -147,6 +151,9 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 		return supervisor.Status{}, err
 	}
 	si := st.SyncInfo
+	if role == supervisor.RoleValidator {
+		n.heights.observe(si.LatestBlockHeight)
+	}
 	out := supervisor.Status{Height: si.LatestBlockHeight, CatchingUp: si.Syncing, BlockTime: si.LatestBlockTime}
 	fresh := n.cfg.MaxBlockAge < 0 || time.Since(si.LatestBlockTime) <= n.cfg.MaxBlockAge
 	out.Synced = !si.Syncing && si.LatestBlockHeight > 0 && fresh
@@ -176,12 +183,25 @@ func (n *Node) HotPromotion(ctx context.Context) (bool, error) {
 // errNotConfirmed: neard did not report the validator key after SIGHUP.
 var errNotConfirmed = errors.New("neard did not report the validator key loaded")
 
+// errBehindWatermark: the node's head is below the published height.
+var errBehindWatermark = errors.New("neard's head is below the height the previous leader published")
+
 // PromoteRunning implements supervisor.HotPromoter: link the validator key
 // where neard reads it, call reload (SIGHUP), and poll /status until it
 // reports validator_account_id (and validator_public_key, when given) of
 // this validator, within PromotionTimeout. The voter node key and address
-// stay as they are, as in NEAR's own failover procedure.
-func (n *Node) PromoteRunning(ctx context.Context, _ []byte, reload func() error) error {
+// stay as they are, as in NEAR's own failover procedure. Before the key is
+// linked, the node's head must be at or above watermark (AtWatermark; the
+// supervisor waits for that first, this is the last check); the heights
+// polled from then on raise the watermark.
+func (n *Node) PromoteRunning(ctx context.Context, wm []byte, reload func() error) error {
+	at, err := n.AtWatermark(ctx, wm)
+	if err != nil {
+		return fmt.Errorf("key not linked: %w", err)
+	}
+	if !at {
+		return fmt.Errorf("%w: key not linked", errBehindWatermark)
+	}
 	if err := n.linkValidatorKey(); err != nil {
 		return err
 	}
@@ -197,6 +217,7 @@ func (n *Node) PromoteRunning(ctx context.Context, _ []byte, reload func() error
 	for {
 		st, err := fetchStatus(ctx, n.client, n.p.status)
 		if err == nil {
+			n.heights.observe(st.SyncInfo.LatestBlockHeight)
 			last, lastErr = st, nil
 			pk := st.ValidatorPublicKey
 			if st.validator() == n.key.AccountID && (pk == nil || *pk == n.key.PublicKey) {

@@ -47,6 +47,7 @@ type fakeStatus struct {
 	syncing bool
 	account *string
 	pubkey  *string
+	down    bool // answer 503, as a node that is gone or starting
 }
 
 func (f *fakeStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +57,10 @@ func (f *fakeStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down {
+		http.Error(w, "node is gone", http.StatusServiceUnavailable)
+		return
+	}
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"version":  map[string]any{"version": f.version, "build": f.version, "commit": "x", "rustc_version": "1.79.0"},
 		"chain_id": "localnet",
