@@ -6,26 +6,58 @@ import (
 	"io"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// process is a started node: its own process group, reaped exactly once by
-// a goroutine that closes done when cmd.Wait returns.
+// process is a started node: the direct child, in its own process group,
+// reaped exactly once by a goroutine that closes done when cmd.Wait
+// returns, and the node's whole process tree, held in a containment (a
+// cgroup v2 where the system has one, the process group plus a child
+// subreaper otherwise; see containment for what each catches).
+//
+// The node has exited (Exited) only when the direct child is reaped and
+// the rest of the tree is gone (S10). Kill and Stop return nil only then.
 type process struct {
 	cmd     *exec.Cmd
 	role    Role
 	started time.Time
 	done    chan struct{}
 
+	tree      containment
+	fallback  error // why the tree is not in a cgroup; nil if it is
+	leftovers []int // pids of an earlier node's tree killed before the start
+
 	mu      sync.Mutex
 	waitErr error
+
+	gone    atomic.Bool // the direct child reaped and the tree seen empty
+	release sync.Once
 }
 
+// containMode selects the containment; tests force one.
+type containMode int
+
+const (
+	containAuto   containMode = iota // cgroup v2 if usable, else the group
+	containGroup                     // process group + subreaper
+	containCgroup                    // cgroup v2 or fail
+)
+
 // startProcess starts cmd in its own process group, killed with SIGKILL if
-// this process dies (S9). Output goes where the adapter pointed it; by
-// default our own stdout and stderr, so journald keeps the node's logs.
+// this process dies (S9), with its whole process tree contained (S10): in
+// a cgroup v2 of its own where one can be made (named after the node home
+// of the command's --home argument, so that a restarted valguard kills the
+// tree an earlier one left there; see Leftovers), otherwise by process
+// group, environment tag and child subreaper (see FallbackReason). Output
+// goes where the adapter pointed it; by default our own stdout and stderr,
+// so journald keeps the node's logs.
 func startProcess(cmd *exec.Cmd, role Role, stdout, stderr io.Writer) (*process, error) {
+	return startContained(cmd, role, stdout, stderr, containAuto)
+}
+
+func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode containMode) (*process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -37,10 +69,50 @@ func startProcess(cmd *exec.Cmd, role Role, stdout, stderr io.Writer) (*process,
 	if cmd.Stderr == nil {
 		cmd.Stderr = stderr
 	}
+	tag := newTag()
+	cmd.Env = append(cmd.Environ(), tag)
+
+	p := &process{cmd: cmd, role: role, done: make(chan struct{})}
+	var cg *cgroupTree
+	if mode != containGroup {
+		t, leftovers, err := newCgroupTree(nodeHome(cmd.Args))
+		p.leftovers = leftovers
+		switch {
+		case errors.Is(err, errLeftover):
+			return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
+		case err != nil && mode == containCgroup:
+			return nil, fmt.Errorf("start %s node %s: no cgroup: %w", role, cmd.Path, err)
+		case err != nil:
+			p.fallback = err
+		default:
+			cg = t
+			cmd.SysProcAttr.UseCgroupFD = true
+			cmd.SysProcAttr.CgroupFD = t.fd()
+		}
+	} else {
+		p.fallback = errors.New("process-group containment requested")
+	}
+	if cg == nil {
+		if err := subreaper(); err != nil {
+			p.fallback = fmt.Errorf("%w; and %w: orphans of the node go to init", p.fallback, err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
+		if cg != nil {
+			cg.release()
+		}
 		return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
 	}
-	p := &process{cmd: cmd, role: role, started: time.Now(), done: make(chan struct{})}
+	p.started = time.Now()
+	if cg != nil {
+		cg.mu.Lock()
+		cg.pgid = cmd.Process.Pid
+		cg.group = pgroup{pgid: cmd.Process.Pid}
+		cg.mu.Unlock()
+		p.tree = cg
+	} else {
+		p.tree = newGroupTree(cmd.Process.Pid, tag)
+	}
 	go func() {
 		err := cmd.Wait()
 		p.mu.Lock()
@@ -51,20 +123,57 @@ func startProcess(cmd *exec.Cmd, role Role, stdout, stderr io.Writer) (*process,
 	return p, nil
 }
 
-// PID is the node's process id (also its process group id).
+// PID is the direct child's process id (also its process group id).
 func (p *process) PID() int { return p.cmd.Process.Pid }
 
-// Done is closed once the process has exited and been reaped.
+// Done is closed once the direct child has exited and been reaped; the
+// rest of its tree may still run (see Exited).
 func (p *process) Done() <-chan struct{} { return p.done }
 
-// Exited reports whether the process has been reaped.
+// Containment describes, for logs, how the node's process tree is held:
+// "cgroup <path>" or "process group + subreaper".
+func (p *process) Containment() string { return p.tree.String() }
+
+// FallbackReason says why the tree is not in a cgroup (nil if it is): a
+// warning worth one log line, since a setsid escape that also scrubs its
+// environment is then not caught.
+func (p *process) FallbackReason() error { return p.fallback }
+
+// Leftovers lists the pids of processes an earlier node of the same home
+// had left in its cgroup (a valguard that died without killing its node's
+// tree), killed before this node started; nil if none.
+func (p *process) Leftovers() []int { return p.leftovers }
+
+// Exited reports whether the direct child has been reaped and the rest of
+// the node's process tree is gone.
 func (p *process) Exited() bool {
+	if p.gone.Load() {
+		return true
+	}
 	select {
 	case <-p.done:
-		return true
 	default:
 		return false
 	}
+	return p.check(true) == nil
+}
+
+// check returns the tree's processes still alive (the direct child as its
+// pid if not reaped), nil once everything is gone; it then releases the
+// containment, once.
+func (p *process) check(childReaped bool) []int {
+	if p.gone.Load() {
+		return nil
+	}
+	left := p.tree.alive(childReaped)
+	if !childReaped {
+		left = append([]int{p.PID()}, left...)
+	}
+	if len(left) == 0 {
+		p.gone.Store(true)
+		p.release.Do(p.tree.release)
+	}
+	return left
 }
 
 // ExitErr is what cmd.Wait returned; valid once Done is closed.
@@ -74,42 +183,90 @@ func (p *process) ExitErr() error {
 	return p.waitErr
 }
 
-// signal sends sig to the whole process group, unless already reaped.
-func (p *process) signal(sig syscall.Signal) {
-	if p.Exited() {
-		return
-	}
-	if err := syscall.Kill(-p.PID(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		_ = p.cmd.Process.Signal(sig)
+func (p *process) reaped() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 
-// errNotReaped means the process did not go away within the bound given.
+// errNotReaped means the process tree did not go away within the bound
+// given.
 var errNotReaped = errors.New("node process not reaped in time")
 
-// Kill sends SIGKILL to the group and waits up to reap for it to be reaped.
+// Kill sends SIGKILL to the whole process tree and waits up to reap for
+// the direct child to be reaped and the tree to be empty. If that does not
+// happen in time, the error wraps errNotReaped and names the pids still
+// alive; the node must then be treated as running.
 func (p *process) Kill(reap time.Duration) error {
-	p.signal(syscall.SIGKILL)
-	return p.wait(reap)
+	if p.gone.Load() {
+		return nil
+	}
+	deadline := time.Now().Add(reap)
+	for i := 0; ; i++ {
+		if i%10 == 0 { // again now and then: a fork may have raced the kill
+			p.tree.kill(p.reaped())
+		}
+		left := p.check(p.reaped())
+		if left == nil {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w: pid %d after %s: still alive in %s: pids %v",
+				errNotReaped, p.PID(), reap, p.tree, left)
+		}
+		p.pause(deadline, pollStep(i))
+	}
 }
 
-// Stop sends SIGTERM, waits up to grace, then kills and waits up to reap.
-// It reports whether SIGKILL was needed.
+// Stop sends SIGTERM to the process group (a wrapper such as cosmovisor
+// forwards it to its child), waits up to grace for the whole tree to be
+// gone, then kills it as Kill does, waiting up to reap. It reports whether
+// SIGKILL was needed.
 func (p *process) Stop(grace, reap time.Duration) (killed bool, err error) {
-	p.signal(syscall.SIGTERM)
-	if p.wait(grace) == nil {
+	if p.Exited() {
 		return false, nil
+	}
+	if !p.tree.terminate(syscall.SIGTERM) && !p.reaped() {
+		// The group is gone while the direct child is not (it left its
+		// group): signal it by its own pid(fd).
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for i := 0; ; i++ {
+		if p.check(p.reaped()) == nil {
+			return false, nil
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		p.pause(deadline, 2*pollStep(i))
 	}
 	return true, p.Kill(reap)
 }
 
-func (p *process) wait(d time.Duration) error {
+// pollStep is the wait before check i+1: 1 ms at first, then up to 10 ms.
+func pollStep(i int) time.Duration {
+	return min(time.Millisecond*time.Duration(1+i/10), 10*time.Millisecond)
+}
+
+// pause waits d, no later than deadline; it wakes early when the direct
+// child is reaped.
+func (p *process) pause(deadline time.Time, d time.Duration) {
+	d = min(d, time.Until(deadline))
+	if d <= 0 {
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	if p.reaped() {
+		<-t.C
+		return
+	}
 	select {
 	case <-p.done:
-		return nil
 	case <-t.C:
-		return fmt.Errorf("%w: pid %d after %s", errNotReaped, p.PID(), d)
 	}
 }
