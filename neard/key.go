@@ -120,8 +120,11 @@ func decodeKey(field, s string, n int) ([]byte, error) {
 	return b, nil
 }
 
-// lockID is the upper-case hex of the first 20 bytes of SHA-256 of the raw
-// public key ("ed25519:<base58>").
+// LockID is the lock id of a validator key: the upper-case hex of the
+// first 20 bytes of SHA-256 of the raw public key ("ed25519:<base58>"), as
+// (*Node).LockID. It names the key, not the account.
+func LockID(publicKey string) (string, error) { return lockID(publicKey) }
+
 func lockID(publicKey string) (string, error) {
 	raw, err := decodeKey("public_key", publicKey, ed25519.PublicKeySize)
 	if err != nil {

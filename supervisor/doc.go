@@ -16,15 +16,24 @@
 //   - S2/S7: before every voter start the node is prepared for the voter role,
 //     which removes every validator key link; the validator role is prepared
 //     only after the lock is held.
-//   - S3: a lock is released (Session.Close) only after the validator node
-//     process has been reaped.
+//   - S3: a lock is released (Session.Close) only after the validator
+//     node's whole process tree has been reaped. A node that cannot be
+//     reaped (SIGKILL pending on a task in uninterruptible sleep) keeps the
+//     lock: the session is abandoned (Session.Abandon) to expire in the lock
+//     service, after which its lock-delay fences the lock;
+//     valguard_node_unreaped is 1 and no node starts until the old one is
+//     gone.
 //   - S4: when the session's Done channel closes, a goroutine that does
-//     nothing else sends SIGKILL to the node's process group and the node is
-//     reaped; the main loop being busy cannot delay that.
+//     nothing else sends SIGKILL to the node's process tree and reaps it;
+//     the main loop being busy cannot delay that.
 //   - S8: the validator role is prepared with the watermark read from the
-//     lock service after the lock was acquired.
-//   - S9: the node runs in its own process group with Pdeathsig SIGKILL, so it
-//     dies with its supervisor.
+//     lock service after the lock was acquired; a Node without sign state
+//     (HeadFence) is promoted only once its head reaches the published
+//     height.
+//   - S9/S10: the node runs in its own process group (and cgroup where the
+//     system offers one) with Pdeathsig SIGKILL; "exited" means every
+//     process of its tree has exited, so a wrapper such as cosmovisor dying
+//     alone does not count.
 //
 // Not guaranteed: a supervisor that is frozen (SIGSTOP, VM pause) while its
 // node keeps running is not detected here; run under systemd with

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,12 +45,17 @@ func activeValidator(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
+	defer cancel()
+	if c.IsSet("validator-id") {
+		if id, err = lockIDForLabel(ctx, client, id); err != nil {
+			return err
+		}
+	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "active-validator", CallTimeout: c.Duration("consul-timeout")})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Context, 2*c.Duration("consul-timeout"))
-	defer cancel()
 	l, err := el.Leader(ctx)
 	if err != nil {
 		return fmt.Errorf("read %s from Consul: %w", el.LockKey(), err)
@@ -71,8 +79,36 @@ func activeValidator(c *cli.Context) error {
 	return nil
 }
 
-// validatorIDFromKey derives the id valguard run uses by default: a NEAR
-// key's account_id, or a CometBFT key's address.
+// lockIDForLabel maps --validator-id to a lock id: the id itself when
+// valguard/<id>/leader exists, else the lock whose value carries id as its
+// label (a NEAR account_id, a CometBFT address in another case), else id.
+func lockIDForLabel(ctx context.Context, client *api.Client, id string) (string, error) {
+	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
+	if pair, _, err := client.KV().Get("valguard/"+id+"/leader", q); err != nil {
+		return "", fmt.Errorf("read valguard/%s/leader from Consul: %w", id, err)
+	} else if pair != nil {
+		return id, nil
+	}
+	pairs, _, err := client.KV().List("valguard/", q)
+	if err != nil {
+		return "", fmt.Errorf("list valguard/ in Consul: %w", err)
+	}
+	for _, p := range pairs {
+		parts := strings.Split(p.Key, "/")
+		if len(parts) != 3 || parts[2] != "leader" {
+			continue
+		}
+		var info election.LeaderInfo
+		if json.Unmarshal(p.Value, &info) == nil && strings.EqualFold(info.Label, id) {
+			return parts[1], nil
+		}
+	}
+	return id, nil
+}
+
+// validatorIDFromKey derives the lock id valguard run uses: from the
+// validator's public key (a CometBFT key's address; for a NEAR key, the
+// hash neard.LockID gives).
 func validatorIDFromKey(c *cli.Context) (string, error) {
 	path := c.Path("validator-key")
 	if path == "" {
@@ -95,7 +131,10 @@ func validatorIDFromKey(c *cli.Context) (string, error) {
 	}
 	if json.Unmarshal(data, &probe) == nil && probe.AccountID != nil {
 		k, err := neard.LoadKey(path)
-		return k.AccountID, err
+		if err != nil {
+			return "", err
+		}
+		return neard.LockID(k.PublicKey)
 	}
 	k, err := cometbft.LoadKey(path)
 	return k.Address, err

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/privval"
@@ -41,12 +45,43 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"no key at all", []string{"--node-home", home}, "no validator key"},
 		{"bad log format", []string{"--node-home", home, "--validator-key", key, "--log-format", "xml"}, "--log-format"},
 		{"bad consul url", []string{"--node-home", home, "--validator-key", key, "--consul-url", "ftp://x"}, "--consul-url"},
+		{"validator id of another key", []string{"--node-home", home, "--validator-key", key, "--validator-id", "0A1B2C"}, "--validator-id \"0A1B2C\" does not name the validator key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { refused(t, append(base, tc.args...), tc.want) })
 	}
 	if b, _ := os.ReadFile(key); string(b) != string(data) {
 		t.Fatal("validator key changed")
+	}
+}
+
+// A second valguard on a node home already supervised is refused, naming
+// the first one; the first one is not disturbed.
+func TestSecondValguardOnAHomeIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	home, key := cometHome(t, dir)
+	args := []string{"run", "--metrics-addr", "", "--node-binary", "sleep", "--node-args", "600",
+		"--consul-url", "http://127.0.0.1:1", "--node-home", home, "--validator-key", key}
+	first := exec.Command(valguardBin, args...)
+	first.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY=")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Process.Kill(); _ = first.Wait() })
+	lock := filepath.Join(home, "valguard", "lock")
+	end := time.Now().Add(10 * time.Second)
+	for {
+		if b, _ := os.ReadFile(lock); strings.HasPrefix(string(b), strconv.Itoa(first.Process.Pid)+"\n") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the first valguard did not take the home lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	refused(t, args, fmt.Sprintf("another valguard already supervises this node home (lock %s held by pid %d", lock, first.Process.Pid))
+	if err := first.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the first valguard died: %v", err)
 	}
 }
 
@@ -68,8 +103,10 @@ func TestActiveValidatorWithoutLeaderExitsOne(t *testing.T) {
 func cometHome(t *testing.T, dir string) (home, key string) {
 	t.Helper()
 	home = filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, "config"), 0o700); err != nil {
-		t.Fatal(err)
+	for _, sub := range []string{"config", "data"} {
+		if err := os.MkdirAll(filepath.Join(home, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(home, "config", "config.toml"), []byte("[rpc]\nladdr = \"tcp://127.0.0.1:1\"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -51,11 +52,20 @@ func nodeFlags() []cli.Flag {
 
 // nodeSetup is the chosen adapter and what run reports about it.
 type nodeSetup struct {
-	kind        string
-	node        supervisor.Node
-	validatorID string // the default validator id, from the key
-	keyPath     string
-	status      string // where the node's status is read
+	kind    string
+	node    supervisor.Node
+	keyPath string
+	status  string // where the node's status is read
+	// lockID is derived from the validator's public key and names its lock
+	// (valguard/<lockID>/leader): one validator, one lock, whatever the
+	// replicas call it.
+	lockID    string
+	publicKey string
+	// labels are the values --validator-id may take: what the key itself
+	// names the validator (CometBFT address; NEAR account_id or lock id).
+	labels []string
+	// compare orders two published watermarks of this node type.
+	compare func(a, b []byte) (int, error)
 }
 
 // nodeKind is --node, defaulting to neard in a kuutamod environment.
@@ -95,7 +105,8 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 		if err != nil {
 			return nodeSetup{}, err
 		}
-		return nodeSetup{kind: kind, node: n, validatorID: n.Address(), keyPath: keyPath, status: n.RPC()}, nil
+		return nodeSetup{kind: kind, node: n, keyPath: keyPath, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
+			labels: []string{n.Address()}, compare: cometbft.CompareWatermarks}, nil
 	}
 	keyPath, err := credential(c, "validator-key", "validator_key.json", true)
 	if err != nil {
@@ -123,7 +134,36 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 	if err != nil {
 		return nodeSetup{}, err
 	}
-	return nodeSetup{kind: kind, node: n, validatorID: n.AccountID(), keyPath: keyPath, status: n.StatusURL()}, nil
+	return nodeSetup{kind: kind, node: n, keyPath: keyPath, status: n.StatusURL(), lockID: n.LockID(), publicKey: n.PublicKey(),
+		labels: []string{n.AccountID(), n.LockID()}, compare: neard.CompareWatermarks}, nil
+}
+
+// validatorLabel is --validator-id, checked against the key: a label that
+// names another validator (a typo, or another key's id) is refused, so
+// that replicas of one key never run under two names. Empty: the key's own
+// name.
+func validatorLabel(c *cli.Context, ns nodeSetup) (string, error) {
+	id := c.String("validator-id")
+	if id == "" {
+		return ns.labels[0], nil
+	}
+	for _, l := range ns.labels {
+		if strings.EqualFold(id, l) {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("--validator-id %q does not name the validator key %s (it is %s): "+
+		"remove --validator-id, or fix it, or point --validator-key at the right key; "+
+		"the lock is derived from the key's public key (valguard/%s/leader)",
+		id, ns.keyPath, strings.Join(quoteAll(ns.labels), " or "), ns.lockID)
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
 }
 
 // credential is the path given by flag, else the systemd credential name

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/homelock"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -71,16 +73,21 @@ func run(c *cli.Context) error {
 	if c.IsSet("stop-timeout") {
 		stopTimeout = c.Duration("stop-timeout")
 	}
-	validatorID := c.String("validator-id")
-	if validatorID == "" {
-		validatorID = ns.validatorID
+	label, err := validatorLabel(c, ns)
+	if err != nil {
+		return err
 	}
+	home, err := homelock.Acquire(filepath.Join(c.Path("node-home"), "valguard"))
+	if err != nil {
+		return err
+	}
+	defer home.Close()
 	replicaID := c.String("replica-id")
 	host, _ := os.Hostname()
 	if replicaID == "" {
 		replicaID = host
 	}
-	log = log.With().Str("validator", validatorID).Str("replica", replicaID).Logger()
+	log = log.With().Str("validator", label).Str("replica", replicaID).Logger()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -91,10 +98,15 @@ func run(c *cli.Context) error {
 		return err
 	}
 	el, err := election.New(election.Config{
-		Client: client, ValidatorID: validatorID, ReplicaID: replicaID, Hostname: host,
+		Client: client, ValidatorID: ns.lockID, PublicKey: ns.publicKey, Label: label,
+		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
+		OnUncleanTakeover: func(reason string, wait time.Duration) {
+			log.Warn().Str("reason", reason).Dur("wait", wait).
+				Msg("lock taken without a clean release by the previous leader: waiting before signing, so that it has stopped")
+		},
 	})
 	if err != nil {
 		return err
@@ -192,7 +204,19 @@ func (e elector) NewSession(ctx context.Context) (supervisor.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return session{s}, nil
+}
+
+// session adapts *election.Session to supervisor.Session: a lock that
+// names another validator's key ends the run rather than being retried.
+type session struct{ *election.Session }
+
+func (s session) Acquire(ctx context.Context) error {
+	err := s.Session.Acquire(ctx)
+	if errors.Is(err, election.ErrForeignLock) {
+		return fmt.Errorf("%w: %w: check that every replica uses the same --validator-key, and what else writes to valguard/ in Consul", supervisor.ErrFatal, err)
+	}
+	return err
 }
 
 func (e elector) Watermark(ctx context.Context) ([]byte, error) { return e.e.Watermark(ctx) }
