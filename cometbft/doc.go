@@ -20,4 +20,28 @@
 //
 // A remote signer (priv_validator_laddr) is refused: this adapter manages a
 // file key.
+//
+// What could take the node out of these checks is refused with an error
+// naming it and the fix (New for all of them, Prepare and Command again
+// where the state can change at run time):
+//   - node arguments that set the home, the key or state file,
+//     priv_validator_laddr, double_sign_check_height or the RPC/P2P listen
+//     addresses, in any spelling;
+//   - environment variables that set the same under a prefix the node
+//     reads (CMT_, TM_, CMTHOME/TMHOME, a Cosmos SDK daemon's upper-cased
+//     binary name, DAEMON_NAME); the node gets exactly the checked
+//     environment;
+//   - another config.* file that CometBFT would read before
+//     config/config.toml;
+//   - a config.toml changed since New (Prepare, for either role: restart
+//     valguard to take new values);
+//   - something already listening on the RPC or P2P address (New, and
+//     Command before every start): a leftover node would be read as ours.
+//
+// At run time, a node started as a voter that reports a validator address
+// other than its voter key's is supervisor.ErrUnexpectedKey (S7).
+//
+// Not covered: an environment prefix a Cosmos SDK daemon chooses itself
+// (the envPrefix its main passes to server/cmd.Execute), and settings in
+// app.toml.
 package cometbft

@@ -2,10 +2,12 @@ package cometbft
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 
+	"github.com/cometbft/cometbft/crypto"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 	"github.com/cometbft/cometbft/privval"
 
@@ -16,6 +18,9 @@ import (
 type Key struct {
 	Path    string
 	Address string // upper-case hex, as CometBFT prints it
+	// PublicKey is "<type>:<base64>", the type as CometBFT's JSON names it,
+	// e.g. "tendermint/PubKeyEd25519:<base64 of the 32 bytes>".
+	PublicKey string
 }
 
 // LoadKey reads and checks a CometBFT priv_validator_key.json.
@@ -27,28 +32,61 @@ func LoadKey(path string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("validator key %s: %w: valguard must be able to read it", path, err)
 	}
-	addr, err := keyAddress(data)
+	pub, err := parseKey(data)
 	if err != nil {
 		return Key{}, fmt.Errorf("validator key %s is not a CometBFT priv_validator_key.json: %w", path, err)
 	}
-	return Key{Path: path, Address: addr}, nil
+	printable, err := publicKeyString(pub)
+	if err != nil {
+		return Key{}, fmt.Errorf("validator key %s: public key: %w", path, err)
+	}
+	return Key{Path: path, Address: pub.Address().String(), PublicKey: printable}, nil
 }
 
-// keyAddress parses a FilePV key and returns the address of its private key
-// (what the node itself uses).
-func keyAddress(data []byte) (string, error) {
+// parseKey parses a FilePV key and returns the public key of its private
+// key (what the node itself uses), checked against the address in the file.
+func parseKey(data []byte) (crypto.PubKey, error) {
 	var k privval.FilePVKey
 	if err := cmtjson.Unmarshal(data, &k); err != nil {
-		return "", err
+		return nil, err
 	}
 	if k.PrivKey == nil {
-		return "", errors.New("no priv_key")
+		return nil, errors.New("no priv_key")
 	}
-	addr := k.PrivKey.PubKey().Address()
-	if len(k.Address) > 0 && !bytes.Equal(addr, k.Address) {
-		return "", fmt.Errorf("address %s does not match the private key (%s)", k.Address, addr)
+	pub := k.PrivKey.PubKey()
+	if len(k.Address) > 0 && !bytes.Equal(pub.Address(), k.Address) {
+		return nil, fmt.Errorf("address %s does not match the private key (%s)", k.Address, pub.Address())
 	}
-	return addr.String(), nil
+	return pub, nil
+}
+
+// keyAddress parses a FilePV key and returns the address of its private key.
+func keyAddress(data []byte) (string, error) {
+	pub, err := parseKey(data)
+	if err != nil {
+		return "", err
+	}
+	return pub.Address().String(), nil
+}
+
+// publicKeyString is "<type>:<value>" from CometBFT's JSON form of pub,
+// {"type":"tendermint/PubKeyEd25519","value":"<base64>"}.
+func publicKeyString(pub crypto.PubKey) (string, error) {
+	b, err := cmtjson.Marshal(pub)
+	if err != nil {
+		return "", err
+	}
+	var j struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return "", err
+	}
+	if j.Type == "" || j.Value == "" {
+		return "", fmt.Errorf("unexpected JSON form %s", b)
+	}
+	return j.Type + ":" + j.Value, nil
 }
 
 // holds reports whether the file at path is a CometBFT key with address

@@ -25,10 +25,20 @@ const DefaultMaxBlockAge = time.Minute
 
 // Config configures the adapter.
 type Config struct {
-	Home         string   // the node home (with config/config.toml)
-	Binary       string   // the node binary: cometbft, or a Cosmos SDK daemon
-	Args         []string // extra arguments after "start --home HOME"
-	ValidatorKey string   // the validator's priv_validator_key.json, outside Home
+	Home   string // the node home (with config/config.toml)
+	Binary string // the node binary: cometbft, or a Cosmos SDK daemon
+	// Args are extra arguments after "start --home HOME". Arguments that
+	// override what valguard manages (the home, the key and sign-state
+	// files, priv_validator_laddr, double_sign_check_height, the RPC and
+	// P2P listen addresses), in any spelling, are refused by New.
+	Args         []string
+	ValidatorKey string // the validator's priv_validator_key.json, outside Home
+	// Environ is the node's environment, as os.Environ returns it; nil
+	// means os.Environ() at New. New refuses one that sets, under a prefix
+	// the node reads (CMT, TM, the binary's upper-cased base name, DAEMON_NAME),
+	// a setting valguard manages; Command passes exactly this checked
+	// environment to the node.
+	Environ []string
 	// MaxBlockAge: a node whose latest block is older is not synced.
 	// Negative disables the check (restarting a halted chain).
 	MaxBlockAge time.Duration
@@ -40,16 +50,21 @@ type Node struct {
 	cfg  Config
 	p    paths
 	key  Key
+	env  []string // the node's environment, checked in New
 	rpc  *rpchttp.HTTP
 	seen atomic.Int64 // highest committed height this replica observed
 
-	mu   sync.Mutex
-	role supervisor.Role // role last prepared
+	mu        sync.Mutex
+	role      supervisor.Role // role last prepared
+	prepared  bool            // a role was prepared
+	voterAddr string          // address of the voter key, once prepared
 }
 
 var _ supervisor.Node = (*Node)(nil)
 
-// New checks the node home and the validator key and returns the adapter.
+// New checks the node home, the node's arguments and environment, the
+// validator key and that nothing listens yet on the node's RPC and P2P
+// addresses, and returns the adapter. It changes nothing on disk.
 func New(cfg Config) (*Node, error) {
 	if cfg.Home == "" {
 		return nil, errors.New("--node-home is required")
@@ -87,15 +102,36 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node binary %q: %w: set --node-binary", cfg.Binary, err)
 	}
 	cfg.Binary = bin
+	if err := checkArgs(cfg.Args); err != nil {
+		return nil, err
+	}
+	env := environ(cfg.Environ)
+	if err := checkEnv(cfg.Binary, env); err != nil {
+		return nil, err
+	}
 	rpc, err := rpchttp.New(p.rpc, "/websocket")
 	if err != nil {
 		return nil, fmt.Errorf("rpc client for %s: %w", p.rpc, err)
 	}
-	return &Node{cfg: cfg, p: p, key: key, rpc: rpc}, nil
+	n := &Node{cfg: cfg, p: p, key: key, env: env, rpc: rpc}
+	if err := n.checkNoListener(); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // Address is the validator's address (upper-case hex).
 func (n *Node) Address() string { return n.key.Address }
+
+// PublicKey is the validator's public key, "<type>:<base64>" with the type
+// as CometBFT's JSON names it: "tendermint/PubKeyEd25519:<base64>".
+func (n *Node) PublicKey() string { return n.key.PublicKey }
+
+// LockID identifies the validator for its lock: the CometBFT address
+// (upper-case hex), which CometBFT derives from the public key (the first
+// 20 bytes of its SHA-256 for ed25519). Two replicas of one key always
+// have the same LockID; two keys never do.
+func (n *Node) LockID() string { return n.key.Address }
 
 // RPC is the URL of the node's RPC.
 func (n *Node) RPC() string { return n.p.rpc }
@@ -110,19 +146,77 @@ func (n *Node) spec() keylink.Spec {
 }
 
 // Prepare implements supervisor.Node.
+//
+// Voter: if the key path holds the validator key, it is unlinked before
+// anything else (before anything that can fail); then config.toml is
+// re-checked, the validator's last sign state is kept, and the voter key
+// and its zero state are put in place.
+//
+// Validator: config.toml is re-checked, the last sign state kept, the
+// sign state raised (S8) and written, and the validator key linked last.
+//
+// A config.toml that changed since New (key or state path, RPC or P2P
+// address, a remote signer now set, another config file shadowing it) is
+// refused: valguard must be restarted to take the new values. The
+// refusal changes nothing on disk, except that a linked validator key
+// was unlinked (voter).
 func (n *Node) Prepare(_ context.Context, role supervisor.Role, watermark []byte) error {
-	// Whatever the node last signed with the validator key is kept first.
+	if role == supervisor.RoleVoter {
+		return n.prepareVoter()
+	}
+	if err := n.checkConfig(); err != nil {
+		return err
+	}
 	last, err := n.saveValidatorState()
 	if err != nil {
 		return err
 	}
-	if role == supervisor.RoleVoter {
-		return n.prepareVoter()
-	}
 	return n.prepareValidator(last, watermark)
 }
 
+// checkConfig re-reads config.toml: the paths and addresses valguard
+// manages must be the ones New read, or a key could be loaded from a
+// place valguard no longer cleans.
+func (n *Node) checkConfig() error {
+	p, err := readConfig(n.cfg.Home)
+	if err != nil {
+		return fmt.Errorf("config.toml changed under valguard: %w; restart valguard after a config change", err)
+	}
+	if p != n.p {
+		return fmt.Errorf("%s changed under valguard (priv_validator_key_file, priv_validator_state_file, [rpc] laddr or [p2p] laddr): restart valguard after a config change to take the new values", n.p.config)
+	}
+	return nil
+}
+
+// unlinkValidatorKey removes the validator key from the key path when it
+// is there (a link to it, or anything that resolves to a file holding
+// it); when the key path cannot be read, it cleans it anyway. A validator
+// key as a regular file is keylink.ErrValidatorKeyFile, unchanged.
+func (n *Node) unlinkValidatorKey() error {
+	if ok, err := holds(n.p.key, n.key.Address); err == nil && !ok {
+		return nil
+	}
+	out, err := keylink.Clean(n.spec())
+	if err != nil {
+		return err
+	}
+	n.logOutcome(out)
+	return nil
+}
+
 func (n *Node) prepareVoter() error {
+	// S2, S7: the key goes first; nothing below may leave it linked.
+	if err := n.unlinkValidatorKey(); err != nil {
+		return err
+	}
+	if err := n.checkConfig(); err != nil {
+		return err
+	}
+	// Whatever the node last signed with the validator key is kept before
+	// the voter's zero state replaces it.
+	if _, err := n.saveValidatorState(); err != nil {
+		return fmt.Errorf("keep the validator's last sign state from %s in %s (the validator key is unlinked): %w", n.p.state, n.p.vstate, err)
+	}
 	out, err := keylink.Clean(n.spec())
 	if err != nil {
 		return err
@@ -136,11 +230,21 @@ func (n *Node) prepareVoter() error {
 		return err
 	}
 	n.logOutcome(out)
+	data, err := os.ReadFile(n.p.voterKey)
+	if err != nil {
+		return fmt.Errorf("read the voter key: %w", err)
+	}
+	voterAddr, err := keyAddress(data)
+	if err != nil {
+		return fmt.Errorf("the voter key %s: %w", n.p.voterKey, err)
+	}
 	// The voter key never signs: its state is the zero state.
 	if err := writeState(n.p.state, SignState{}); err != nil {
 		return fmt.Errorf("write voter sign state %s: %w", n.p.state, err)
 	}
-	n.setRole(supervisor.RoleVoter)
+	n.mu.Lock()
+	n.role, n.prepared, n.voterAddr = supervisor.RoleVoter, true, voterAddr
+	n.mu.Unlock()
 	return nil
 }
 
@@ -212,21 +316,45 @@ func (n *Node) logOutcome(o keylink.Outcome) {
 
 func (n *Node) setRole(r supervisor.Role) {
 	n.mu.Lock()
-	n.role = r
+	n.role, n.prepared = r, true
 	n.mu.Unlock()
 }
 
-// Command implements supervisor.Node.
+// Command implements supervisor.Node. It refuses to build a command while
+// something already listens on the node's RPC or P2P address (a leftover
+// node would be read as this one). The node gets the environment checked
+// in New, nothing else.
 func (n *Node) Command(supervisor.Role) (*exec.Cmd, error) {
+	if err := n.checkNoListener(); err != nil {
+		return nil, err
+	}
 	args := append([]string{"start", "--home", n.cfg.Home, "--consensus.double_sign_check_height", "0"}, n.cfg.Args...)
-	return exec.Command(n.cfg.Binary, args...), nil
+	cmd := exec.Command(n.cfg.Binary, args...)
+	cmd.Env = append([]string{}, n.env...)
+	return cmd, nil
 }
 
-// Status implements supervisor.Node.
+// Status implements supervisor.Node. A node started as a voter that
+// reports any validator address other than the voter key's (the
+// validator's key above all) is supervisor.ErrUnexpectedKey: a key
+// reached it that valguard did not link; the supervisor kills it and
+// stops (S1, S7).
 func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	res, err := n.rpc.Status(ctx)
 	if err != nil {
 		return supervisor.Status{}, err
+	}
+	n.mu.Lock()
+	voter := n.prepared && n.role == supervisor.RoleVoter
+	voterAddr := n.voterAddr
+	n.mu.Unlock()
+	if got := res.ValidatorInfo.Address.String(); voter && got != voterAddr {
+		what := "a key other than this replica's voter key " + voterAddr
+		if got == n.key.Address {
+			what = "the validator key"
+		}
+		return supervisor.Status{}, fmt.Errorf("%w: the voter node reports validator address %s, %s, although valguard linked only the voter key: check priv_validator_key_file and priv_validator_laddr in %s, the node's arguments and environment, and what else writes into the node home",
+			supervisor.ErrUnexpectedKey, got, what, n.p.config)
 	}
 	si := res.SyncInfo
 	st := supervisor.Status{Height: si.LatestBlockHeight, CatchingUp: si.CatchingUp, BlockTime: si.LatestBlockTime}

@@ -31,7 +31,7 @@ func home(t *testing.T, config string) (home, validatorKey string) {
 		}
 	}
 	if config == "" {
-		config = "[rpc]\nladdr = \"tcp://127.0.0.1:26657\"\n"
+		config = freeAddrsConfig(t)
 	}
 	write(t, filepath.Join(home, "config", "config.toml"), config)
 	writeKey(t, filepath.Join(home, "config", "priv_validator_key.json"))

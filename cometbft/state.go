@@ -102,3 +102,37 @@ func writeState(path string, s SignState) error {
 	}
 	return atomicfile.Write(path, data, 0o600)
 }
+
+// CompareWatermarks orders two published watermarks (the JSON sign state
+// Watermark returns: height, round, step) the way CometBFT's CheckHRS
+// does: -1 if a is lower than b, 0 if equal, +1 if higher. nil or empty is
+// the lowest watermark (equal to the zero state). An unreadable watermark
+// is an error, never ordered: a caller deciding whether a publish would
+// lower the watermark must refuse rather than guess.
+func CompareWatermarks(a, b []byte) (int, error) {
+	parse := func(name string, w []byte) (SignState, error) {
+		var s SignState
+		if len(w) == 0 {
+			return s, nil
+		}
+		if err := json.Unmarshal(w, &s); err != nil {
+			return s, fmt.Errorf("watermark %s %q is unreadable: %w", name, w, err)
+		}
+		return s, nil
+	}
+	sa, err := parse("a", a)
+	if err != nil {
+		return 0, err
+	}
+	sb, err := parse("b", b)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case sa.Less(sb):
+		return -1, nil
+	case sb.Less(sa):
+		return 1, nil
+	}
+	return 0, nil
+}
