@@ -65,6 +65,19 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// One valguard per node home. On a home valguard has used before, the
+	// lock is taken first, so that a second valguard is told so rather
+	// than tripping over the first one's node; on a new home it is taken
+	// after the adapter's checks, so that a refusal leaves the home as it
+	// was.
+	lockDir := filepath.Join(c.Path("node-home"), "valguard")
+	var home *homelock.Lock
+	if _, err := os.Stat(lockDir); err == nil {
+		if home, err = homelock.Acquire(lockDir); err != nil {
+			return err
+		}
+		defer home.Close()
+	}
 	ns, err := newNode(c, kind, log)
 	if err != nil {
 		return err
@@ -77,11 +90,12 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	home, err := homelock.Acquire(filepath.Join(c.Path("node-home"), "valguard"))
-	if err != nil {
-		return err
+	if home == nil {
+		if home, err = homelock.Acquire(lockDir); err != nil {
+			return err
+		}
+		defer home.Close()
 	}
-	defer home.Close()
 	replicaID := c.String("replica-id")
 	host, _ := os.Hostname()
 	if replicaID == "" {
