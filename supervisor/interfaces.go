@@ -66,13 +66,12 @@ type Session interface {
 	// Close releases the lock (with a final watermark when not nil) and
 	// destroys the session.
 	Close(ctx context.Context, final []byte) error
+	// Abandon stops renewing the session without releasing the lock or
+	// destroying the session: the lock service expires it after its TTL,
+	// and the lock-delay then keeps the lock from anyone. Used when a node
+	// that may hold the key could not be reaped (S3).
+	Abandon()
 }
-
-// abandoner: see release. Abandon stops renewing the session without
-// releasing the lock or destroying the session: the lock service expires
-// it after its TTL, and the lock-delay then keeps the lock from anyone.
-// Used when a node that may hold the key could not be reaped (S3).
-type abandoner interface{ Abandon() }
 
 // HotPromoter is implemented by a Node that can give the validator key to
 // its running voter node without a restart (NEAR: link the key, SIGHUP).

@@ -295,9 +295,7 @@ func (s *Supervisor) release(withWatermark bool) {
 		s.fence = nil
 	}
 	if s.proc != nil && s.proc.role == RoleValidator {
-		if a, ok := s.sess.(abandoner); ok {
-			a.Abandon()
-		}
+		s.sess.Abandon()
 		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
 			Msg("lock NOT released: the validator node is not reaped; the session is left to expire in consul (TTL, then lock-delay)")
 		s.cfg.Metrics.abandon()
