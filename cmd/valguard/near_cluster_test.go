@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,31 +214,17 @@ func (c *nearCluster) producing(pid int, d time.Duration) {
 	}
 }
 
-// oneValidator watches both replicas until the test ends and fails it if
-// both report Validating at once.
+// oneValidator watches the replicas until the test ends and fails it if
+// two of them may produce at once: a replica counts while it reports
+// Validating and, whatever it reports, while the neard it gave the
+// validator key to (started as validator or hot-promoted) is alive — a
+// replica in Shutdown whose neard still runs is a producer (oneSigner).
 func oneValidator(t *testing.T, rs ...*nearReplica) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			n := 0
-			for _, r := range rs {
-				if r.state() == "Validating" {
-					n++
-				}
-			}
-			if n > 1 {
-				t.Errorf("%d replicas Validating at once", n)
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	var reps []*replica
+	for _, r := range rs {
+		reps = append(reps, r.replica)
+	}
+	oneSigner(t, reps...)
 }
 
 // activeValidator runs `valguard active-validator` and returns its output
@@ -270,3 +257,71 @@ func httpGet(url string) []byte {
 }
 
 func gjsonString(json, path string) string { return gjson.Get(json, path).String() }
+
+// TestPossibleSigners: the signer check counts a replica whose validator
+// node is alive whatever its state says (Shutdown here), and only that
+// node: a live voter node, or a validator node that has exited, does not
+// count. Checking states alone (Validating) would see one signer below.
+func TestPossibleSigners(t *testing.T) {
+	dir := t.TempDir()
+	fake := func(id, state string) *replica {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, "valguard_state{state=%q} 1\n", state)
+		}))
+		t.Cleanup(srv.Close)
+		return &replica{t: t, id: id, logPath: filepath.Join(dir, id+".log"), metrics: strings.TrimPrefix(srv.URL, "http://")}
+	}
+	appendLog := func(r *replica, text string) {
+		f, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleeper := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	started := func(role string, pid int) string {
+		return fmt.Sprintf(`{"level":"info","role":%q,"pid":%d,"message":"node started"}`+"\n", role, pid)
+	}
+
+	stopping, leader := fake("a", "Shutdown"), fake("b", "Validating")
+	ws := []*signerWatch{{r: stopping}, {r: leader}}
+	node := sleeper()
+	// A voter node that runs holds no key; the node's own output is skipped.
+	appendLog(stopping, started("voter", node.Process.Pid)+"I[2026] some node output\n")
+	if got := possibleSigners(ws); len(got) != 1 {
+		t.Fatalf("voter node alive: possible signers %v, want only b", got)
+	}
+	// The validator node, its line not yet complete: not seen yet.
+	node = sleeper()
+	line := started("validator", node.Process.Pid)
+	appendLog(stopping, line[:20])
+	if got := possibleSigners(ws); len(got) != 1 {
+		t.Fatalf("half a line: possible signers %v, want only b", got)
+	}
+	appendLog(stopping, line[20:])
+	if got := possibleSigners(ws); len(got) != 2 || !strings.Contains(got[0], "alive") {
+		t.Fatalf("a in Shutdown with its validator node alive: possible signers %v, want a and b", got)
+	}
+	_ = node.Process.Kill()
+	_ = node.Wait()
+	if got := possibleSigners(ws); len(got) != 1 {
+		t.Fatalf("a's validator node reaped: possible signers %v, want only b", got)
+	}
+	// A hot promotion gives the key to the running node.
+	hot := sleeper()
+	appendLog(stopping, started("voter", hot.Process.Pid)+
+		fmt.Sprintf(`{"level":"info","pid":%d,"message":"hot promotion: loading the validator key into the running node"}`+"\n", hot.Process.Pid))
+	if got := possibleSigners(ws); len(got) != 2 {
+		t.Fatalf("a's hot-promoted node alive: possible signers %v, want a and b", got)
+	}
+}

@@ -200,6 +200,16 @@ func TestNEARHotPromotionNotConfirmed(t *testing.T) {
 			t.Fatalf("b entered Validating: %v", ev)
 		}
 	}
+	started := events(b.replica, "node started")
+	if len(started) < 2 {
+		t.Fatalf("b started %d neards, want one per attempt (at least 2)", len(started))
+	}
+	for _, ev := range started {
+		pid, _ := ev["pid"].(float64)
+		if n := c.producedBy(int(pid)); n > 0 {
+			t.Fatalf("b's neard %d produced %d heights", int(pid), n)
+		}
+	}
 	if b.link("validator_key.json") != "" {
 		t.Fatal("b left the validator key linked after a failed promotion")
 	}
