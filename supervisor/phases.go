@@ -73,7 +73,15 @@ func (s *Supervisor) start(role Role) error {
 	}
 	s.starts++
 	s.proc = p
-	s.log.Info().Str("role", role.String()).Int("pid", p.PID()).Str("cmd", cmd.String()).Msg("node started")
+	if pids := p.Leftovers(); len(pids) > 0 {
+		s.log.Warn().Ints("pids", pids).Msg("killed processes an earlier node of this home had left in its cgroup")
+	}
+	if err := p.FallbackReason(); err != nil && !s.fallbackLogged {
+		s.fallbackLogged = true
+		s.log.Warn().Err(err).Msg("no cgroup for the node: its process tree is followed by process group, environment tag and parent links " +
+			"(a process that leaves its session and scrubs its environment is not caught); run valguard as root or with a delegated cgroup (systemd Delegate=yes)")
+	}
+	s.log.Info().Str("role", role.String()).Int("pid", p.PID()).Str("containment", p.Containment()).Str("cmd", cmd.String()).Msg("node started")
 	return nil
 }
 

@@ -116,6 +116,8 @@ type Supervisor struct {
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
 
+	fallbackLogged bool // the reason for no cgroup was logged
+
 	leaseMu sync.Mutex
 	lease   Session // s.sess, for other goroutines
 }
