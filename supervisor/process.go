@@ -127,7 +127,9 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 func (p *process) PID() int { return p.cmd.Process.Pid }
 
 // Done is closed once the direct child has exited and been reaped; the
-// rest of its tree may still run (see Exited).
+// rest of its tree may still run (see Exited). If the node's output goes
+// to a writer that is not an *os.File, os/exec copies it through a pipe
+// and Done waits until the whole tree has closed that pipe as well.
 func (p *process) Done() <-chan struct{} { return p.done }
 
 // Containment describes, for logs, how the node's process tree is held:
@@ -183,6 +185,16 @@ func (p *process) ExitErr() error {
 	return p.waitErr
 }
 
+// signalChild sends sig to the direct child only (SIGHUP for a hot
+// promotion), through its pidfd: never to a process that reused its pid.
+// It fails with os.ErrProcessDone once the child is reaped, even if the
+// rest of the tree still runs (Exited is then false, yet nothing of the
+// node is the addressee any more).
+func (p *process) signalChild(sig syscall.Signal) error {
+	return p.cmd.Process.Signal(sig)
+}
+
+// reaped reports whether the direct child has been reaped (Done is closed).
 func (p *process) reaped() bool {
 	select {
 	case <-p.done:

@@ -170,6 +170,30 @@ func TestKillRunningWrapper(t *testing.T) {
 	}
 }
 
+// Kill may be called from two goroutines at once (the lease fence and the
+// state machine): both return nil, once the whole tree is gone.
+func TestConcurrentKill(t *testing.T) {
+	for _, m := range modes(t) {
+		t.Run(m.name, func(t *testing.T) {
+			p, child := startScript(t, m.mode, forwarder)
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() { errs <- p.Kill(5 * time.Second) }()
+			}
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitDone(t, p)
+			assertGone(t, p, child)
+			if err := p.signalChild(syscall.SIGHUP); !errors.Is(err, os.ErrProcessDone) {
+				t.Fatalf("signalChild after the reap = %v, want os.ErrProcessDone", err)
+			}
+		})
+	}
+}
+
 // A child in a session of its own, whose parent has exited, is caught (by
 // the cgroup; without one by its environment tag).
 func TestKillCatchesSetsidEscape(t *testing.T) {
@@ -485,5 +509,32 @@ func TestNodeHome(t *testing.T) {
 		if got := nodeHome(tc.args); got != tc.want {
 			t.Errorf("nodeHome(%q) = %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// Empty cgroups left by a valguard that no longer runs are removed.
+func TestSweepStale(t *testing.T) {
+	base, err := cgroupBase()
+	if err != nil {
+		t.Skip(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(base.dir, fmt.Sprintf("valguard-%d-1", dead.Process.Pid))
+	ours := filepath.Join(base.dir, fmt.Sprintf("valguard-%d-999999", os.Getpid()))
+	for _, d := range []string{stale, ours} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Remove(d) })
+	}
+	sweepStale(base.dir)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale cgroup %s kept: %v", stale, err)
+	}
+	if _, err := os.Stat(ours); err != nil {
+		t.Fatalf("our own cgroup %s removed: %v", ours, err)
 	}
 }

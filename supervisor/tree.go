@@ -48,6 +48,20 @@ import (
 // In both modes, a process of the tree that is frozen (cgroup v1 freezer)
 // or in uninterruptible sleep outlives SIGKILL: the kill then reports
 // errNotReaped, naming it, and the node is not "exited".
+//
+// Neither mode kills the tree when valguard itself dies: Pdeathsig reaches
+// the direct child only, so the child of a wrapper outlives a SIGKILLed
+// valguard (systemd's KillMode=control-group is the cover for that). In
+// the cgroup mode the next valguard of the same node home kills what is
+// left in the home's cgroup before it starts a node.
+//
+// Kernel behaviour this relies on (checked on 6.18): an exiting task
+// leaves cgroup.procs and the populated count once it is past running
+// user code, before it is a zombie, so "populated 0" means no process of
+// the tree can act any more; zombies are in neither. kill(-pgid, 0) does
+// count zombies, so the group mode reaps its own before it looks. A
+// cgroup written to cgroup.kill kills every process later cloned into it,
+// so a node cgroup is never reused: it is removed and made anew.
 
 // nodeTagVar is the environment variable that marks a node's processes.
 const nodeTagVar = "VALGUARD_NODE_TAG"

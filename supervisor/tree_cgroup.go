@@ -38,8 +38,27 @@ var cgroupBase = sync.OnceValues(func() (cgroupPlace, error) {
 	if err := probeCgroup(dir); err != nil {
 		return cgroupPlace{}, err
 	}
+	sweepStale(dir)
 	return cgroupPlace{dir: dir, own: own}, nil
 })
+
+// sweepStale removes the empty cgroups named after a valguard pid that no
+// longer runs (left by a valguard that was killed). A populated one is
+// left alone, and so are the per-home cgroups: the next valguard of that
+// home takes them over.
+func sweepStale(base string) {
+	ents, _ := os.ReadDir(base)
+	for _, e := range ents {
+		var pid, seq int
+		if _, err := fmt.Sscanf(e.Name(), "valguard-%d-%d", &pid, &seq); err != nil || !e.IsDir() || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			continue
+		}
+		_ = os.Remove(filepath.Join(base, e.Name())) // fails if populated
+	}
+}
 
 // cgroupPlace is our own cgroup: its directory, and its path as
 // /proc/<pid>/cgroup shows it.
@@ -152,6 +171,7 @@ type cgroupTree struct {
 	self     int
 	mu       sync.Mutex
 	group    pgroup
+	members  map[int]uint64 // pid → start time, for reapOrphans
 	released bool
 }
 
@@ -199,7 +219,8 @@ func newCgroupTree(home string) (t *cgroupTree, leftovers []int, err error) {
 		_ = os.Remove(path)
 		return nil, leftovers, err
 	}
-	return &cgroupTree{path: path, dir: dir, name: name, rel: filepath.Join(base.own, name), self: os.Getpid()}, leftovers, nil
+	t = &cgroupTree{path: path, dir: dir, name: name, rel: filepath.Join(base.own, name), self: os.Getpid(), members: map[int]uint64{}}
+	return t, leftovers, nil
 }
 
 // killLeftover kills what an earlier valguard left in the cgroup at path
@@ -210,7 +231,7 @@ func killLeftover(path string) ([]int, error) {
 		return nil, err
 	}
 	defer dir.Close()
-	t := &cgroupTree{path: path, dir: dir}
+	t := &cgroupTree{path: path, dir: dir, members: map[int]uint64{}}
 	populated, err := t.populated()
 	if err != nil || !populated {
 		return nil, err
@@ -305,6 +326,7 @@ func (c *cgroupTree) kill(bool) {
 	if c.released {
 		return
 	}
+	c.record(c.procs())
 	fd, err := syscall.Openat(int(c.dir.Fd()), "cgroup.kill", syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return
@@ -324,48 +346,75 @@ func (c *cgroupTree) alive(childReaped bool) []int {
 		return nil
 	}
 	var pids []int
-	for _, pid := range c.procs() {
+	procs := c.procs()
+	c.record(procs)
+	for _, pid := range procs {
 		if pid == c.pgid && !childReaped {
 			continue // the caller waits for the direct child
-		}
-		if st, ok := readStat(pid); ok && st.ppid == c.self && pid != c.pgid && reapZombie(st, c.self) {
-			continue
 		}
 		pids = append(pids, pid)
 	}
 	if len(pids) == 0 && childReaped {
-		// Populated with no process listed: exiting tasks not yet gone.
-		if populated, err := c.populated(); err != nil || populated {
-			pids = append(pids, 0)
-		}
+		// Populated (or unreadable) with no process listed: exiting tasks
+		// not yet gone; the next look decides.
+		pids = append(pids, 0)
 	}
 	return sortedPids(pids)
 }
 
 // reapOrphans reaps the tree's orphans reparented to us (only if we are a
-// subreaper, when some node was once not in a cgroup). An exiting task
-// leaves cgroup.procs and the populated count before it becomes a zombie,
-// but its /proc/<pid>/cgroup still names the cgroup: such a child of ours
-// is dying, and is waited for, by its pid, for a moment.
+// subreaper, when some node was once not in a cgroup); c.mu is held. An
+// exiting task leaves cgroup.procs and the populated count before it is a
+// zombie, and one whose parent is a dying member of the tree is reparented
+// to us only once that parent is gone: the members seen in cgroup.procs
+// earlier (and any zombie whose /proc/<pid>/cgroup names the cgroup) are
+// waited for, by pid, for a moment.
 func (c *cgroupTree) reapOrphans() {
 	if !subreaperOn.Load() {
 		return
 	}
 	want := "0::" + c.rel
 	for _, st := range allProcs() {
-		if st.ppid != c.self || st.pid == c.pgid {
+		if st.pid == c.pgid || (st.ppid != c.self && st.state != 'Z') {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(st.pid) + "/cgroup")
-		if err != nil || !slices.Contains(strings.Split(string(b), "\n"), want) {
-			continue
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(st.pid) + "/cgroup"); err == nil &&
+			slices.Contains(strings.Split(string(b), "\n"), want) {
+			c.members[st.pid] = st.start
 		}
-		for range 100 {
-			var ws syscall.WaitStatus
-			if got, err := syscall.Wait4(st.pid, &ws, syscall.WNOHANG, nil); got == st.pid || err != nil {
-				break
+	}
+	for range 100 {
+		for pid, start := range c.members {
+			st, ok := readStat(pid)
+			if !ok || st.start != start {
+				delete(c.members, pid)
+				continue
 			}
-			time.Sleep(time.Millisecond)
+			if st.ppid == c.self {
+				var ws syscall.WaitStatus
+				if got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid || err != nil {
+					delete(c.members, pid)
+				}
+			}
+		}
+		if len(c.members) == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// record remembers the pids now in cgroup.procs (other than the direct
+// child), for reapOrphans; c.mu is held.
+func (c *cgroupTree) record(pids []int) {
+	if !subreaperOn.Load() {
+		return
+	}
+	for _, pid := range pids {
+		if _, seen := c.members[pid]; !seen && pid != c.pgid {
+			if st, ok := readStat(pid); ok {
+				c.members[pid] = st.start
+			}
 		}
 	}
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valguard/valguard/scripts/localnet"
+)
+
+// A cosmovisor-shaped node binary: it starts the daemon as its child,
+// forwards TERM and INT to it and waits for it. %s is the daemon command.
+const wrapperScript = `#!/bin/sh
+%s "$@" &
+child=$!
+trap 'kill -TERM $child 2>/dev/null' TERM
+trap 'kill -INT $child 2>/dev/null' INT
+while kill -0 $child 2>/dev/null; do wait $child; done
+`
+
+// writeWrapper writes a wrapper around the CometBFT binary; with setsid
+// the daemon runs in a session (and process group) of its own.
+func writeWrapper(t *testing.T, cometbft string, setsid bool) string {
+	t.Helper()
+	daemon := cometbft
+	if setsid {
+		daemon = "setsid " + cometbft
+	}
+	path := filepath.Join(t.TempDir(), "nodewrap")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(wrapperScript, daemon)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// children lists the child pids of pid.
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// daemonOf waits for the wrapper's CometBFT child and returns its pid.
+func daemonOf(t *testing.T, wrapper int) int {
+	t.Helper()
+	var daemon int
+	ok := within(t.Context(), 10*time.Second, func() bool {
+		for _, c := range children(wrapper) {
+			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c)); strings.Contains(string(cmd), "cometbft") {
+				daemon = c
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", wrapper))
+		t.Fatalf("no cometbft child of wrapper %d (children %v, stat %q)", wrapper, children(wrapper), st)
+	}
+	return daemon
+}
+
+// processGroup is pid's process group, 0 if it is gone.
+func processGroup(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 3 {
+		return 0
+	}
+	g, _ := strconv.Atoi(f[2])
+	return g
+}
+
+// cgroupOf is the cgroup v2 path of pid ("" if none or gone).
+func cgroupOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for line := range strings.Lines(string(b)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestWrapperKilledAloneEndToEnd: with a cosmovisor-shaped wrapper as the
+// node binary, SIGKILL of the leader's wrapper alone leaves the real node,
+// key loaded, running. The lock must not be released (the standby must
+// not validate) until that node is dead too (S10, S3).
+func TestWrapperKilledAloneEndToEnd(t *testing.T) { wrapperFailover(t, false) }
+
+// TestSetsidWrapperKilledAloneEndToEnd: the same with a wrapper that starts
+// the daemon in a session of its own, out of the node's process group.
+func TestSetsidWrapperKilledAloneEndToEnd(t *testing.T) { wrapperFailover(t, true) }
+
+func wrapperFailover(t *testing.T, setsid bool) {
+	c := startChain(t, nil)
+	ctx := t.Context()
+	if err := localnet.WaitHeight(ctx, c.rpc, 3); err != nil {
+		t.Fatal(err)
+	}
+	wrap := writeWrapper(t, c.net.Binary, setsid)
+	a, b := c.replica("a", 0, "--node-binary", wrap), c.replica("b", 1, "--node-binary", wrap)
+	var daemons []int
+	t.Cleanup(func() {
+		for _, d := range daemons {
+			if alive(d) {
+				t.Errorf("cometbft %d outlived the test", d)
+				_ = syscall.Kill(d, syscall.SIGKILL)
+			}
+		}
+	})
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+
+	wrapper := a.nodePID()
+	daemon := daemonOf(t, wrapper)
+	daemons = append(daemons, daemon)
+	t.Logf("leader: wrapper %d, cometbft %d in cgroup %q", wrapper, daemon, cgroupOf(daemon))
+	if pgrp := processGroup(daemon); setsid && pgrp != daemon || !setsid && pgrp != wrapper {
+		t.Fatalf("cometbft %d in process group %d (setsid %v, wrapper %d)", daemon, pgrp, setsid, wrapper)
+	}
+
+	// Watch the daemon closely: when did it die?
+	var diedAt atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			if !alive(daemon) {
+				diedAt.Store(time.Now().UnixNano())
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	hKill, killedAt := c.height(), time.Now()
+	if err := syscall.Kill(wrapper, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The standby must not validate while the daemon lives.
+	var validatingAt time.Time
+	ok := within(ctx, 60*time.Second, func() bool {
+		if b.state() != "Validating" {
+			return false
+		}
+		validatingAt = time.Now()
+		if alive(daemon) {
+			t.Fatalf("standby Validating while the killed leader's cometbft %d still runs", daemon)
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("standby not Validating within 60s (state %q); leader log tail:\n%s", b.state(), tailFile(a.logPath, 30))
+	}
+	died := diedAt.Load()
+	if died == 0 || time.Unix(0, died).After(validatingAt) {
+		t.Fatalf("cometbft %d died at %v, after the standby was seen Validating at %v", daemon, died, validatingAt)
+	}
+	signed := c.firstSignedAfter(hKill, 60*time.Second)
+	t.Logf("wrapper SIGKILL → cometbft dead %s → standby seen Validating %s → first signature (height %d, killed at %d) %s",
+		time.Unix(0, died).Sub(killedAt).Round(time.Millisecond), validatingAt.Sub(killedAt).Round(time.Millisecond),
+		signed, hKill, time.Since(killedAt).Round(time.Millisecond))
+
+	// The old leader comes back as a voter, its node under a new wrapper.
+	a.waitState("Voting", 90*time.Second)
+	if c.keyLinked(0) {
+		t.Fatal("replica a has the validator key linked while voting")
+	}
+	if err := localnet.WaitHeight(ctx, c.rpc, c.height()+3); err != nil {
+		t.Fatal(err)
+	}
+	c.noDoubleSign(10)
+
+	// Both stop cleanly, the standby first (so that no promotion races the
+	// look-up of its node): SIGTERM reaches each daemon through its
+	// wrapper, and no daemon survives its valguard.
+	for _, r := range []*replica{a, b} {
+		d := daemonOf(t, r.nodePID())
+		daemons = append(daemons, d)
+		r.signal(syscall.SIGTERM)
+		r.waitExit(30 * time.Second)
+		if alive(d) {
+			t.Fatalf("replica %s exited with its cometbft %d still running", r.id, d)
+		}
+	}
+}
