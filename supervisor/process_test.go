@@ -512,7 +512,8 @@ func TestNodeHome(t *testing.T) {
 	}
 }
 
-// Empty cgroups left by a valguard that no longer runs are removed.
+// Empty cgroups left by a valguard that no longer runs are removed; a
+// recent per-home one and our own are kept.
 func TestSweepStale(t *testing.T) {
 	base, err := cgroupBase()
 	if err != nil {
@@ -524,17 +525,27 @@ func TestSweepStale(t *testing.T) {
 	}
 	stale := filepath.Join(base.dir, fmt.Sprintf("valguard-%d-1", dead.Process.Pid))
 	ours := filepath.Join(base.dir, fmt.Sprintf("valguard-%d-999999", os.Getpid()))
-	for _, d := range []string{stale, ours} {
+	oldHome := filepath.Join(base.dir, "valguard-node-"+homeKey(t.TempDir()))
+	newHome := filepath.Join(base.dir, "valguard-node-"+homeKey(t.TempDir()))
+	for _, d := range []string{stale, ours, oldHome, newHome} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = os.Remove(d) })
 	}
-	sweepStale(base.dir)
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("stale cgroup %s kept: %v", stale, err)
+	long := time.Now().Add(-2 * staleAge)
+	if err := os.Chtimes(oldHome, long, long); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(ours); err != nil {
-		t.Fatalf("our own cgroup %s removed: %v", ours, err)
+	sweepStale(base.dir)
+	for _, d := range []string{stale, oldHome} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("stale cgroup %s kept: %v", d, err)
+		}
+	}
+	for _, d := range []string{ours, newHome} {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("cgroup %s removed: %v", d, err)
+		}
 	}
 }

@@ -42,23 +42,36 @@ var cgroupBase = sync.OnceValues(func() (cgroupPlace, error) {
 	return cgroupPlace{dir: dir, own: own}, nil
 })
 
-// sweepStale removes the empty cgroups named after a valguard pid that no
-// longer runs (left by a valguard that was killed). A populated one is
-// left alone, and so are the per-home cgroups: the next valguard of that
-// home takes them over.
+// sweepStale removes empty node cgroups left by valguards that were
+// killed: those named after a valguard pid that no longer runs, and
+// per-home ones made more than staleAge ago (a live valguard's node keeps
+// its cgroup populated, and an empty one is removed by its owner at
+// once). A populated cgroup cannot be removed and is left alone: the next
+// valguard of that home kills what is in it.
 func sweepStale(base string) {
 	ents, _ := os.ReadDir(base)
 	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(base, e.Name())
 		var pid, seq int
-		if _, err := fmt.Sscanf(e.Name(), "valguard-%d-%d", &pid, &seq); err != nil || !e.IsDir() || pid == os.Getpid() {
+		if _, err := fmt.Sscanf(e.Name(), "valguard-%d-%d", &pid, &seq); err == nil {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil && pid != os.Getpid() {
+				_ = os.Remove(path)
+			}
 			continue
 		}
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
-			continue
+		if strings.HasPrefix(e.Name(), "valguard-node-") {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAge {
+				_ = os.Remove(path)
+			}
 		}
-		_ = os.Remove(filepath.Join(base, e.Name())) // fails if populated
 	}
 }
+
+// staleAge is the age past which an empty per-home cgroup is stale.
+const staleAge = time.Minute
 
 // cgroupPlace is our own cgroup: its directory, and its path as
 // /proc/<pid>/cgroup shows it.
