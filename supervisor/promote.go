@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 )
@@ -160,7 +161,7 @@ var errLeaseLost = errors.New("lease lost before the key was loaded")
 // release, back to Startup.
 func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, wm []byte) (State, string) {
 	p := s.proc
-	if p == nil || p.Exited() {
+	if p == nil || p.reaped() {
 		return s.failPromotion("node exited before promotion")
 	}
 	select {
@@ -185,13 +186,18 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 	err := hp.PromoteRunning(pctx, wm, func() error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		switch {
-		case f.lost:
+		if f.lost {
 			return errLeaseLost
-		case p.Exited():
-			return errNodeGone
 		}
-		return syscall.Kill(p.PID(), syscall.SIGHUP)
+		// To the direct child only, through its pidfd: never to a process
+		// that reused its pid.
+		if err := p.signalChild(syscall.SIGHUP); err != nil {
+			if errors.Is(err, os.ErrProcessDone) {
+				return errNodeGone
+			}
+			return err
+		}
+		return nil
 	})
 	if err == nil {
 		select {
