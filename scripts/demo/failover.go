@@ -16,9 +16,12 @@ type timeline struct {
 	killAt                     time.Time
 	killHeight                 int64
 	lockAt, nodeAt, validateAt time.Time
-	first                      signed
-	missed                     int
-	nodeGone                   bool
+	// takenAt is when the standby took a lock key that no clean release
+	// left (zero after a clean hand-over): it then waits before signing.
+	takenAt  time.Time
+	first    signed
+	missed   int
+	nodeGone bool
 }
 
 func (t timeline) toSign() time.Duration { return t.first.at.Sub(t.killAt) }
@@ -40,6 +43,7 @@ func (e *demoEnv) failover(ctx context.Context, leader, standby *replica, sig sy
 		return tl, err
 	}
 	tl.lockAt, _ = standby.event("lock acquired", "", tl.killAt)
+	tl.takenAt, _ = standby.event(uncleanTakeover, "", tl.killAt)
 	tl.nodeAt, _ = standby.event("node started", "validator", tl.killAt)
 	tl.validateAt = time.Now()
 	select {
@@ -69,11 +73,20 @@ func (t timeline) print(e *demoEnv) {
 	fmt.Println()
 	fmt.Printf("  failover timeline (%s to valguard %s at height %d)\n", signalName(t.sig), t.from, t.killHeight)
 	fmt.Printf("  %s  %s sent; its node killed with it: %v\n", at(t.killAt), signalName(t.sig), t.nodeGone)
-	fmt.Printf("  %s  replica %s acquired the lock\n", at(t.lockAt), t.to)
+	if !t.takenAt.IsZero() {
+		fmt.Printf("  %s  replica %s took the lock key (no clean release: it waits before signing, in case the old leader still signs)\n", at(t.takenAt), t.to)
+		fmt.Printf("  %s  replica %s holds the lock, the wait over\n", at(t.lockAt), t.to)
+	} else {
+		fmt.Printf("  %s  replica %s acquired the lock\n", at(t.lockAt), t.to)
+	}
 	fmt.Printf("  %s  replica %s restarted its node as the validator\n", at(t.nodeAt), t.to)
 	fmt.Printf("  %s  first height signed: %d\n", at(t.first.at), t.first.height)
 	fmt.Printf("  missed heights: %d (heights %d..%d)\n\n", t.missed, t.killHeight+1, t.first.height)
 }
+
+// uncleanTakeover is the message valguard logs when it took a lock key
+// without a clean-release marker.
+const uncleanTakeover = "lock taken without a clean release by the previous leader: waiting before signing, so that it has stopped"
 
 func signalName(s syscall.Signal) string {
 	if s == syscall.SIGKILL {
