@@ -50,9 +50,12 @@ const (
 // a cgroup v2 of its own where one can be made (named after the node home
 // of the command's --home argument, so that a restarted valguard kills the
 // tree an earlier one left there; see Leftovers), otherwise by process
-// group, environment tag and child subreaper (see FallbackReason). Output
-// goes where the adapter pointed it; by default our own stdout and stderr,
-// so journald keeps the node's logs.
+// group, environment tag and child subreaper (see FallbackReason). In a
+// cgroup the node starts only with a guard that kills the cgroup when
+// valguard dies (see guard); if the guard cannot be started, the node is
+// not started either and the error says why. Output goes where the
+// adapter pointed it; by default our own stdout and stderr, so journald
+// keeps the node's logs.
 func startProcess(cmd *exec.Cmd, role Role, stdout, stderr io.Writer) (*process, error) {
 	return startContained(cmd, role, stdout, stderr, containAuto)
 }
@@ -85,6 +88,15 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 		case err != nil:
 			p.fallback = err
 		default:
+			// The guard first: the node never runs without it. No guard,
+			// no node: a tree that would outlive a dead valguard may
+			// sign beside the standby that takes over (S9).
+			g, err := startGuard(t.path, t.dir)
+			if err != nil {
+				t.release()
+				return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
+			}
+			t.guard = g
 			cg = t
 			cmd.SysProcAttr.UseCgroupFD = true
 			cmd.SysProcAttr.CgroupFD = t.fd()

@@ -49,11 +49,13 @@ import (
 // or in uninterruptible sleep outlives SIGKILL: the kill then reports
 // errNotReaped, naming it, and the node is not "exited".
 //
-// Neither mode kills the tree when valguard itself dies: Pdeathsig reaches
-// the direct child only, so the child of a wrapper outlives a SIGKILLed
-// valguard (systemd's KillMode=control-group is the cover for that). In
-// the cgroup mode the next valguard of the same node home kills what is
-// left in the home's cgroup before it starts a node.
+// When valguard itself dies, Pdeathsig reaches the direct child only. In
+// the cgroup mode a guard (see guard) kills the node's cgroup as soon as
+// valguard is gone, whatever killed it, so the child of a wrapper dies
+// too; and the next valguard of the same node home kills what is left in
+// the home's cgroup before it starts a node. The process-group mode has
+// no guard: there the child of a wrapper outlives a SIGKILLed valguard,
+// and systemd's KillMode=control-group is the only cover.
 //
 // Kernel behaviour this relies on (checked on 6.18): an exiting task
 // leaves cgroup.procs and the populated count once it is past running

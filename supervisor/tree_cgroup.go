@@ -185,6 +185,7 @@ type cgroupTree struct {
 	mu       sync.Mutex
 	group    pgroup
 	members  map[int]uint64 // pid → start time, for reapOrphans
+	guard    *guard         // kills the cgroup if valguard dies; nil if none
 	released bool
 }
 
@@ -439,6 +440,10 @@ func (c *cgroupTree) release() {
 		return
 	}
 	c.released = true
+	if c.guard != nil {
+		// Reaped before the cgroup goes: no guard outlives its cgroup.
+		c.guard.stop()
+	}
 	for i := 0; i < 100; i++ {
 		err := os.Remove(c.path)
 		if err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
