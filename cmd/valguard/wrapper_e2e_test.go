@@ -200,3 +200,81 @@ func wrapperFailover(t *testing.T, setsid bool) {
 		}
 	}
 }
+
+// TestValguardKilledWrapperEndToEnd: SIGKILL of the leader's valguard
+// itself, with a cosmovisor-shaped wrapper as the node binary. Pdeathsig
+// kills the wrapper only; the guard of the node's cgroup must kill its
+// cometbft within a moment, long before the standby can take the lock
+// (after the session TTL), so that two nodes never sign (S9).
+func TestValguardKilledWrapperEndToEnd(t *testing.T) {
+	c := startChain(t, nil)
+	ctx := t.Context()
+	if err := localnet.WaitHeight(ctx, c.rpc, 3); err != nil {
+		t.Fatal(err)
+	}
+	wrap := writeWrapper(t, c.net.Binary, false)
+	a, b := c.replica("a", 0, "--node-binary", wrap), c.replica("b", 1, "--node-binary", wrap)
+	var daemons []int
+	t.Cleanup(func() {
+		for _, d := range daemons {
+			if alive(d) {
+				t.Errorf("cometbft %d outlived the test", d)
+				_ = syscall.Kill(d, syscall.SIGKILL)
+			}
+		}
+	})
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+
+	wrapper := a.nodePID()
+	daemon := daemonOf(t, wrapper)
+	daemons = append(daemons, daemon)
+	cg := cgroupOf(daemon)
+	t.Logf("leader: wrapper %d, cometbft %d in cgroup %q", wrapper, daemon, cg)
+	if !strings.Contains(cg, "/valguard-") {
+		_ = syscall.Kill(daemon, syscall.SIGKILL)
+		t.Skipf("the node is not in a cgroup of its own (%q): the process-group containment has no guard", cg)
+	}
+
+	var diedAt atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			if !alive(daemon) {
+				diedAt.Store(time.Now().UnixNano())
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	hKill, killedAt := c.height(), time.Now()
+	a.signal(syscall.SIGKILL)
+	a.waitExit(5 * time.Second)
+	if !within(ctx, 2*time.Second, func() bool { return diedAt.Load() != 0 }) {
+		t.Fatalf("cometbft %d still runs %s after its valguard was SIGKILLed", daemon, time.Since(killedAt))
+	}
+	died := time.Unix(0, diedAt.Load())
+	if b.state() == "Validating" {
+		t.Fatal("the standby took over before the test could look")
+	}
+	b.waitState("Validating", 60*time.Second)
+	validatingAt := time.Now()
+	signed := c.firstSignedAfter(hKill, 60*time.Second)
+	t.Logf("valguard SIGKILL → cometbft dead %s → standby seen Validating %s → first signature (height %d, killed at %d) %s",
+		died.Sub(killedAt).Round(time.Millisecond), validatingAt.Sub(killedAt).Round(time.Millisecond),
+		signed, hKill, time.Since(killedAt).Round(time.Millisecond))
+	if err := localnet.WaitHeight(ctx, c.rpc, c.height()+3); err != nil {
+		t.Fatal(err)
+	}
+	c.noDoubleSign(10)
+
+	d := daemonOf(t, b.nodePID())
+	daemons = append(daemons, d)
+	b.signal(syscall.SIGTERM)
+	b.waitExit(30 * time.Second)
+	if alive(d) {
+		t.Fatalf("replica b exited with its cometbft %d still running", d)
+	}
+}
