@@ -30,6 +30,9 @@ var settings = []setting{
 	{"p2p_laddr", "valguard checks before each start that no leftover node listens on [p2p] laddr from config.toml", "set [p2p] laddr in config.toml"},
 }
 
+// anyPrefix are the settings refused in the environment under any prefix.
+var anyPrefix = []string{"priv_validator_key_file", "priv_validator_state_file", "priv_validator_laddr", "double_sign_check_height"}
+
 func findSetting(key string) (setting, bool) {
 	for _, s := range settings {
 		if s.key == key {
@@ -127,6 +130,21 @@ func checkEnv(binary string, env []string) error {
 			if s, ok := findSetting(strings.ToLower(rest)); ok {
 				bad = append(bad, name)
 				reasons = append(reasons, name+": "+s.reason)
+				break
+			}
+		}
+		if len(bad) > 0 && bad[len(bad)-1] == name {
+			continue
+		}
+		// A Cosmos SDK daemon may read its settings under a prefix of its
+		// own choosing (the one its main passes to the SDK's Execute),
+		// which cannot be known from outside: refuse the key settings
+		// under any prefix. (Not the home: X_HOME is too common a name.)
+		for _, key := range anyPrefix {
+			if n == strings.ToUpper(key) || strings.HasSuffix(n, "_"+strings.ToUpper(key)) {
+				s, _ := findSetting(key)
+				bad = append(bad, name)
+				reasons = append(reasons, name+": "+s.reason+" (whatever prefix the daemon reads)")
 				break
 			}
 		}

@@ -78,19 +78,22 @@
 // the key, in the release transaction ("released":true and the release
 // time, see LeaderInfo), and a replica that takes a key without a fresh
 // marker — absent, free without a marker, marker older than the TTL or
-// dated in the future — waits max(LockDelay, TTL) after the take, holding
-// the lock and renewing, before Acquire returns (Config.OnUncleanTakeover
-// reports it). The cases and why each is treated so are listed on
+// dated in the future — holds the lock and renews, but Acquire returns
+// only max(LockDelay, TTL) after the replica first saw the key free in the
+// state it took (Config.OnUncleanTakeover reports it). The cases and why each is treated so are listed on
 // uncleanReason in takeover.go.
 //
 // Why the wait is enough: the old leader's deadline moves only on a renew
 // followed by a lock check that saw the key held, so after the delete at
 // time D its deadline is at most D + TTL − StopMargin, and its node is
-// stopped by D + TTL. The new leader took the key after D and waits TTL.
-// The lock-delay term covers a key invalidated with a lock-delay above the
-// TTL. The cost: the first start of a validator (no key yet), a crash
-// failover (the key is left without a marker) and a start long after a
-// clean release each wait max(LockDelay, TTL) more.
+// stopped by D + TTL. The new leader first saw the key free after D and
+// waits TTL from then. The lock-delay term covers a key invalidated with a
+// lock-delay above the TTL. The cost: the first start of a validator (no
+// key yet) and a start long after a clean release wait max(LockDelay,
+// TTL); after a crash the standby saw the key free when Consul invalidated
+// the session, and the lock-delay that followed already ran most of the
+// wait, so a crash failover costs at most TTL − LockDelay more (nothing
+// with the default lock-delay = TTL).
 //
 // Freshness compares the marker's release time (the old leader's wall
 // clock) with the taker's wall clock: replicas' clocks are assumed to agree
@@ -111,8 +114,8 @@
 //   - Done fires on Go's timers: a few milliseconds late on a loaded
 //     machine. StopMargin must cover that too.
 //   - Consul expires a session at up to twice its TTL, so the standby's
-//     takeover after a crash is bounded by 2×TTL + lock-delay, plus the
-//     unclean-takeover wait max(LockDelay, TTL), not TTL.
+//     takeover after a crash is bounded by 2×TTL + max(LockDelay, TTL),
+//     not TTL.
 //   - A snapshot taken and restored within one TTL of a clean release,
 //     while a later leader signs, brings back a marker that looks fresh.
 //   - A leader running a valguard without the confirmed-renew rule (an

@@ -26,9 +26,11 @@ const maxWait = time.Minute
 //
 // When the key it took was not left by a fresh clean release (see
 // "A lock key that vanishes" in the package doc), Acquire calls
-// Config.OnUncleanTakeover and returns only max(LockDelay, TTL) after the
-// take, holding the lock and renewing the session meanwhile; Done or ctx
-// end that wait with the usual error. A later Acquire on the same session
+// Config.OnUncleanTakeover and returns only max(LockDelay, TTL) after it
+// first saw the key free in the state it took (see freeSighting), holding
+// the lock and renewing the session meanwhile; Done or ctx end that wait
+// with the usual error. After a session expiry most of that wait has
+// passed while Consul's lock-delay refused the take. A later Acquire on the same session
 // resumes the same wait, it does not restart it.
 //
 // Not guaranteed: when ctx ends or the session is lost while a take is in
@@ -36,6 +38,7 @@ const maxWait = time.Minute
 // lock-delay) releases it.
 func (s *Session) Acquire(ctx context.Context) error {
 	var index uint64
+	var free freeSighting
 	for {
 		if err := s.Err(); err != nil {
 			return err
@@ -58,13 +61,14 @@ func (s *Session) Acquire(ctx context.Context) error {
 		if err := s.e.foreign(pair); err != nil {
 			return err
 		}
+		free.saw(pair, s.e.now())
 		switch {
 		case pair != nil && pair.Session == s.id:
 			// An earlier take whose answer was lost: what it replaced is
 			// unknown, so it counts as unclean.
-			s.tookLock(pair.Value, "a take whose answer was lost")
+			s.tookLock(pair.Value, "a take whose answer was lost", s.e.now())
 		case pair == nil || pair.Session == "":
-			if ok, _ := s.take(ctx, pair); ok {
+			if ok, _ := s.take(ctx, pair, free.since); ok {
 				continue // the loop head waits if need be and reports leadership
 			}
 			// Refused (lock-delay, or another replica was quicker) or
@@ -124,10 +128,40 @@ func (s *Session) watch(ctx context.Context, index uint64) (*api.KVPair, uint64,
 	return pair, next, nil
 }
 
+// freeSighting remembers since when Acquire has seen the lock key free in
+// one unchanged state (absent, or free with one ModifyIndex). The
+// unclean-takeover wait runs from that first sighting: whatever freed the
+// key (a delete, an invalidation) happened before it, and the old leader's
+// bound to notice runs from that event, so a wait counted from the
+// sighting is never shorter than needed. After a session expiry the
+// lock-delay that Consul enforces then already covers most of the wait.
+type freeSighting struct {
+	seen   bool
+	absent bool
+	index  uint64    // ModifyIndex of the free key
+	since  time.Time // first sighting of this state
+}
+
+// saw records one read of the lock key at now.
+func (f *freeSighting) saw(pair *api.KVPair, now time.Time) {
+	switch {
+	case pair != nil && pair.Session != "":
+		f.seen = false
+	case pair == nil && f.seen && f.absent,
+		pair != nil && f.seen && !f.absent && pair.ModifyIndex == f.index:
+		// The same free state as before: the first sighting stands.
+	default:
+		f.seen, f.absent, f.since = true, pair == nil, now
+		if pair != nil {
+			f.index = pair.ModifyIndex
+		}
+	}
+}
+
 // take tries once to take the free lock key, which read as seen (nil:
-// absent). The take goes through the KV endpoint, not a transaction:
-// only the former honours lock-delay.
-func (s *Session) take(ctx context.Context, seen *api.KVPair) (bool, error) {
+// absent), first seen in that state at freeSince. The take goes through
+// the KV endpoint, not a transaction: only the former honours lock-delay.
+func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Time) (bool, error) {
 	cfg := s.e.cfg
 	value, err := json.Marshal(s.e.info(s.e.now()))
 	if err != nil {
@@ -149,11 +183,15 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	if unclean == "" {
-		// The clean marker judged above must be what the take replaced.
-		unclean = s.replacedSeen(lctx, seen)
+	from := freeSince
+	if seen != nil {
+		// The value judged above must be what the take replaced; if not,
+		// the take is unclean and its wait runs from now.
+		if changed := s.replacedSeen(lctx, seen); changed != "" {
+			unclean, from = changed, s.e.now()
+		}
 	}
-	s.tookLock(value, unclean)
+	s.tookLock(value, unclean, from)
 	return true, nil
 }
 
@@ -178,8 +216,9 @@ func (s *Session) replacedSeen(ctx context.Context, seen *api.KVPair) string {
 
 // tookLock records that the session holds the lock with value, unless done
 // is already closed. A non-empty unclean reason starts the
-// unclean-takeover wait, reported to Config.OnUncleanTakeover.
-func (s *Session) tookLock(value []byte, unclean string) {
+// unclean-takeover wait, counted from from and reported to
+// Config.OnUncleanTakeover.
+func (s *Session) tookLock(value []byte, unclean string, from time.Time) {
 	cfg := s.e.cfg
 	s.mu.Lock()
 	if s.err != nil || s.held {
@@ -190,11 +229,11 @@ func (s *Session) tookLock(value []byte, unclean string) {
 	s.value = value
 	var wait time.Duration
 	if unclean != "" {
-		wait = uncleanWait(cfg)
-		s.signAt = s.e.now().Add(wait)
+		s.signAt = from.Add(uncleanWait(cfg))
+		wait = max(s.signAt.Sub(s.e.now()), 0)
 	}
 	s.mu.Unlock()
-	if wait > 0 && cfg.OnUncleanTakeover != nil {
+	if unclean != "" && cfg.OnUncleanTakeover != nil {
 		cfg.OnUncleanTakeover(unclean, wait)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/valguard/valguard/internal/atomicfile"
+	"github.com/valguard/valguard/supervisor"
 )
 
 // The NEAR height fence. neard keeps no sign state that a new leader could
@@ -192,7 +193,8 @@ func (n *Node) Watermark() ([]byte, error) { return n.heights.watermark() }
 // AtWatermark implements supervisor.HeadFence: whether the running node's
 // head (latest_block_height of /status) is at or above the watermark's
 // height. A nil or empty watermark is always reached; an unreadable one
-// is an error wrapping ErrUnreadableWatermark, as is a /status failure.
+// is an error wrapping ErrUnreadableWatermark and supervisor.ErrFatal (the
+// run ends); a /status failure is an error to retry.
 //
 // At, not above: a node whose head is N has block N, and neard produces
 // only on top of its head, so it cannot produce N (or below) again; the
@@ -202,8 +204,13 @@ func (n *Node) Watermark() ([]byte, error) { return n.heights.watermark() }
 // this validator, and would stall a chain that waits for it.
 func (n *Node) AtWatermark(ctx context.Context, wm []byte) (bool, error) {
 	want, err := parseWatermark(wm)
-	if err != nil || want == 0 {
-		return err == nil, err
+	if err != nil {
+		// Waiting cannot make it readable: end the run, naming it.
+		return false, fmt.Errorf("%w: the published watermark cannot be read: %w; "+
+			"check what else writes to this validator's keys in Consul, and correct or delete the watermark key", supervisor.ErrFatal, err)
+	}
+	if want == 0 {
+		return true, nil
 	}
 	st, err := fetchStatus(ctx, n.client, n.p.status)
 	if err != nil {

@@ -223,8 +223,8 @@ func TestAtWatermark(t *testing.T) {
 		})
 	}
 	n, _, _ := newStatusNode(t, nil)
-	if _, err := n.AtWatermark(context.Background(), []byte("x")); !errors.Is(err, ErrUnreadableWatermark) {
-		t.Fatalf("AtWatermark of garbage = %v, want ErrUnreadableWatermark", err)
+	if _, err := n.AtWatermark(context.Background(), []byte("x")); !errors.Is(err, ErrUnreadableWatermark) || !errors.Is(err, supervisor.ErrFatal) {
+		t.Fatalf("AtWatermark of garbage = %v, want ErrUnreadableWatermark and supervisor.ErrFatal (waiting cannot fix it)", err)
 	}
 }
 

@@ -51,7 +51,11 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 			s.fails++
 			return Startup, "node exited before its status answered", nil
 		case <-tick.C:
-			if _, err := s.status(ctx); err == nil {
+			_, err := s.status(ctx)
+			if s.fatal != nil {
+				return Startup, "fatal error", nil
+			}
+			if err == nil {
 				return Syncing, "node status answers", nil
 			}
 		}

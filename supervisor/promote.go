@@ -21,6 +21,7 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 	// step-down.
 	f := s.startFence(s.sess)
 	s.fence = f
+	s.setLeading(s.sess)
 	if ok, _ := f.guard(func() (*process, error) { return s.proc, nil }); !ok {
 		return s.failPromotion(fmt.Sprintf("lease lost on acquisition: %v", s.sess.Err()))
 	}
@@ -52,13 +53,29 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 }
 
 // failPromotion undoes a promotion that did not complete: the node is
-// stopped (it holds no key yet) and the lock released.
+// stopped, the validator key unlinked (S2: the validator role may have
+// been prepared) and the lock released.
 func (s *Supervisor) failPromotion(reason string) (State, string) {
 	if s.proc != nil {
 		s.stopNode(reason)
 	}
+	s.unlinkAfterFailedPromotion()
 	s.release(false)
 	return Startup, reason
+}
+
+// unlinkAfterFailedPromotion prepares the voter role again, which unlinks
+// the validator key, once no node runs (Prepare needs that; otherwise the
+// next Startup does it after the reap).
+func (s *Supervisor) unlinkAfterFailedPromotion() {
+	if s.proc != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
+	defer cancel()
+	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+		s.log.Error().Err(err).Msg("could not unlink the validator key after a failed promotion")
+	}
 }
 
 // promoteRestart stops the voter, prepares the validator role and starts
@@ -119,6 +136,10 @@ func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st
 				s.log.Info().Dur("waited", time.Since(start)).Msg("node reached the published height")
 			}
 			return 0, "", true
+		case errors.Is(err, ErrFatal):
+			s.fatal = err
+			st, reason = s.failPromotion(err.Error())
+			return st, reason, false
 		case err != nil:
 			s.log.Warn().Err(err).Msg("could not compare the node's head with the published height")
 		case !logged:
@@ -219,6 +240,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		if !signal {
 			s.vfails++
 		}
+		s.unlinkAfterFailedPromotion()
 		s.release(false)
 		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
 	}

@@ -134,20 +134,27 @@ func New(cfg Config) (*Supervisor, error) {
 	return &Supervisor{cfg: cfg, log: cfg.Log}, nil
 }
 
-// setSession makes sess the held session (nil: none) for s.sess, the
-// metrics and LeaseDeadline.
+// setSession makes sess the held session (nil: none) for s.sess and the
+// metrics.
 func (s *Supervisor) setSession(sess Session) {
 	s.sess = sess
 	s.cfg.Metrics.setSession(sess)
+}
+
+// setLeading makes sess the session LeaseDeadline reports: from the lock's
+// acquisition (the fence) until release begins; nil otherwise.
+func (s *Supervisor) setLeading(sess Session) {
 	s.leaseMu.Lock()
 	s.lease = sess
 	s.leaseMu.Unlock()
 }
 
-// LeaseDeadline is the local lease deadline of the session this replica
-// holds, and whether it holds one; safe to call from any goroutine. A
-// watchdog fed only while the deadline is further away than its own
-// timeout kills a frozen supervisor before the deadline.
+// LeaseDeadline is the local lease deadline of the session under which
+// this replica may run a validator — from the moment it holds the lock
+// until its release begins — and whether there is one; safe to call from
+// any goroutine. A watchdog fed only while the deadline is further away
+// than its own timeout kills a frozen leader before the deadline; a
+// standby, which holds no key, is not reported.
 func (s *Supervisor) LeaseDeadline() (time.Time, bool) {
 	s.leaseMu.Lock()
 	sess := s.lease
@@ -296,7 +303,8 @@ func (s *Supervisor) release(withWatermark bool) {
 		s.fence.close()
 		s.fence = nil
 	}
-	if s.proc != nil && s.proc.role == RoleValidator {
+	s.setLeading(nil)
+	if s.proc != nil && s.proc.role == RoleValidator && !s.proc.Exited() {
 		s.sess.Abandon()
 		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
 			Msg("lock NOT released: the validator node is not reaped; the session is left to expire in consul (TTL, then lock-delay)")

@@ -53,6 +53,9 @@ func TestRunRefusesBadInput(t *testing.T) {
 	if b, _ := os.ReadFile(key); string(b) != string(data) {
 		t.Fatal("validator key changed")
 	}
+	if _, err := os.Stat(filepath.Join(home, "valguard")); !os.IsNotExist(err) {
+		t.Fatalf("a refused start left %s/valguard behind (%v)", home, err)
+	}
 }
 
 // A second valguard on a node home already supervised is refused, naming

@@ -68,8 +68,7 @@ func run(c *cli.Context) error {
 	// One valguard per node home. On a home valguard has used before, the
 	// lock is taken first, so that a second valguard is told so rather
 	// than tripping over the first one's node; on a new home it is taken
-	// after the adapter's checks, so that a refusal leaves the home as it
-	// was.
+	// after every check, so that a refusal leaves the home as it was.
 	lockDir := filepath.Join(c.Path("node-home"), "valguard")
 	var home *homelock.Lock
 	if _, err := os.Stat(lockDir); err == nil {
@@ -89,12 +88,6 @@ func run(c *cli.Context) error {
 	label, err := validatorLabel(c, ns)
 	if err != nil {
 		return err
-	}
-	if home == nil {
-		if home, err = homelock.Acquire(lockDir); err != nil {
-			return err
-		}
-		defer home.Close()
 	}
 	replicaID := c.String("replica-id")
 	host, _ := os.Hostname()
@@ -132,6 +125,12 @@ func run(c *cli.Context) error {
 	}
 	if err := checkWatchdog(underSystemd, wdInterval, cfg.TTL, cfg.RenewInterval, cfg.StopMargin); err != nil {
 		return err
+	}
+	if home == nil {
+		if home, err = homelock.Acquire(lockDir); err != nil {
+			return err
+		}
+		defer home.Close()
 	}
 	sup, err := supervisor.New(supervisor.Config{
 		Node: ns.node, Elector: elector{el}, Log: log, Metrics: metrics,
