@@ -76,3 +76,43 @@ func TestReleaseValueMarker(t *testing.T) {
 		}
 	}
 }
+
+// The unclean-takeover wait runs from the first sighting of the key free in
+// one unchanged state; any other state in between starts it anew.
+func TestFreeSighting(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	free := func(index uint64) *api.KVPair { return &api.KVPair{Key: "k", ModifyIndex: index} }
+	held := func(index uint64) *api.KVPair { return &api.KVPair{Key: "k", ModifyIndex: index, Session: "s"} }
+	type read struct {
+		pair  *api.KVPair
+		at    int
+		index uint64 // the read's index (X-Consul-Index)
+	}
+	cases := []struct {
+		name  string
+		reads []read
+		since int
+	}{
+		{"absent throughout", []read{{nil, 1, 5}, {nil, 4, 5}, {nil, 9, 5}}, 1},
+		{"absent, created and deleted unseen in between", []read{{nil, 1, 5}, {nil, 4, 9}}, 4},
+		{"free with one index throughout", []read{{free(7), 2, 7}, {free(7), 5, 7}}, 2},
+		{"held in between", []read{{nil, 1, 5}, {held(8), 3, 8}, {nil, 6, 9}}, 6},
+		{"free with another index", []read{{free(7), 1, 7}, {free(9), 4, 9}}, 4},
+		{"absent, then free", []read{{nil, 1, 5}, {free(9), 5, 9}}, 5},
+		{"free, then absent", []read{{free(9), 1, 9}, {nil, 5, 10}}, 5},
+		{"free, held, free with the same index", []read{{free(7), 1, 7}, {held(8), 2, 8}, {free(7), 3, 8}}, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var f freeSighting
+			for _, r := range tc.reads {
+				f.saw(r.pair, r.index, at(r.at))
+			}
+			if !f.since.Equal(at(tc.since)) {
+				t.Fatalf("since = %s, want %s", f.since.Sub(t0), at(tc.since).Sub(t0))
+			}
+		})
+	}
+}

@@ -51,17 +51,23 @@ func (s *Session) Acquire(ctx context.Context) error {
 		}
 		pair, next, err := s.watch(ctx, index)
 		if err != nil {
+			// Unseen meanwhile: whatever happened to the key, a sighting
+			// after this starts anew.
+			free = freeSighting{}
 			if err := s.pause(ctx, retryInterval); err != nil {
 				return err
 			}
 			index = 0
 			continue
 		}
+		if next == 0 {
+			free = freeSighting{} // the index went backwards (a restore)
+		}
 		index = next
 		if err := s.e.foreign(pair); err != nil {
 			return err
 		}
-		free.saw(pair, s.e.now())
+		free.saw(pair, next, s.e.now())
 		switch {
 		case pair != nil && pair.Session == s.id:
 			// An earlier take whose answer was lost: what it replaced is
@@ -129,32 +135,38 @@ func (s *Session) watch(ctx context.Context, index uint64) (*api.KVPair, uint64,
 }
 
 // freeSighting remembers since when Acquire has seen the lock key free in
-// one unchanged state (absent, or free with one ModifyIndex). The
+// one unchanged state: free with one ModifyIndex, or absent with one
+// index of the read (which moves when the key was created or deleted in
+// between, and perhaps on other writes: that only restarts the wait). The
 // unclean-takeover wait runs from that first sighting: whatever freed the
 // key (a delete, an invalidation) happened before it, and the old leader's
 // bound to notice runs from that event, so a wait counted from the
-// sighting is never shorter than needed. After a session expiry the
-// lock-delay that Consul enforces then already covers most of the wait.
+// sighting is never shorter than needed. Reads are continuous (blocking
+// queries on the last index); a failed read or an index that went
+// backwards forgets the sighting, since a take and a loss by another
+// replica could have passed unseen. After a session expiry the lock-delay
+// that Consul enforces already runs most of the wait.
 type freeSighting struct {
 	seen   bool
 	absent bool
-	index  uint64    // ModifyIndex of the free key
+	index  uint64    // ModifyIndex of the free key, or the read's index when absent
 	since  time.Time // first sighting of this state
 }
 
-// saw records one read of the lock key at now.
-func (f *freeSighting) saw(pair *api.KVPair, now time.Time) {
+// saw records one read of the lock key, answered with index lastIndex, at
+// now.
+func (f *freeSighting) saw(pair *api.KVPair, lastIndex uint64, now time.Time) {
+	index := lastIndex
+	if pair != nil {
+		index = pair.ModifyIndex
+	}
 	switch {
 	case pair != nil && pair.Session != "":
 		f.seen = false
-	case pair == nil && f.seen && f.absent,
-		pair != nil && f.seen && !f.absent && pair.ModifyIndex == f.index:
+	case f.seen && f.absent == (pair == nil) && f.index == index:
 		// The same free state as before: the first sighting stands.
 	default:
-		f.seen, f.absent, f.since = true, pair == nil, now
-		if pair != nil {
-			f.index = pair.ModifyIndex
-		}
+		f.seen, f.absent, f.index, f.since = true, pair == nil, index, now
 	}
 }
 
