@@ -196,7 +196,11 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 		return false, nil
 	}
 	from := freeSince
-	if seen != nil {
+	if seen == nil {
+		// An absent key carries nothing that proves it stayed absent
+		// since it was first seen so: count from the take.
+		from = s.e.now()
+	} else {
 		// The value judged above must be what the take replaced; if not,
 		// the take is unclean and its wait runs from now.
 		if changed := s.replacedSeen(lctx, seen); changed != "" {

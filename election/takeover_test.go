@@ -133,8 +133,15 @@ func TestDeletedLockKeyFencedByWait(t *testing.T) {
 	if rb.unclean.Load() != 1 {
 		t.Fatalf("OnUncleanTakeover called %d times, want once", rb.unclean.Load())
 	}
-	if wait := r.at.Sub(tookAt); wait < max(cfg.LockDelay, cfg.TTL) {
-		t.Errorf("standby's Acquire returned %s after it took the key, want at least max(LockDelay, TTL) = %s", wait, max(cfg.LockDelay, cfg.TTL))
+	// The old leader's bound to stop runs from the delete (its deadline
+	// moves only after a lock check that saw the key held): the standby
+	// may lead no earlier than max(LockDelay, TTL) after it, and, the key
+	// being absent, no earlier than that after its own take.
+	if wait := r.at.Sub(deleted); wait < max(cfg.LockDelay, cfg.TTL) {
+		t.Errorf("standby's Acquire returned %s after the delete, want at least max(LockDelay, TTL) = %s", wait, max(cfg.LockDelay, cfg.TTL))
+	}
+	if wait := r.at.Sub(tookAt); wait < max(cfg.LockDelay, cfg.TTL)-50*time.Millisecond {
+		t.Errorf("standby's Acquire returned %s after it took the absent key, want about max(LockDelay, TTL) = %s", wait, max(cfg.LockDelay, cfg.TTL))
 	}
 	if !doneAt.Before(r.at) {
 		t.Errorf("old leader's Done at %s is not before the standby's Acquire returned at %s", doneAt, r.at)

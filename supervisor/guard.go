@@ -59,7 +59,7 @@ type guard struct {
 // is its working directory. It ignores the signals a terminal or a stray
 // kill sends (ignored, not handled: the read goes on), so only end of
 // file or SIGKILL ends it. $0 names it in ps.
-const guardScript = `trap '' HUP INT TERM QUIT; read -r _; echo 1 > cgroup.kill`
+const guardScript = `trap '' HUP INT TERM QUIT USR1 USR2 ALRM PIPE ABRT; read -r _; echo 1 > cgroup.kill`
 
 // startGuard starts the guard of the cgroup held open as dir (at path).
 // It fails if the guard cannot be started or is not in that very
@@ -101,7 +101,8 @@ const guardArmBound = 5 * time.Second
 
 // guardIgnored is the mask of the signals the guard ignores, as in the
 // SigIgn line of /proc/<pid>/status.
-const guardIgnored = 1<<(syscall.SIGHUP-1) | 1<<(syscall.SIGINT-1) | 1<<(syscall.SIGQUIT-1) | 1<<(syscall.SIGTERM-1)
+const guardIgnored = 1<<(syscall.SIGHUP-1) | 1<<(syscall.SIGINT-1) | 1<<(syscall.SIGQUIT-1) | 1<<(syscall.SIGTERM-1) |
+	1<<(syscall.SIGUSR1-1) | 1<<(syscall.SIGUSR2-1) | 1<<(syscall.SIGALRM-1) | 1<<(syscall.SIGPIPE-1) | 1<<(syscall.SIGABRT-1)
 
 // armed waits until the guard has run its trap: from then on only end of
 // file or SIGKILL ends it. It fails if the guard exits or takes too long.

@@ -255,7 +255,8 @@ func TestGuardIgnoresStraySignals(t *testing.T) {
 	}
 	p, child := startScript(t, containCgroup, forwarder)
 	g := p.tree.(*cgroupTree).guard // armed: startGuard waited for it
-	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGCHLD, syscall.SIGWINCH, syscall.SIGCONT} {
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
+		syscall.SIGALRM, syscall.SIGPIPE, syscall.SIGABRT, syscall.SIGCHLD, syscall.SIGWINCH, syscall.SIGCONT} {
 		if err := syscall.Kill(g.pid(), sig); err != nil {
 			t.Fatal(err)
 		}

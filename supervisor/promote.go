@@ -68,6 +68,7 @@ func (s *Supervisor) failPromotion(reason string) (State, string) {
 // the validator key, once no node runs (Prepare needs that; otherwise the
 // next Startup does it after the reap).
 func (s *Supervisor) unlinkAfterFailedPromotion() {
+	s.forgetExited()
 	if s.proc != nil {
 		return
 	}

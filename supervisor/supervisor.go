@@ -222,6 +222,7 @@ func (s *Supervisor) shutdown() {
 	if s.sess != nil {
 		s.release(validator)
 	}
+	s.forgetExited()
 	if s.proc != nil {
 		s.log.Error().Int("pid", s.proc.PID()).Str("role", s.proc.role.String()).
 			Msg("exiting with the node's process tree not reaped: it may still run; check it by hand")
@@ -291,6 +292,17 @@ func (s *Supervisor) awaitReap(ctx context.Context) bool {
 	}
 	s.cfg.Metrics.setUnreaped(false)
 	return true
+}
+
+// forgetExited drops a node that could not be reaped in time but whose
+// whole tree has gone since: it no longer holds anything. Only where no
+// loop selects on s.proc.Done() next (shutdown, a failed promotion).
+func (s *Supervisor) forgetExited() {
+	if s.proc != nil && s.proc.Exited() {
+		s.log.Warn().Int("pid", s.proc.PID()).Msg("node process tree reaped after all")
+		s.proc = nil
+		s.cfg.Metrics.setUnreaped(false)
+	}
 }
 
 // release closes the session; withWatermark publishes the final watermark
