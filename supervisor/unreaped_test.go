@@ -133,4 +133,12 @@ func TestShutdownWithUnreapedValidator(t *testing.T) {
 	if sess.isClosed() || !sess.isAbandoned() {
 		t.Fatalf("closed=%v abandoned=%v, want the session abandoned only:\n%s", sess.isClosed(), sess.isAbandoned(), strings.Join(r.j.list(), "\n"))
 	}
+	// Run has returned with the node still there; once it can die, its
+	// containment (and its guard) goes with it.
+	p := r.sup.proc
+	if p == nil {
+		t.Fatal("Run forgot a node it could not reap")
+	}
+	fz.thaw()
+	eventually(t, 5*time.Second, "the thawed node reaped", p.Exited)
 }
