@@ -94,7 +94,7 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 				return nodeSetup{}, fmt.Errorf("--%s is a neard setting; this is --node cometbft", f)
 			}
 		}
-		keyPath, err := credential(c, "validator-key", "priv_validator_key.json", true)
+		keyPath, err := validatorKey(c, "priv_validator_key.json")
 		if err != nil {
 			return nodeSetup{}, err
 		}
@@ -108,7 +108,7 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 		return nodeSetup{kind: kind, node: n, keyPath: keyPath, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
 			labels: []string{n.Address()}, compare: cometbft.CompareWatermarks}, nil
 	}
-	keyPath, err := credential(c, "validator-key", "validator_key.json", true)
+	keyPath, err := validatorKey(c, "validator_key.json")
 	if err != nil {
 		return nodeSetup{}, err
 	}
@@ -166,15 +166,21 @@ func quoteAll(ss []string) []string {
 	return out
 }
 
+// validatorKey is the validator key's path (--validator-key, else the
+// systemd credential name), refused when others can read it
+// (checkPrivate; credentials are exempt).
+func validatorKey(c *cli.Context, credentialName string) (string, error) {
+	p, err := credential(c, "validator-key", credentialName, true)
+	if err != nil {
+		return "", err
+	}
+	return p, checkPrivate(p, "validator-key")
+}
+
 // credential is the path given by flag, else the systemd credential name
 // under $CREDENTIALS_DIRECTORY; "" when neither and not required.
 func credential(c *cli.Context, flag, name string, required bool) (string, error) {
 	if p := c.Path(flag); p != "" {
-		if flag == "validator-key" {
-			if err := checkPrivate(p, flag); err != nil {
-				return "", err
-			}
-		}
 		return p, nil
 	}
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")

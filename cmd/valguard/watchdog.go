@@ -19,17 +19,16 @@ import (
 type watchdog struct {
 	log      zerolog.Logger
 	interval time.Duration            // WatchdogSec; 0 when systemd asked for none
-	lease    func() (time.Time, bool) // the held session's local deadline
-	notify   func(state string) error // sd_notify
-	now      func() time.Time         // time.Now
+	lease    func() (time.Time, bool) // the leader's local lease deadline
 }
 
 func newWatchdog(log zerolog.Logger, interval time.Duration, lease func() (time.Time, bool)) *watchdog {
-	return &watchdog{
-		log: log, interval: interval, lease: lease,
-		notify: func(state string) error { _, err := daemon.SdNotify(false, state); return err },
-		now:    time.Now,
-	}
+	return &watchdog{log: log, interval: interval, lease: lease}
+}
+
+func notify(state string) error {
+	_, err := daemon.SdNotify(false, state)
+	return err
 }
 
 // systemdWatchdog reports whether valguard runs as a systemd service and
@@ -68,11 +67,11 @@ func checkWatchdog(underSystemd bool, interval, ttl, renew, margin time.Duration
 // feed reports whether the watchdog may be fed now.
 func (w *watchdog) feed() bool {
 	deadline, held := w.lease()
-	return !held || deadline.Sub(w.now()) > w.interval
+	return !held || time.Until(deadline) > w.interval
 }
 
 func (w *watchdog) run(ctx context.Context) {
-	if err := w.notify(daemon.SdNotifyReady); err != nil {
+	if err := notify(daemon.SdNotifyReady); err != nil {
 		w.log.Warn().Err(err).Msg("systemd notify failed")
 	}
 	if w.interval == 0 {
@@ -84,7 +83,7 @@ func (w *watchdog) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			_ = w.notify(daemon.SdNotifyStopping)
+			_ = notify(daemon.SdNotifyStopping)
 			return
 		case <-tick.C:
 			if !w.feed() {
@@ -95,7 +94,7 @@ func (w *watchdog) run(ctx context.Context) {
 				continue
 			}
 			starving = false
-			if err := w.notify(daemon.SdNotifyWatchdog); err != nil {
+			if err := notify(daemon.SdNotifyWatchdog); err != nil {
 				w.log.Warn().Err(err).Msg("systemd watchdog notify failed")
 			}
 		}
