@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -130,6 +131,22 @@ func wrapperLeader(t *testing.T, setsid bool) (c *chain, a, b *replica, wrapper,
 	return c, a, b, wrapper, daemon
 }
 
+// watchDeath polls pid every millisecond until ctx ends and stores when it
+// was first seen dead (Unix nanoseconds; 0 while it lives).
+func watchDeath(ctx context.Context, pid int) *atomic.Int64 {
+	var diedAt atomic.Int64
+	go func() {
+		for ctx.Err() == nil {
+			if !alive(pid) {
+				diedAt.Store(time.Now().UnixNano())
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return &diedAt
+}
+
 // mustNotOutlive fails the test if cometbft daemon d still runs at its end,
 // and kills it.
 func mustNotOutlive(t *testing.T, d int) {
@@ -149,17 +166,7 @@ func wrapperFailover(t *testing.T, setsid bool) {
 		t.Fatalf("cometbft %d in process group %d (setsid %v, wrapper %d)", daemon, pgrp, setsid, wrapper)
 	}
 
-	// Watch the daemon closely: when did it die?
-	var diedAt atomic.Int64
-	go func() {
-		for ctx.Err() == nil {
-			if !alive(daemon) {
-				diedAt.Store(time.Now().UnixNano())
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	diedAt := watchDeath(ctx, daemon)
 	hKill, killedAt := c.height(), time.Now()
 	if err := syscall.Kill(wrapper, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -229,16 +236,7 @@ func TestValguardKilledWrapperEndToEnd(t *testing.T) {
 		t.Skipf("the node is not in a cgroup of its own (%q): the process-group containment has no guard", cg)
 	}
 
-	var diedAt atomic.Int64
-	go func() {
-		for ctx.Err() == nil {
-			if !alive(daemon) {
-				diedAt.Store(time.Now().UnixNano())
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	diedAt := watchDeath(ctx, daemon)
 	hKill, killedAt := c.height(), time.Now()
 	a.signal(syscall.SIGKILL)
 	a.waitExit(5 * time.Second)
