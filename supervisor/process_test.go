@@ -117,6 +117,15 @@ func assertHeld(t *testing.T, p *process, member int) {
 }
 
 // assertGone checks that the member is dead now and, soon, reaped.
+// killAndAssertGone kills p's tree and asserts it and child are gone.
+func killAndAssertGone(t *testing.T, p *process, child int) {
+	t.Helper()
+	if err := p.Kill(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, p, child)
+}
+
 func assertGone(t *testing.T, p *process, member int) {
 	t.Helper()
 	if running(member) {
@@ -203,10 +212,7 @@ func TestKillCatchesSetsidEscape(t *testing.T) {
 			waitDone(t, p)
 			waitOwnSession(t, child)
 			assertHeld(t, p, child)
-			if err := p.Kill(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			assertGone(t, p, child)
+			killAndAssertGone(t, p, child)
 		})
 	}
 }
@@ -222,10 +228,7 @@ func TestKillCatchesScrubbedEscapeOfLiveParent(t *testing.T) {
 				st, ok := readStat(child)
 				return err == nil && ok && st.pgrp == child && !strings.Contains(string(b), nodeTagVar)
 			})
-			if err := p.Kill(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			assertGone(t, p, child)
+			killAndAssertGone(t, p, child)
 		})
 	}
 }
@@ -240,10 +243,7 @@ func TestCgroupCatchesScrubbedOrphan(t *testing.T) {
 	waitDone(t, p)
 	waitOwnSession(t, child)
 	assertHeld(t, p, child)
-	if err := p.Kill(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	assertGone(t, p, child)
+	killAndAssertGone(t, p, child)
 }
 
 // Stop waits for the whole tree: a wrapper that exits on SIGTERM but
@@ -349,10 +349,7 @@ func TestKillReportsUnkillableMember(t *testing.T) {
 				t.Fatal("Exited() with a frozen member of the tree")
 			}
 			fz.thaw()
-			if err := p.Kill(5 * time.Second); err != nil {
-				t.Fatal(err)
-			}
-			assertGone(t, p, child)
+			killAndAssertGone(t, p, child)
 		})
 	}
 }
