@@ -15,7 +15,9 @@
 // Safety contract kept here:
 //   - S2/S7: before every voter start the node is prepared for the voter role,
 //     which removes every validator key link; the validator role is prepared
-//     only after the lock is held.
+//     only after the lock is held, and the voter role is prepared again
+//     (the key unlinked) before the lock is released
+//     (TestKeyUnlinkedBeforeRelease).
 //   - S3: a lock is released (Session.Close) only after the validator
 //     node's whole process tree has been reaped. A node that cannot be
 //     reaped (SIGKILL pending on a task in uninterruptible sleep) keeps the
@@ -34,6 +36,18 @@
 //     system offers one) with Pdeathsig SIGKILL; "exited" means every
 //     process of its tree has exited, so a wrapper such as cosmovisor dying
 //     alone does not count.
+//
+// Signer mode (Config.Signer set): the node runs in the voter role all the
+// time and is never restarted on a role change; leading is a grant of the
+// Signer under the held session, and every release revokes it first.
+//   - S1′: the validator role is never prepared or started, so no node gets
+//     the key (TestSignerModeLeadsWithoutRestartingTheNode).
+//   - S3′: the lock is released only after Signer.Revoke returned, which
+//     takes the signer's signing mutex (revokedBeforeEveryRelease in the
+//     signer-mode tests). On shutdown the lock goes before the node is
+//     stopped, so that a standby takes over at once.
+//   - A grant that ends by itself (a failed fence) releases the lock; the
+//     replica re-registers with its node still running.
 //
 // Not guaranteed: a supervisor that is frozen (SIGSTOP, VM pause) while its
 // node keeps running is not detected here; run under systemd with

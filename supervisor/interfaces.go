@@ -100,3 +100,24 @@ type HotPromoter interface {
 type HeadFence interface {
 	AtWatermark(ctx context.Context, watermark []byte) (bool, error)
 }
+
+// Signer is the key holder of the signer mode: valguard itself holds the
+// validator key and serves the node's signing requests, fencing every new
+// signature through the lock service, so the node never holds the key and
+// never restarts on a role change. With a Signer, the supervisor grants
+// signing when it takes the lock and revokes it before every release
+// (S3′); the node runs in the voter role all the time.
+type Signer interface {
+	// Grant makes this replica sign new heights under sess, which holds
+	// the lock. An error means it does not sign; one wrapping ErrFatal
+	// (a watermark below a floor, another chain's) ends Run.
+	Grant(ctx context.Context, sess Session) error
+	// Revoke stops signing new heights. When it returns, no new signature
+	// can leave this replica; only then may the lock be released. It does
+	// nothing when signing is not granted.
+	Revoke()
+	// Revoked is closed when the current grant ended by itself (a fence
+	// that failed, timed out or has an unknown outcome): the replica must
+	// give up the lease.
+	Revoked() <-chan struct{}
+}

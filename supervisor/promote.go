@@ -15,6 +15,9 @@ import (
 // validator role (S8) and starts the validator node. The fence covers the
 // node from here until release.
 func (s *Supervisor) promote(ctx context.Context) (State, string) {
+	if s.cfg.Signer != nil {
+		return s.promoteSigner(ctx)
+	}
 	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	// The fence lives until release, so it also covers the voter being
 	// stopped or promoted here and a validator being stopped on shutdown or
@@ -53,30 +56,14 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 }
 
 // failPromotion undoes a promotion that did not complete: the node is
-// stopped, the validator key unlinked (S2: the validator role may have
-// been prepared) and the lock released.
+// stopped, then the lock released, which unlinks the validator key first
+// (S2: the validator role may have been prepared).
 func (s *Supervisor) failPromotion(reason string) (State, string) {
 	if s.proc != nil {
 		s.stopNode(reason)
 	}
-	s.unlinkAfterFailedPromotion()
 	s.release(false)
 	return Startup, reason
-}
-
-// unlinkAfterFailedPromotion prepares the voter role again, which unlinks
-// the validator key, once no node runs (Prepare needs that; otherwise the
-// next Startup does it after the reap).
-func (s *Supervisor) unlinkAfterFailedPromotion() {
-	s.forgetExited()
-	if s.proc != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
-	defer cancel()
-	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
-		s.log.Error().Err(err).Msg("could not unlink the validator key after a failed promotion")
-	}
 }
 
 // promoteRestart stops the voter, prepares the validator role and starts
@@ -241,7 +228,6 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		if !signal {
 			s.vfails++
 		}
-		s.unlinkAfterFailedPromotion()
 		s.release(false)
 		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
 	}

@@ -45,6 +45,11 @@ var ErrUnexpectedKey = errors.New("voter node reports a validator key loaded")
 type Config struct {
 	Node    Node
 	Elector Elector
+	// Signer, when set, selects the signer mode: valguard holds the key
+	// and signs for the node, which runs in the voter role all the time.
+	// Nil: the key-file mode (the key is linked into the node home and the
+	// node restarted as a validator).
+	Signer Signer
 	Log     zerolog.Logger
 	Metrics *Metrics // nil: no metrics
 
@@ -213,8 +218,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 // shutdown stops the node first, then releases the lock (S3). A validator
 // node that cannot be reaped keeps the lock unreleased: the session is
-// abandoned to expire in Consul.
+// abandoned to expire in Consul. In signer mode no node holds the key: the
+// lock goes first (signing revoked, S3′), so that a standby takes over
+// without waiting for the node to stop.
 func (s *Supervisor) shutdown() {
+	if s.cfg.Signer != nil && s.sess != nil {
+		s.release(false)
+	}
 	validator := s.proc != nil && s.proc.role == RoleValidator
 	if s.proc != nil {
 		s.stopNode("shutdown")
@@ -228,10 +238,18 @@ func (s *Supervisor) shutdown() {
 			Msg("exiting with the node's process tree not reaped: it may still run; check it by hand")
 		return
 	}
+	if s.cfg.Signer == nil {
+		s.unlinkKey("after stopping")
+	}
+}
+
+// unlinkKey prepares the voter role, which unlinks the validator key; it
+// must be called only while no node runs.
+func (s *Supervisor) unlinkKey(when string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 	defer cancel()
 	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
-		s.log.Error().Err(err).Msg("could not unlink the validator key after stopping")
+		s.log.Error().Err(err).Msg("could not unlink the validator key " + when)
 	}
 }
 
@@ -306,7 +324,9 @@ func (s *Supervisor) forgetExited() {
 }
 
 // release closes the session; withWatermark publishes the final watermark
-// of the validator node, which must have been reaped already (S3). If a
+// of the validator node, which must have been reaped already (S3). In the
+// key-file mode the validator key is unlinked before the lock goes, when
+// no node runs (S2); in signer mode signing is revoked first (S3′). If a
 // node that may hold the key has not been reaped, nothing is released: the
 // session is abandoned, Consul expires it after its TTL and the lock-delay
 // fences the lock after that.
@@ -316,6 +336,9 @@ func (s *Supervisor) release(withWatermark bool) {
 		s.fence = nil
 	}
 	s.setLeading(nil)
+	if s.cfg.Signer != nil {
+		s.cfg.Signer.Revoke()
+	}
 	if s.proc != nil && s.proc.role == RoleValidator && !s.proc.Exited() {
 		s.sess.Abandon()
 		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
@@ -331,6 +354,11 @@ func (s *Supervisor) release(withWatermark bool) {
 		} else {
 			final = wm
 		}
+	}
+	// A node still set here is a voter, or a validator whose tree exited
+	// after its reap timed out: the next Startup unlinks after the reap.
+	if s.cfg.Signer == nil && s.proc == nil {
+		s.unlinkKey("before releasing the lock")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 	defer cancel()

@@ -60,6 +60,9 @@ func (f *fence) close() { close(f.stop) }
 
 // validating watches the lease, the node and its progress.
 func (s *Supervisor) validating(ctx context.Context) (State, string) {
+	if s.cfg.Signer != nil {
+		return s.validatingSigner(ctx)
+	}
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	publish := time.NewTicker(s.cfg.PublishInterval)

@@ -1,0 +1,231 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// fakeSigner stands in for the signer package behind the Signer seam; the
+// signer itself is tested against real nodes and a real Consul there.
+type fakeSigner struct {
+	j        *journal
+	mu       sync.Mutex
+	granted  bool
+	grantErr error
+	revoked  chan struct{}
+}
+
+func (f *fakeSigner) Grant(_ context.Context, sess Session) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.grantErr != nil {
+		f.j.add("signer:grant-refused")
+		return f.grantErr
+	}
+	f.granted = true
+	f.revoked = make(chan struct{})
+	f.j.add("signer:grant")
+	return nil
+}
+
+func (f *fakeSigner) Revoke() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.j.add("signer:revoke granted=%v", f.granted)
+	f.granted = false
+}
+
+func (f *fakeSigner) Revoked() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.revoked
+}
+
+// fail ends the grant by itself, as a failed fence does.
+func (f *fakeSigner) fail() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.granted = false
+	close(f.revoked)
+}
+
+func newSignerRig(t *testing.T) (*rig, *fakeSigner) {
+	r := newRig(t, nil)
+	fs := &fakeSigner{j: r.j}
+	r.sup.cfg.Signer = fs
+	return r, fs
+}
+
+// revokedBeforeEveryRelease asserts S3′ as the supervisor sees it: every
+// release comes after a revoke that followed the last grant.
+func (r *rig) revokedBeforeEveryRelease() {
+	r.t.Helper()
+	revoked := true
+	for _, e := range r.j.list() {
+		switch {
+		case strings.HasPrefix(e, "signer:grant"):
+			revoked = false
+		case strings.HasPrefix(e, "signer:revoke"):
+			revoked = true
+		case strings.HasPrefix(e, "release"):
+			if !revoked {
+				r.t.Fatalf("lock released while signing was granted:\n%s", strings.Join(r.j.list(), "\n"))
+			}
+		}
+	}
+}
+
+// noValidatorRole asserts the signer mode never prepares or starts the
+// validator role (S1′: no node ever gets the key).
+func (r *rig) noValidatorRole() {
+	r.t.Helper()
+	for _, e := range r.j.list() {
+		if strings.HasPrefix(e, "prepare:validator") || strings.HasPrefix(e, "start:validator") {
+			r.t.Fatalf("validator role used in signer mode:\n%s", strings.Join(r.j.list(), "\n"))
+		}
+	}
+}
+
+func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
+	cases := []struct {
+		name  string
+		end   func(r *rig, fs *fakeSigner)
+		after State
+	}{
+		{"lease lost", func(r *rig, _ *fakeSigner) { r.el.current().lose(errors.New("local lease deadline passed")) }, Voting},
+		{"fence failed", func(_ *rig, fs *fakeSigner) { fs.fail() }, Voting},
+		{"stalled", func(r *rig, _ *fakeSigner) { r.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) }, Syncing},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, fs := newSignerRig(t)
+			r.validating()
+			r.before("lock:acquired", "signer:grant")
+			pid := r.node.last(RoleVoter).Process.Pid
+			tc.end(r, fs)
+			eventually(t, 5*time.Second, "lock released", func() bool { return r.j.index("release") >= 0 })
+			r.waitState(tc.after)
+			r.revokedBeforeEveryRelease()
+			r.noValidatorRole()
+			if n := r.node.starts(RoleVoter); n != 1 {
+				t.Fatalf("node started %d times, want once (never restarted):\n%s", n, strings.Join(r.j.list(), "\n"))
+			}
+			if got := r.node.last(RoleVoter).Process.Pid; got != pid {
+				t.Fatalf("node pid %d, was %d", got, pid)
+			}
+			if got := testutil.ToFloat64(r.m.failovers); got != 1 {
+				t.Fatalf("valguard_failovers_total = %v", got)
+			}
+		})
+	}
+}
+
+func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
+	r, _ := newSignerRig(t)
+	r.validating()
+	r.cancel()
+	select {
+	case err := <-r.result:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	r.result <- nil
+	// The node was still running when the lock went: a standby takes over
+	// without waiting for this node to stop.
+	if r.j.index("release final= reaped=false") < 0 {
+		t.Fatalf("lock not released while the node still ran:\n%s", strings.Join(r.j.list(), "\n"))
+	}
+	r.revokedBeforeEveryRelease()
+	r.noValidatorRole()
+	eventually(t, 5*time.Second, "node reaped", r.node.allReaped)
+}
+
+func TestSignerModeGrantRefused(t *testing.T) {
+	t.Run("retried", func(t *testing.T) {
+		r, fs := newSignerRig(t)
+		fs.grantErr = errors.New("consul read timed out")
+		r.validatingNot()
+		r.waitState(Voting) // released, registered again, node untouched
+		if n := r.node.starts(RoleVoter); n != 1 {
+			t.Fatalf("node started %d times", n)
+		}
+		if r.j.index("release") < 0 {
+			t.Fatal("lock not released after a refused grant")
+		}
+	})
+	t.Run("fatal", func(t *testing.T) {
+		r, fs := newSignerRig(t)
+		fs.grantErr = fmt.Errorf("%w: watermark below the local floor", ErrFatal)
+		r.validatingNot()
+		select {
+		case err := <-r.result:
+			if !errors.Is(err, ErrFatal) {
+				t.Fatalf("Run = %v, want ErrFatal", err)
+			}
+			r.result <- err
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not end on a fatal grant error")
+		}
+		r.revokedBeforeEveryRelease()
+	})
+}
+
+// validatingNot runs the rig and grants the lock to a replica whose grant
+// is refused.
+func (r *rig) validatingNot() {
+	r.t.Helper()
+	r.run()
+	r.waitState(Voting)
+	r.el.grant <- struct{}{}
+	eventually(r.t, 5*time.Second, "grant refused", func() bool { return r.j.index("signer:grant-refused") >= 0 })
+}
+
+// TestKeyUnlinkedBeforeRelease: in the key-file mode the validator key is
+// unlinked (the voter role prepared, with no node running) before the lock
+// goes, on every path out of Validating (S2).
+func TestKeyUnlinkedBeforeRelease(t *testing.T) {
+	cases := []struct {
+		name string
+		end  func(r *rig)
+	}{
+		{"lease lost", func(r *rig) { r.el.current().lose(errors.New("local lease deadline passed")) }},
+		{"validator exited", func(r *rig) { _ = r.node.last(RoleValidator).Process.Kill() }},
+		{"stalled", func(r *rig) { r.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) }},
+		{"shutdown", func(r *rig) { r.cancel() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, nil)
+			r.validating()
+			tc.end(r)
+			eventually(t, 5*time.Second, "lock released", func() bool { return r.j.index("release") >= 0 })
+			ev := r.j.list()
+			start, rel := -1, -1
+			for i, e := range ev {
+				if strings.HasPrefix(e, "start:validator") {
+					start = i
+				}
+				if strings.HasPrefix(e, "release") && rel < 0 {
+					rel = i
+				}
+			}
+			unlinked := false
+			for _, e := range ev[start+1 : rel] {
+				unlinked = unlinked || strings.HasPrefix(e, "prepare:voter wm= reaped=true")
+			}
+			if !unlinked {
+				t.Fatalf("lock released before the key was unlinked:\n%s", strings.Join(ev, "\n"))
+			}
+		})
+	}
+}
