@@ -49,7 +49,7 @@ type Config struct {
 	// and signs for the node, which runs in the voter role all the time.
 	// Nil: the key-file mode (the key is linked into the node home and the
 	// node restarted as a validator).
-	Signer Signer
+	Signer  Signer
 	Log     zerolog.Logger
 	Metrics *Metrics // nil: no metrics
 
