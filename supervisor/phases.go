@@ -32,13 +32,15 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 	if ctx.Err() != nil {
 		return Shutdown, "signal", nil
 	}
-	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
-		return Shutdown, "", fmt.Errorf("prepare the node home for the voter role: %w", err)
-	}
-	if err := s.start(RoleVoter); err != nil {
-		s.fails++
-		s.log.Error().Err(err).Msg("node did not start")
-		return Startup, "node start failed", nil
+	if !s.cfg.Unsupervised {
+		if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+			return Shutdown, "", fmt.Errorf("prepare the node home for the voter role: %w", err)
+		}
+		if err := s.start(RoleVoter); err != nil {
+			s.fails++
+			s.log.Error().Err(err).Msg("node did not start")
+			return Startup, "node start failed", nil
+		}
 	}
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
@@ -46,7 +48,7 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 		select {
 		case <-ctx.Done():
 			return Shutdown, "signal", nil
-		case <-s.proc.Done():
+		case <-s.nodeDone():
 			s.nodeExited()
 			s.fails++
 			return Startup, "node exited before its status answered", nil
@@ -110,7 +112,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 		select {
 		case <-ctx.Done():
 			return Shutdown, "signal"
-		case <-s.proc.Done():
+		case <-s.nodeDone():
 			s.nodeExited()
 			s.fails++
 			return Startup, "node exited"
@@ -157,7 +159,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 			case <-ctx.Done():
 				retry.Stop()
 				return Shutdown, "signal"
-			case <-s.proc.Done():
+			case <-s.nodeDone():
 				retry.Stop()
 				s.nodeExited()
 				s.fails++
@@ -206,7 +208,7 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 			return s.promote(ctx)
 		case <-ctx.Done():
 			return leave(Shutdown, "signal")
-		case <-s.proc.Done():
+		case <-s.nodeDone():
 			s.nodeExited()
 			s.fails++
 			return leave(Startup, "node exited")

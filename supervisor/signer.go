@@ -47,7 +47,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 		case <-s.cfg.Signer.Revoked():
 			s.release(false)
 			return Syncing, "a fence failed: signing stopped, lock released"
-		case <-s.proc.Done():
+		case <-s.nodeDone():
 			s.release(false)
 			s.nodeExited()
 			s.fails++
@@ -66,4 +66,13 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			}
 		}
 	}
+}
+
+// nodeDone is the running node's Done channel; nil, which never fires in
+// a select, for a node valguard does not run (Config.Unsupervised).
+func (s *Supervisor) nodeDone() <-chan struct{} {
+	if s.proc == nil {
+		return nil
+	}
+	return s.proc.Done()
 }

@@ -229,3 +229,33 @@ func TestKeyUnlinkedBeforeRelease(t *testing.T) {
 		})
 	}
 }
+
+// TestUnsupervisedNodeIsOnlySignedFor: with a node valguard does not run,
+// the supervisor never prepares or starts one, yet follows its status,
+// leads through the signer and steps down when the node stalls.
+func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
+	r, _ := newSignerRig(t)
+	r.sup.cfg.Unsupervised = true
+	r.validating()
+	r.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
+	eventually(t, 5*time.Second, "step down", func() bool { return r.j.index("release") >= 0 })
+	r.revokedBeforeEveryRelease()
+	r.cancel()
+	select {
+	case err := <-r.result:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	r.result <- nil
+	for _, e := range r.j.list() {
+		if strings.HasPrefix(e, "prepare:") || strings.HasPrefix(e, "start:") {
+			t.Fatalf("an unsupervised node was prepared or started:\n%s", strings.Join(r.j.list(), "\n"))
+		}
+	}
+	if _, err := New(Config{Node: r.node, Elector: r.el, Unsupervised: true}); err == nil {
+		t.Fatal("New accepted Unsupervised without a Signer")
+	}
+}

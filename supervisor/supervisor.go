@@ -49,9 +49,13 @@ type Config struct {
 	// and signs for the node, which runs in the voter role all the time.
 	// Nil: the key-file mode (the key is linked into the node home and the
 	// node restarted as a validator).
-	Signer  Signer
-	Log     zerolog.Logger
-	Metrics *Metrics // nil: no metrics
+	Signer Signer
+	// Unsupervised: the node runs on its own (another unit, a container)
+	// and valguard only signs for it and follows its status; it needs a
+	// Signer. Node.Status is used, Prepare and Command never are.
+	Unsupervised bool
+	Log          zerolog.Logger
+	Metrics      *Metrics // nil: no metrics
 
 	// Stdout and Stderr receive the node's output (default: ours, so that
 	// journald keeps it).
@@ -135,6 +139,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.PollInterval < 0 || cfg.StopTimeout < 0 || cfg.KillTimeout < 0 || cfg.MaxStall < 0 || cfg.StepDownHoldoff < 0 {
 		return nil, errors.New("supervisor: durations must not be negative")
 	}
+	if cfg.Unsupervised && cfg.Signer == nil {
+		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")
+	}
 	cfg.setDefaults()
 	return &Supervisor{cfg: cfg, log: cfg.Log}, nil
 }
@@ -186,8 +193,10 @@ func (s *Supervisor) enter(st State, reason string) {
 // crash loop.
 func (s *Supervisor) Run(ctx context.Context) error {
 	// S2: unlinked at every start-up, whatever was found there.
-	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
-		return fmt.Errorf("prepare the node home for the voter role: %w", err)
+	if !s.cfg.Unsupervised {
+		if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
+			return fmt.Errorf("prepare the node home for the voter role: %w", err)
+		}
 	}
 	st, reason := Startup, "valguard started"
 	for {
