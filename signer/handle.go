@@ -1,0 +1,274 @@
+package signer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	"github.com/cometbft/cometbft/types"
+)
+
+// Logged results of a sign request.
+const (
+	resultSigned   = "signed"
+	resultReserved = "reserved"
+	resultRefused  = "refused"
+	resultParked   = "parked"
+)
+
+// outcome is how a sign request ended.
+type outcome struct {
+	result    string
+	sig       []byte
+	ts        time.Time
+	ext       bool
+	reason    string
+	parked    time.Duration // time spent parked
+	fenceTook time.Duration // the fence, when one ran
+	floorTook time.Duration // the floor file write after a fence
+}
+
+// Handle answers one request of the node (the privval loop calls it, one
+// request at a time): the public key, a ping, or a vote or proposal to
+// sign, decided by Decide under the signing mutex. A refusal is a
+// Signed*Response with a RemoteSignerError, which the node never retries;
+// a request still parked after ParkHold gets a PingResponse, which the
+// node answers by sending the request again. Every reply leaves before the
+// node's read timeout.
+func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) privvalproto.Message {
+	switch r := req.Sum.(type) {
+	case *privvalproto.Message_PubKeyRequest:
+		if id := r.PubKeyRequest.GetChainId(); id != s.cfg.ChainID {
+			s.cfg.Log.Error().Str("chain_id", id).Msg("public key requested for another chain")
+			return pubKeyResponse(&privvalproto.PubKeyResponse{Error: &privvalproto.RemoteSignerError{
+				Description: "valguard signs for chain " + s.cfg.ChainID + ", not " + id}})
+		}
+		return pubKeyResponse(&privvalproto.PubKeyResponse{PubKey: s.pub})
+	case *privvalproto.Message_PingRequest:
+		return pingResponse()
+	case *privvalproto.Message_SignVoteRequest:
+		return s.signVote(ctx, r.SignVoteRequest)
+	case *privvalproto.Message_SignProposalRequest:
+		return s.signProposal(ctx, r.SignProposalRequest)
+	}
+	s.cfg.Log.Warn().Str("request", req.String()).Msg("unexpected privval request; replied with a ping")
+	return pingResponse()
+}
+
+func (s *Signer) signVote(ctx context.Context, r *privvalproto.SignVoteRequest) privvalproto.Message {
+	arrived := s.cfg.Now()
+	refused := func(why string) privvalproto.Message {
+		return voteResponse(&privvalproto.SignedVoteResponse{Error: &privvalproto.RemoteSignerError{Description: why}})
+	}
+	req, err := voteRequest(r.GetChainId(), r.GetVote())
+	if err != nil {
+		s.logMalformed("vote", err)
+		return refused(err.Error())
+	}
+	o := s.decide(ctx, arrived, req)
+	s.logOutcome(req, o, arrived)
+	switch o.result {
+	case resultRefused:
+		return refused(o.reason)
+	case resultParked:
+		return pingResponse()
+	}
+	vote := *r.Vote
+	vote.Timestamp, vote.Signature, vote.ExtensionSignature = o.ts, o.sig, nil
+	if o.ext {
+		extSig, err := s.cfg.Key.Sign(types.VoteExtensionSignBytes(req.ChainID, &vote))
+		if err != nil {
+			s.cfg.Log.Error().Err(err).Msg("vote extension not signed")
+			return refused("vote extension not signed: " + err.Error())
+		}
+		vote.ExtensionSignature = extSig
+	}
+	return voteResponse(&privvalproto.SignedVoteResponse{Vote: vote})
+}
+
+func (s *Signer) signProposal(ctx context.Context, r *privvalproto.SignProposalRequest) privvalproto.Message {
+	arrived := s.cfg.Now()
+	refused := func(why string) privvalproto.Message {
+		return proposalResponse(&privvalproto.SignedProposalResponse{Error: &privvalproto.RemoteSignerError{Description: why}})
+	}
+	req, err := proposalRequest(r.GetChainId(), r.GetProposal())
+	if err != nil {
+		s.logMalformed("proposal", err)
+		return refused(err.Error())
+	}
+	o := s.decide(ctx, arrived, req)
+	s.logOutcome(req, o, arrived)
+	switch o.result {
+	case resultRefused:
+		return refused(o.reason)
+	case resultParked:
+		return pingResponse()
+	}
+	p := *r.Proposal
+	p.Timestamp, p.Signature = o.ts, o.sig
+	return proposalResponse(&privvalproto.SignedProposalResponse{Proposal: p})
+}
+
+// decide runs Decide under the signing mutex until the request is signed,
+// re-served or refused, or ParkHold after arrival has passed (parked). A
+// parked request waits without the mutex and decides again whenever the
+// watermark or the role changes.
+func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o outcome) {
+	hold := arrived.Add(s.cfg.ParkHold)
+	var parkedAt time.Time
+	defer func() {
+		if parkedAt.IsZero() {
+			return
+		}
+		o.parked = s.cfg.Now().Sub(parkedAt)
+		s.cfg.Metrics.parkedFor(o.parked)
+		s.mu.Lock()
+		s.parking--
+		s.lastParkEnd = s.cfg.Now()
+		if o.result != resultParked {
+			s.parkSince = time.Time{}
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		s.mu.Lock()
+		d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID}
+		if req.ChainID == s.cfg.ChainID {
+			d = Decide(s.leading, s.wm, req)
+		}
+		if d.Result == Sign {
+			if s.cfg.Now().Add(s.cfg.FenceTimeout).After(arrived.Add(replyBudget)) {
+				d = Decision{Result: Park, Reason: "too late to fence before the node's read timeout"}
+				hold = arrived // reply at once; the node asks again
+			} else if o, ok := s.signLocked(req, d); ok {
+				s.mu.Unlock()
+				return o
+			} else {
+				d = Decide(s.leading, s.wm, req) // demoted: parks
+			}
+		}
+		switch d.Result {
+		case Reserve:
+			s.mu.Unlock()
+			return outcome{result: resultReserved, sig: d.Signature, ts: d.Timestamp, ext: d.Extension}
+		case Refuse:
+			s.mu.Unlock()
+			return outcome{result: resultRefused, reason: d.Reason}
+		}
+		if parkedAt.IsZero() {
+			parkedAt = s.cfg.Now()
+			s.parking++
+			if s.parkSince.IsZero() {
+				s.parkSince = parkedAt
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		wait := hold.Sub(s.cfg.Now())
+		if wait <= 0 {
+			return outcome{result: resultParked, reason: d.Reason}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+			t.Stop()
+		case <-t.C:
+			return outcome{result: resultParked, reason: d.Reason}
+		case <-ctx.Done():
+			t.Stop()
+			return outcome{result: resultParked, reason: "request abandoned: " + ctx.Err().Error()}
+		}
+	}
+}
+
+// signLocked signs req, fences the new watermark and, once the fence
+// succeeded, makes it the watermark in memory and the floor. It reports
+// false after a failed fence: the signature is dropped and the signer is
+// demoted. Called with the signing mutex held, while leading.
+func (s *Signer) signLocked(req Request, d Decision) (outcome, bool) {
+	sig, err := s.cfg.Key.Sign(req.SignBytes)
+	if err != nil {
+		return outcome{result: resultRefused, reason: "not signed: " + err.Error()}, true
+	}
+	next := Watermark{ChainID: req.ChainID, Height: req.Height, Round: req.Round, Step: req.Step, SignBytes: req.SignBytes, Signature: sig}
+	value, err := json.Marshal(next)
+	if err != nil {
+		return outcome{result: resultRefused, reason: "watermark not encoded: " + err.Error()}, true
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+	start := time.Now()
+	index, err := s.fencer.Fence(fctx, value, s.index)
+	took := time.Since(start)
+	cancel()
+	if err != nil {
+		reason := "error"
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			reason = "timeout"
+		case errors.Is(err, context.Canceled):
+			reason = "canceled"
+		}
+		s.cfg.Metrics.fenced(took, reason)
+		s.demoteLocked(err)
+		return outcome{}, false
+	}
+	s.cfg.Metrics.fenced(took, "")
+	s.wm, s.index = next, index
+	s.changedLocked(true)
+	start = time.Now()
+	if err := s.raiseFloor(next); err != nil {
+		// The signature is fenced, so it may leave; the floor is the
+		// second line against consul data loss.
+		s.cfg.Log.Error().Err(err).Str("watermark", next.String()).Msg("floor file not raised")
+	}
+	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floorTook: time.Since(start)}, true
+}
+
+// logOutcome writes the one event per decision, with stable keys.
+func (s *Signer) logOutcome(req Request, o outcome, arrived time.Time) {
+	ev := s.cfg.Log.Info()
+	if o.result == resultRefused {
+		ev = s.cfg.Log.Warn()
+	}
+	ev = ev.Str("type", stepName(req.Step)).Int64("height", req.Height).Int32("round", req.Round).Int8("step", req.Step).
+		Str("result", o.result).Str("reason", o.reason).Str("sign_bytes_sha256", signBytesDigest(req.Proposal, req.SignBytes)).
+		Dur("took", s.cfg.Now().Sub(arrived))
+	if o.parked > 0 {
+		ev = ev.Dur("parked", o.parked)
+	}
+	if o.result == resultSigned {
+		ev = ev.Dur("fence_took", o.fenceTook).Dur("floor_took", o.floorTook)
+	}
+	ev.Msg("sign request")
+	s.cfg.Metrics.request(stepName(req.Step), o.result)
+}
+
+func (s *Signer) logMalformed(typ string, err error) {
+	s.cfg.Log.Warn().Str("type", typ).Str("result", resultRefused).Str("reason", err.Error()).Msg("sign request")
+	s.cfg.Metrics.request(typ, resultRefused)
+}
+
+func pingResponse() privvalproto.Message {
+	return privvalproto.Message{Sum: &privvalproto.Message_PingResponse{PingResponse: &privvalproto.PingResponse{}}}
+}
+
+func pubKeyResponse(r *privvalproto.PubKeyResponse) privvalproto.Message {
+	return privvalproto.Message{Sum: &privvalproto.Message_PubKeyResponse{PubKeyResponse: r}}
+}
+
+func voteResponse(r *privvalproto.SignedVoteResponse) privvalproto.Message {
+	if r.Error != nil {
+		r.Vote = cmtproto.Vote{}
+	}
+	return privvalproto.Message{Sum: &privvalproto.Message_SignedVoteResponse{SignedVoteResponse: r}}
+}
+
+func proposalResponse(r *privvalproto.SignedProposalResponse) privvalproto.Message {
+	if r.Error != nil {
+		r.Proposal = cmtproto.Proposal{}
+	}
+	return privvalproto.Message{Sum: &privvalproto.Message_SignedProposalResponse{SignedProposalResponse: r}}
+}

@@ -1,0 +1,115 @@
+package signer
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the signer's Prometheus metrics (SIGNER-MODE.md §3.7). A nil
+// *Metrics records nothing.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	fence         prometheus.Histogram
+	fenceFailures *prometheus.CounterVec
+	height        prometheus.Gauge
+	round         prometheus.Gauge
+	step          prometheus.Gauge
+	parked        prometheus.Histogram
+	connected     prometheus.Gauge
+	depositions   prometheus.Counter
+}
+
+// NewMetrics creates the signer's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "valguard_signer_requests_total",
+			Help: "Sign requests of the own node by type (proposal, prevote, precommit) and result (signed, reserved, refused, parked).",
+		}, []string{"type", "result"}),
+		fence: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "valguard_signer_fence_duration_seconds",
+			Help:    "Time of each fence transaction (lock session check plus watermark check-and-set), failed ones included.",
+			Buckets: []float64{0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024},
+		}),
+		fenceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "valguard_signer_fence_failures_total",
+			Help: "Fences that failed (each demotes) by reason: timeout, canceled, error.",
+		}, []string{"reason"}),
+		height: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_signer_watermark_height",
+			Help: "Height of the watermark in memory.",
+		}),
+		round: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_signer_watermark_round",
+			Help: "Round of the watermark in memory.",
+		}),
+		step: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_signer_watermark_step",
+			Help: "Step of the watermark in memory (1 propose, 2 prevote, 3 precommit).",
+		}),
+		parked: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "valguard_signer_parked_seconds",
+			Help:    "Time a parked sign request waited before its reply (a signature, a refusal or a ping reply at the park hold).",
+			Buckets: []float64{0.001, 0.004, 0.016, 0.064, 0.25, 0.5, 1, 2, 3, 4, 5},
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_signer_node_connected",
+			Help: "1 while the own node's privval connection is up.",
+		}),
+		depositions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_signer_depositions_total",
+			Help: "Times this standby destroyed the holder's session because its own node stayed parked.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.height, m.round, m.step, m.parked, m.connected, m.depositions)
+	return m
+}
+
+// SetConnected sets valguard_signer_node_connected.
+func (m *Metrics) SetConnected(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.connected.Set(v)
+}
+
+func (m *Metrics) request(typ, result string) {
+	if m != nil {
+		m.requests.WithLabelValues(typ, result).Inc()
+	}
+}
+
+func (m *Metrics) fenced(d time.Duration, failure string) {
+	if m == nil {
+		return
+	}
+	m.fence.Observe(d.Seconds())
+	if failure != "" {
+		m.fenceFailures.WithLabelValues(failure).Inc()
+	}
+}
+
+func (m *Metrics) watermark(w Watermark) {
+	if m != nil {
+		m.height.Set(float64(w.Height))
+		m.round.Set(float64(w.Round))
+		m.step.Set(float64(w.Step))
+	}
+}
+
+func (m *Metrics) parkedFor(d time.Duration) {
+	if m != nil {
+		m.parked.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) deposed() {
+	if m != nil {
+		m.depositions.Inc()
+	}
+}

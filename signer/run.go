@@ -1,0 +1,154 @@
+package signer
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+const (
+	// watchRetry is the pause after a failed watch.
+	watchRetry = 500 * time.Millisecond
+	// parkGap: a node whose last parked request ended this long ago and
+	// sent none since is no longer waiting (it re-sends within about
+	// 100 ms of a ping reply).
+	parkGap = time.Second
+	// deposeTimeout bounds one Depose call.
+	deposeTimeout = 5 * time.Second
+)
+
+// Run follows the watermark in the Store (blocking queries), so a standby
+// re-serves and parks against a fresh watermark and raises its floor file,
+// wakes parked requests when it moves, and, with DeposeAfter, runs the
+// deposition check. It returns nil when ctx is done.
+func (s *Signer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if s.cfg.DeposeAfter > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.deposeLoop(ctx)
+		}()
+	}
+	s.watchLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+func (s *Signer) watchLoop(ctx context.Context) {
+	var index uint64
+	for ctx.Err() == nil {
+		value, next, err := s.cfg.Store.Watch(ctx, index)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.cfg.Log.Warn().Err(err).Msg("watermark watch failed")
+			sleep(ctx, watchRetry)
+			continue
+		}
+		// Consul's blocking-query rules: an index that went backwards
+		// restarts from 0; never wait on index 0 twice.
+		switch {
+		case next < index:
+			index = 0
+		case next == 0:
+			index = 1
+		default:
+			index = next
+		}
+		s.observe(value, next)
+	}
+}
+
+// observe takes a watermark seen in the store. A standby adopts it and
+// wakes its parked requests; the leader keeps its own (only its fences
+// write the key while it holds the lock). The floor rises either way.
+func (s *Signer) observe(value []byte, index uint64) {
+	wm, err := s.parseStored(value)
+	if err != nil {
+		s.cfg.Log.Error().Err(err).Msg("watermark in consul unreadable; kept the one in memory")
+		return
+	}
+	if wm.ChainID != s.cfg.ChainID {
+		s.cfg.Log.Error().Str("chain_id", wm.ChainID).Msg("watermark in consul is of another chain; every request is refused")
+	}
+	s.mu.Lock()
+	if !s.leading {
+		if !wm.Equal(s.wm) {
+			if Compare(wm, s.wm) < 0 {
+				s.cfg.Log.Warn().Str("watermark", wm.String()).Str("was", s.wm.String()).Msg("watermark in consul went down")
+			}
+			s.wm = wm
+			s.changedLocked(true)
+		}
+		s.index = index
+	}
+	s.mu.Unlock()
+	if wm.ChainID == s.cfg.ChainID {
+		if err := s.raiseFloor(wm); err != nil {
+			s.cfg.Log.Error().Err(err).Str("watermark", wm.String()).Msg("floor file not raised")
+		}
+	}
+}
+
+// deposeLoop checks the deposition rule a few times per DeposeAfter.
+func (s *Signer) deposeLoop(ctx context.Context) {
+	every := min(s.cfg.DeposeAfter/4, 250*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.maybeDepose(ctx)
+		}
+	}
+}
+
+// maybeDepose destroys the holder's session when this standby's own node
+// has been parked above a watermark that has not moved for longer than
+// DeposeAfter, the node is synced, and this replica has neither led nor
+// deposed within DeposeHoldoff. It reports whether it deposed.
+func (s *Signer) maybeDepose(ctx context.Context) bool {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	waiting := s.parking > 0 || now.Sub(s.lastParkEnd) < parkGap
+	if !waiting {
+		s.parkSince = time.Time{}
+	}
+	since := s.parkSince
+	ok := !s.leading && waiting && !since.IsZero() && now.Sub(since) > s.cfg.DeposeAfter &&
+		(s.leftAt.IsZero() || now.Sub(s.leftAt) > s.cfg.DeposeHoldoff) &&
+		(s.deposeAt.IsZero() || now.Sub(s.deposeAt) > s.cfg.DeposeHoldoff)
+	wm := s.wm
+	s.mu.Unlock()
+	if !ok || !s.cfg.Synced() {
+		return false
+	}
+	dctx, cancel := context.WithTimeout(ctx, deposeTimeout)
+	err := s.cfg.Depose(dctx)
+	cancel()
+	if err != nil {
+		s.cfg.Log.Error().Err(err).Str("watermark", wm.String()).Msg("deposition failed")
+		sleep(ctx, watchRetry)
+		return false
+	}
+	s.mu.Lock()
+	s.deposeAt = s.cfg.Now()
+	s.mu.Unlock()
+	s.cfg.Metrics.deposed()
+	s.cfg.Log.Warn().Str("watermark", wm.String()).Dur("parked", now.Sub(since)).
+		Msg("deposed the holder: own node parked above a watermark that did not move")
+	return true
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,312 @@
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cometbft/cometbft/crypto"
+	cryptoenc "github.com/cometbft/cometbft/crypto/encoding"
+	cryptoproto "github.com/cometbft/cometbft/proto/tendermint/crypto"
+	"github.com/rs/zerolog"
+)
+
+// Timing defaults and limits.
+const (
+	DefaultParkHold      = 4 * time.Second
+	DefaultFenceTimeout  = 1 * time.Second
+	DefaultDeposeHoldoff = time.Minute
+	// NodeReadTimeout is how long a CometBFT node waits for a reply
+	// (privval defaultTimeoutReadWriteSeconds); ParkHold must stay below.
+	NodeReadTimeout = 5 * time.Second
+	// replyBudget is the latest a reply may leave, counted from the
+	// request's arrival: a fence that could end later is not started.
+	replyBudget = NodeReadTimeout - 250*time.Millisecond
+)
+
+var (
+	// ErrUnsafeTiming: ParkHold or FenceTimeout cannot keep every reply
+	// before the node's read timeout. New wraps it with the numbers.
+	ErrUnsafeTiming = errors.New("unsafe timing")
+	// ErrChainID: a watermark of another chain.
+	ErrChainID = errors.New("watermark of another chain")
+	// ErrLeading: Lead while already leading.
+	ErrLeading = errors.New("already leading")
+)
+
+// Store is where the fenced watermark lives (Consul), read without a lease.
+type Store interface {
+	// Read is a consistent read of the watermark: nil, 0 when absent.
+	Read(ctx context.Context) (value []byte, index uint64, err error)
+	// Watch is a blocking query that returns once the watermark's index
+	// passes index (or the query's wait ends).
+	Watch(ctx context.Context, index uint64) (value []byte, newIndex uint64, err error)
+}
+
+// Fencer commits a watermark under the lease: one transaction that checks
+// the lock session and sets the watermark if it is still at index (0:
+// absent), returning the new index. Any error means the outcome is
+// unknown or failed: the signer demotes.
+type Fencer interface {
+	Fence(ctx context.Context, value []byte, index uint64) (newIndex uint64, err error)
+}
+
+// Config of a Signer. Zero durations take the documented defaults.
+type Config struct {
+	// Key is the validator key, held only here. Required.
+	Key crypto.PrivKey
+	// ChainID is the node's chain (its genesis); requests and watermarks
+	// of another chain are refused. Required.
+	ChainID string
+	// Store holds the fenced watermark. Required.
+	Store Store
+	Log   zerolog.Logger
+	// Metrics: nil records none.
+	Metrics *Metrics
+	// ParkHold is the longest a request waits parked, counted from its
+	// arrival, before the ping reply that makes the node ask again.
+	// Default DefaultParkHold; below NodeReadTimeout.
+	ParkHold time.Duration
+	// FenceTimeout bounds each fence and Lead's read; a fence that times
+	// out demotes. Default DefaultFenceTimeout; below ParkHold.
+	FenceTimeout time.Duration
+	// FloorFile keeps the highest watermark this replica fenced or saw
+	// (atomic writes). Required.
+	FloorFile string
+	// ChainFloor, if set, returns the last height carrying this
+	// validator's signature on chain; Lead refuses a watermark below it.
+	ChainFloor func(ctx context.Context) (int64, error)
+	// DeposeAfter: a standby whose own node stayed parked above a
+	// watermark that did not move for longer than this destroys the
+	// holder's session (Depose). 0 turns it off.
+	DeposeAfter time.Duration
+	// DeposeHoldoff: no deposition within this long after leading or
+	// deposing. Default DefaultDeposeHoldoff.
+	DeposeHoldoff time.Duration
+	// Depose destroys the holder's session. Required with DeposeAfter.
+	Depose func(ctx context.Context) error
+	// Synced reports the local node synced. Required with DeposeAfter.
+	Synced func() bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Signer is the validator's only signer (see the package doc).
+type Signer struct {
+	cfg Config
+	pub cryptoproto.PublicKey
+
+	mu       sync.Mutex // the signing mutex: decide, sign, fence, update
+	wm       Watermark  // the watermark in memory
+	index    uint64     // the watermark's index (the leader's CAS index)
+	leading  bool
+	fencer   Fencer
+	demoted  chan struct{}
+	changed  chan struct{} // closed and replaced when wm or the role changes
+	leftAt   time.Time     // when leadership last ended (zero: never led)
+	deposeAt time.Time     // when this replica last deposed (zero: never)
+
+	// deposition bookkeeping, under mu
+	parking     int       // requests parked now
+	parkSince   time.Time // since when requests park above an unmoved wm
+	lastParkEnd time.Time
+
+	floorMu sync.Mutex
+	floor   Watermark
+}
+
+// New checks cfg and returns a standby Signer. It reads the floor file.
+func New(cfg Config) (*Signer, error) {
+	switch {
+	case cfg.Key == nil:
+		return nil, errors.New("no validator key")
+	case cfg.ChainID == "":
+		return nil, errors.New("no chain ID")
+	case cfg.Store == nil:
+		return nil, errors.New("no watermark store")
+	case cfg.FloorFile == "":
+		return nil, errors.New("no floor file")
+	case cfg.ParkHold < 0, cfg.FenceTimeout < 0, cfg.DeposeAfter < 0, cfg.DeposeHoldoff < 0:
+		return nil, errors.New("negative duration")
+	}
+	if cfg.ParkHold == 0 {
+		cfg.ParkHold = DefaultParkHold
+	}
+	if cfg.FenceTimeout == 0 {
+		cfg.FenceTimeout = DefaultFenceTimeout
+	}
+	if cfg.DeposeHoldoff == 0 {
+		cfg.DeposeHoldoff = DefaultDeposeHoldoff
+	}
+	if cfg.ParkHold >= NodeReadTimeout {
+		return nil, fmt.Errorf("%w: park hold %v must be below the node's read timeout %v", ErrUnsafeTiming, cfg.ParkHold, NodeReadTimeout)
+	}
+	if cfg.FenceTimeout >= cfg.ParkHold {
+		return nil, fmt.Errorf("%w: fence timeout %v must be below the park hold %v", ErrUnsafeTiming, cfg.FenceTimeout, cfg.ParkHold)
+	}
+	if cfg.DeposeAfter > 0 && (cfg.Depose == nil || cfg.Synced == nil) {
+		return nil, errors.New("deposition needs a depose function and a synced check")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pk, err := cryptoenc.PubKeyToProto(cfg.Key.PubKey())
+	if err != nil {
+		return nil, fmt.Errorf("validator key: %w", err)
+	}
+	floor, err := loadFloor(cfg.FloorFile, cfg.ChainID)
+	if err != nil {
+		return nil, err
+	}
+	s := &Signer{
+		cfg: cfg, pub: pk, floor: floor,
+		wm:      Watermark{ChainID: cfg.ChainID},
+		demoted: make(chan struct{}), changed: make(chan struct{}),
+	}
+	return s, nil
+}
+
+// Lead makes this replica the signer that fences new signatures with f.
+// The caller holds the lock f checks. Under the signing mutex it reads the
+// watermark (consistent read, bounded by FenceTimeout) and refuses to lead
+// from a watermark that is unreadable (ErrWatermark), of another chain
+// (ErrChainID), or below the floor file, the watermark last seen in
+// memory or ChainFloor's height (ErrBelowFloor). A new Demoted channel
+// starts with each successful Lead.
+func (s *Signer) Lead(ctx context.Context, f Fencer) error {
+	if f == nil {
+		return errors.New("lead without a fencer")
+	}
+	var chainFloor int64 = -1
+	if s.cfg.ChainFloor != nil {
+		h, err := s.cfg.ChainFloor(ctx)
+		if err != nil {
+			return fmt.Errorf("lead: the chain floor is unknown: %w", err)
+		}
+		chainFloor = h
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leading {
+		return ErrLeading
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.FenceTimeout)
+	value, index, err := s.cfg.Store.Read(rctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("lead: %w: read: %v", ErrWatermark, err)
+	}
+	wm, err := s.parseStored(value)
+	if err != nil {
+		return fmt.Errorf("lead: %w", err)
+	}
+	if wm.ChainID != s.cfg.ChainID {
+		return fmt.Errorf("lead: %w: consul holds a watermark of chain %q, this node is of %q", ErrChainID, wm.ChainID, s.cfg.ChainID)
+	}
+	if floor := s.Floor(); Compare(wm, floor) < 0 {
+		return fmt.Errorf("lead: %w: consul's watermark %s is below %s, the highest this replica fenced or saw (floor file %s): %s",
+			ErrBelowFloor, wm, floor, s.cfg.FloorFile, belowFloorFix)
+	}
+	if s.wm.ChainID == s.cfg.ChainID && Compare(wm, s.wm) < 0 {
+		return fmt.Errorf("lead: %w: consul's watermark %s is below %s, seen from consul before: %s", ErrBelowFloor, wm, s.wm, belowFloorFix)
+	}
+	if wm.Height < chainFloor {
+		return fmt.Errorf("lead: %w: consul's watermark %s is below height %d, which the chain shows this validator signed: %s",
+			ErrBelowFloor, wm, chainFloor, belowFloorFix)
+	}
+	if err := s.raiseFloor(wm); err != nil {
+		return fmt.Errorf("lead: %w", err)
+	}
+	s.wm, s.index = wm, index
+	s.leading, s.fencer = true, f
+	s.demoted = make(chan struct{})
+	s.changedLocked(true)
+	s.cfg.Log.Info().Str("watermark", wm.String()).Uint64("index", index).Msg("signer leading")
+	return nil
+}
+
+// Follow makes this replica a standby. It takes the signing mutex, so once
+// it returns no new signature can be fenced or leave (S3′: release the
+// lock only after Follow). A fenced signature whose reply was already
+// being built may still be returned; it is in the watermark.
+func (s *Signer) Follow() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.leading {
+		return
+	}
+	s.endLeadLocked()
+	s.cfg.Log.Info().Str("watermark", s.wm.String()).Msg("signer following")
+}
+
+// demoteLocked ends a leadership whose fence failed: Demoted is closed.
+func (s *Signer) demoteLocked(err error) {
+	if !s.leading {
+		return
+	}
+	s.endLeadLocked()
+	close(s.demoted)
+	s.cfg.Log.Error().Err(err).Str("watermark", s.wm.String()).Msg("signer demoted: fence failed")
+}
+
+func (s *Signer) endLeadLocked() {
+	s.leading, s.fencer = false, nil
+	s.leftAt = s.cfg.Now()
+	s.changedLocked(false)
+}
+
+// Demoted is closed when the current leadership ended by itself: a fence
+// failed, timed out or had an unknown outcome. Follow does not close it.
+// Each successful Lead starts a new channel.
+func (s *Signer) Demoted() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.demoted
+}
+
+// Watermark is the watermark in memory.
+func (s *Signer) Watermark() Watermark {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wm
+}
+
+// Leading reports whether this replica fences new signatures.
+func (s *Signer) Leading() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leading
+}
+
+// changedLocked wakes parked requests; moved: the watermark changed.
+func (s *Signer) changedLocked(moved bool) {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	if moved {
+		s.cfg.Metrics.watermark(s.wm)
+		if s.parking > 0 {
+			s.parkSince = s.cfg.Now()
+		} else {
+			s.parkSince = time.Time{}
+		}
+	}
+}
+
+// parseStored parses a watermark from the store: absent is the zero
+// watermark of the signer's chain, and one without a chain ID (the restart
+// mode's) is taken as of the signer's chain.
+func (s *Signer) parseStored(value []byte) (Watermark, error) {
+	if value == nil {
+		return Watermark{ChainID: s.cfg.ChainID}, nil
+	}
+	wm, err := ParseWatermark(value)
+	if err != nil {
+		return wm, err
+	}
+	if wm.ChainID == "" {
+		wm.ChainID = s.cfg.ChainID
+	}
+	return wm, nil
+}
