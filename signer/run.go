@@ -57,14 +57,14 @@ func (s *Signer) watchLoop(ctx context.Context) {
 		default:
 			index = next
 		}
-		s.observe(value, next)
+		s.observe(value)
 	}
 }
 
 // observe takes a watermark seen in the store. A standby adopts it and
 // wakes its parked requests; the leader keeps its own (only its fences
 // write the key while it holds the lock). The floor rises either way.
-func (s *Signer) observe(value []byte, index uint64) {
+func (s *Signer) observe(value []byte) {
 	wm, err := s.parseStored(value)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("watermark in consul unreadable; kept the one in memory")
@@ -82,7 +82,6 @@ func (s *Signer) observe(value []byte, index uint64) {
 			s.wm = wm
 			s.changedLocked(true)
 		}
-		s.index = index
 	}
 	s.mu.Unlock()
 	if wm.ChainID == s.cfg.ChainID {

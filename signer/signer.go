@@ -38,10 +38,12 @@ var (
 
 // Store is where the fenced watermark lives (Consul), read without a lease.
 type Store interface {
-	// Read is a consistent read of the watermark: nil, 0 when absent.
+	// Read is a consistent read of the watermark and the index a fence
+	// checks it at (its modify index): nil, 0 when absent.
 	Read(ctx context.Context) (value []byte, index uint64, err error)
-	// Watch is a blocking query that returns once the watermark's index
-	// passes index (or the query's wait ends).
+	// Watch is a blocking query that returns once the watermark's
+	// blocking index passes index (or the query's wait ends), with the new
+	// blocking index. Only Read's index is used for fencing.
 	Watch(ctx context.Context, index uint64) (value []byte, newIndex uint64, err error)
 }
 
