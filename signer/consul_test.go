@@ -208,3 +208,8 @@ func (n *node) waitWatermark(t *testing.T, w Watermark) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func (cl *cluster) putRaw(v string) error {
+	_, err := cl.c.KV().Put(&api.KVPair{Key: cl.wmKey, Value: []byte(v)}, nil)
+	return err
+}

@@ -1,0 +1,198 @@
+package signer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+)
+
+// Consul data loss: the watermark key is gone. Neither the replica that
+// fenced (floor raised synchronously) nor the standby that saw it (floor
+// raised from the watch) may lead from it; nor may one whose chain floor
+// is above Consul's watermark.
+func TestLeadRefusesBelowFloor(t *testing.T) {
+	cl := newCluster(t)
+	a, b := newNode(t, cl, "a"), newNode(t, cl, "b")
+	sessA, fA := cl.lock(t)
+	if err := a.s.Lead(context.Background(), fA); err != nil {
+		t.Fatal(err)
+	}
+	for h := int64(1); h <= 5; h++ {
+		mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, h, 0, &blockA, t0)))
+	}
+	top := Watermark{Height: 5, Step: StepPrevote}
+	b.waitWatermark(t, top)
+	deadline := time.Now().Add(2 * time.Second)
+	for Compare(b.s.Floor(), top) != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.s.Follow()
+	cl.unlock(t, sessA)
+	if _, err := cl.c.KV().Delete(cl.wmKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	for b.s.Watermark().Height != 0 { // B sees the key gone
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, f := cl.lock(t)
+	for _, n := range []*node{a, b} {
+		// A fresh signer on the same floor file, as after a restart.
+		fresh, err := New(n.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = fresh.Lead(context.Background(), f)
+		if !errors.Is(err, ErrBelowFloor) || !strings.Contains(err.Error(), "valguard state import") || !strings.Contains(err.Error(), "consul lost data") {
+			t.Fatalf("Lead on an emptied consul: %v", err)
+		}
+		t.Logf("refused: %v", err)
+		if fresh.Leading() {
+			t.Fatal("leading after a refused Lead")
+		}
+	}
+
+	// The chain floor: consul holds height 5, the chain shows height 9.
+	cl2 := newCluster(t)
+	seed := newNode(t, cl2, "seed")
+	sess, f2 := cl2.lock(t)
+	if err := seed.s.Lead(context.Background(), f2); err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, handleVote(seed, vote(cmtproto.PrevoteType, 5, 0, &blockA, t0)))
+	seed.s.Follow()
+	cl2.unlock(t, sess)
+	c := newNode(t, cl2, "c", func(c *Config) { c.ChainFloor = func(context.Context) (int64, error) { return 9, nil } })
+	_, f2 = cl2.lock(t)
+	if err := c.s.Lead(context.Background(), f2); !errors.Is(err, ErrBelowFloor) || !strings.Contains(err.Error(), "height 9") {
+		t.Fatalf("Lead below the chain floor: %v", err)
+	}
+	d := newNode(t, cl2, "d", func(c *Config) { c.ChainFloor = func(context.Context) (int64, error) { return 5, nil } })
+	if err := d.s.Lead(context.Background(), f2); err != nil {
+		t.Fatalf("Lead at the chain floor: %v", err)
+	}
+}
+
+func TestLeadRefusesAnotherChain(t *testing.T) {
+	cl := newCluster(t)
+	if err := cl.putRaw(`{"chain_id":"other","height":"3","round":0,"step":1}`); err != nil {
+		t.Fatal(err)
+	}
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	if err := a.s.Lead(context.Background(), f); !errors.Is(err, ErrChainID) {
+		t.Fatalf("Lead on another chain's watermark: %v", err)
+	}
+	if err := cl.putRaw(`{"height":"3","round":0,"step":1}`); err != nil { // the restart mode's
+		t.Fatal(err)
+	}
+	if err := a.s.Lead(context.Background(), f); err != nil {
+		t.Fatalf("Lead on the restart mode's watermark: %v", err)
+	}
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)); r.kind != "signed" {
+		t.Fatalf("above the restart mode's watermark: %s %s", r.kind, r.err)
+	}
+}
+
+// Deposition fires after DeposeAfter of parking above an unmoved
+// watermark, not before, and never while the node is not synced.
+func TestDeposition(t *testing.T) {
+	cl := newCluster(t)
+	holder := newNode(t, cl, "holder")
+	sess, f := cl.lock(t)
+	if err := holder.s.Lead(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, handleVote(holder, vote(cmtproto.PrevoteType, 2, 0, &blockA, t0)))
+
+	const after = 1500 * time.Millisecond
+	var synced atomic.Bool
+	var deposed atomic.Int64 // unix nanos of the first depose
+	var calls atomic.Int32
+	b := newNode(t, cl, "b", func(c *Config) {
+		c.DeposeAfter, c.DeposeHoldoff = after, time.Hour
+		c.Synced = synced.Load
+		c.Depose = func(ctx context.Context) error {
+			calls.Add(1)
+			deposed.CompareAndSwap(0, time.Now().UnixNano())
+			_, err := cl.c.Session().Destroy(sess, nil)
+			return err
+		}
+	})
+	b.waitWatermark(t, Watermark{Height: 2, Step: StepPrevote})
+	// B's node keeps asking for a step the holder never signs, as a node
+	// re-sends after each ping reply.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	asking := func() {
+		for ctx.Err() == nil {
+			handleVote(b, vote(cmtproto.PrecommitType, 2, 0, &blockA, t0))
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	go asking()
+	time.Sleep(3 * after)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("deposed %d times while the node was not synced", n)
+	}
+	synced.Store(true)
+	syncedAt := time.Now()
+	deadline := syncedAt.Add(3 * after)
+	for deposed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if deposed.Load() == 0 {
+		t.Fatal("no deposition")
+	}
+	// The park began long before synced: deposition follows at once.
+	t.Logf("deposed %v after synced (parked for %v)", time.Unix(0, deposed.Load()).Sub(syncedAt), time.Unix(0, deposed.Load()).Sub(syncedAt)+3*after)
+	cancel()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d depositions within the hold-off", n)
+	}
+
+	// Not before DeposeAfter: a fresh park, synced from the start.
+	cl2 := newCluster(t)
+	h2 := newNode(t, cl2, "h2")
+	sess2, f2 := cl2.lock(t)
+	if err := h2.s.Lead(context.Background(), f2); err != nil {
+		t.Fatal(err)
+	}
+	var first atomic.Int64
+	c := newNode(t, cl2, "c", func(c *Config) {
+		c.DeposeAfter = after
+		c.Synced = func() bool { return true }
+		c.Depose = func(ctx context.Context) error {
+			first.CompareAndSwap(0, time.Now().UnixNano())
+			_, err := cl2.c.Session().Destroy(sess2, nil)
+			return err
+		}
+	})
+	start := time.Now()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() {
+		for ctx2.Err() == nil {
+			handleVote(c, vote(cmtproto.PrevoteType, 1, 0, &blockA, t0))
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	for first.Load() == 0 && time.Since(start) < 4*after {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if first.Load() == 0 {
+		t.Fatal("no deposition")
+	}
+	at := time.Unix(0, first.Load()).Sub(start)
+	if at < after || at > after+time.Second {
+		t.Fatalf("deposed %v after the first park, want after %v (and within 1s more)", at, after)
+	}
+	t.Logf("deposition %v after the first park (DeposeAfter %v)", at, after)
+	if got := c.logs.events("deposed the holder: own node parked above a watermark that did not move"); len(got) != 1 {
+		t.Fatalf("%d deposition log events", len(got))
+	}
+}
