@@ -150,6 +150,7 @@ func TestDeposition(t *testing.T) {
 	}
 	// The park began long before synced: deposition follows at once.
 	t.Logf("deposed %v after synced (parked for %v)", time.Unix(0, deposed.Load()).Sub(syncedAt), time.Unix(0, deposed.Load()).Sub(syncedAt)+3*after)
+	time.Sleep(time.Second) // still parked, still synced: the hold-off holds
 	cancel()
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d depositions within the hold-off", n)
@@ -192,7 +193,11 @@ func TestDeposition(t *testing.T) {
 		t.Fatalf("deposed %v after the first park, want after %v (and within 1s more)", at, after)
 	}
 	t.Logf("deposition %v after the first park (DeposeAfter %v)", at, after)
-	if got := c.logs.events("deposed the holder: own node parked above a watermark that did not move"); len(got) != 1 {
+	const msg = "deposed the holder: own node parked above a watermark that did not move"
+	for wait := time.Now().Add(2 * time.Second); len(c.logs.events(msg)) == 0 && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond) // logged once Depose returned
+	}
+	if got := c.logs.events(msg); len(got) != 1 {
 		t.Fatalf("%d deposition log events", len(got))
 	}
 }

@@ -297,7 +297,10 @@ func TestFenceFailureDemotes(t *testing.T) {
 }
 
 // A hand-over with both nodes asking at once never gives out two
-// signatures for one height/round/step.
+// signatures for one height/round/step: the old leader's node and the new
+// leader's node want different blocks at even heights, and the new
+// leader's node asks again from height 1 as soon as it leads (a lagging
+// node, or one replaying its WAL) while the old one's node keeps asking.
 func TestHandOverOneSignaturePerHRS(t *testing.T) {
 	cl := newCluster(t)
 	a, b := newNode(t, cl, "a"), newNode(t, cl, "b")
@@ -305,24 +308,24 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 	if err := a.s.Lead(context.Background(), fA); err != nil {
 		t.Fatal(err)
 	}
-	const heights = 16
+	const handover, heights = 8, 16
 	type got struct {
-		hrs Watermark
+		hrs string
 		sig []byte
 		by  string
 	}
 	var mu sync.Mutex
 	var all []got
-	progress := make(chan int64, 100)
-	run := func(n *node, name string, conflictOdd bool, tsOffset time.Duration) {
-		for h := int64(1); h <= heights; h++ {
+	// run is a node asking for heights from..to, re-sending after a ping.
+	run := func(n *node, name string, from, to int64, tsOffset time.Duration) {
+		for h := from; h <= to; h++ {
 			for _, typ := range []cmtproto.SignedMsgType{cmtproto.PrevoteType, cmtproto.PrecommitType} {
 				blk := &blockA
-				if conflictOdd && h%2 == 1 {
+				if name == "b" && h%2 == 0 {
 					blk = &blockB
 				}
 				v := vote(typ, h, 0, blk, t0.Add(time.Duration(h)*time.Second+tsOffset))
-				for try := 0; try < 8; try++ { // the node re-sends after a ping
+				for try := 0; try < 8; try++ {
 					r := handleVote(n, v)
 					if r.kind == "ping" {
 						continue
@@ -330,29 +333,31 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 					if r.kind == "signed" {
 						sv := mustSign(t, r)
 						mu.Lock()
-						all = append(all, got{Watermark{Height: h, Step: voteStep(typ)}, sv.Signature, name})
+						all = append(all, got{Watermark{Height: h, Step: voteStep(typ)}.String(), sv.Signature, name})
 						mu.Unlock()
 					}
 					break
 				}
 			}
-			if name == "a" {
-				progress <- h
-			}
 		}
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); run(a, "a", false, 0) }()
-	go func() { defer wg.Done(); run(b, "b", true, 300*time.Millisecond) }()
-	for h := range progress {
-		if h == 6 {
-			break
-		}
+	go func() { defer wg.Done(); run(a, "a", 1, handover, 0) }()
+	go func() { defer wg.Done(); run(b, "b", 1, handover, 300*time.Millisecond) }()
+	wg.Wait()
+	if w := a.s.Watermark(); w.Height != handover {
+		t.Fatalf("old leader at %s before the hand-over", w)
 	}
+	// Hand-over while both nodes keep asking.
+	wg.Add(2)
+	go func() { defer wg.Done(); run(a, "a", handover+1, heights, 0) }()
 	go func() {
-		for range progress {
+		defer wg.Done()
+		for !b.s.Leading() {
+			time.Sleep(time.Millisecond)
 		}
+		run(b, "b", 1, heights, 1100*time.Millisecond)
 	}()
 	a.s.Follow()
 	cl.unlock(t, sessA)
@@ -361,17 +366,16 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	close(progress)
 	sigs := map[string][][]byte{}
 	by := map[string]int{}
 	for _, g := range all {
 		by[g.by]++
 		seen := false
-		for _, s := range sigs[g.hrs.String()] {
+		for _, s := range sigs[g.hrs] {
 			seen = seen || bytes.Equal(s, g.sig)
 		}
 		if !seen {
-			sigs[g.hrs.String()] = append(sigs[g.hrs.String()], g.sig)
+			sigs[g.hrs] = append(sigs[g.hrs], g.sig)
 		}
 	}
 	for hrs, s := range sigs {
