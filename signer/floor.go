@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tidwall/sjson"
+
 	"github.com/valguard/valguard/internal/atomicfile"
 )
 
@@ -19,10 +21,17 @@ var ErrBelowFloor = errors.New("the watermark in consul is below the floor")
 const belowFloorFix = "consul lost data or was restored from an old snapshot; check consul, " +
 	"then write the newest known sign state with `valguard state import` before any replica leads"
 
+// floorJSON is the floor file: the watermark, plus the address of the
+// validator it belongs to.
+type floorJSON struct {
+	Address string `json:"address"`
+}
+
 // loadFloor reads the floor file at path. A missing file is the zero
 // floor of chainID (a replica that never fenced or saw a watermark); an
-// unreadable one, or one of another chain, is an error.
-func loadFloor(path, chainID string) (Watermark, error) {
+// unreadable one, or one of another chain or another validator, is an
+// error.
+func loadFloor(path, chainID, address string) (Watermark, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return Watermark{ChainID: chainID}, nil
@@ -40,6 +49,14 @@ func loadFloor(path, chainID string) (Watermark, error) {
 	if w.ChainID != chainID {
 		return Watermark{}, fmt.Errorf("floor file %s is of chain %q, not %q", path, w.ChainID, chainID)
 	}
+	var f floorJSON
+	if err := json.Unmarshal(data, &f); err != nil {
+		return Watermark{}, fmt.Errorf("floor file %s: %w", path, err)
+	}
+	if f.Address != "" && f.Address != address {
+		return Watermark{}, fmt.Errorf("floor file %s belongs to validator %s, not to this key's %s: "+
+			"this node home signed for another validator; give it the right key, or move the file aside if that validator is retired", path, f.Address, address)
+	}
 	return w, nil
 }
 
@@ -53,6 +70,9 @@ func (s *Signer) raiseFloor(w Watermark) error {
 		return nil
 	}
 	data, err := json.Marshal(w)
+	if err == nil {
+		data, err = sjson.SetBytes(data, "address", s.address)
+	}
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,13 @@ package signer
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 )
 
@@ -199,5 +201,33 @@ func TestDeposition(t *testing.T) {
 	}
 	if got := c.logs.events(msg); len(got) != 1 {
 		t.Fatalf("%d deposition log events", len(got))
+	}
+}
+
+// A floor file written for one validator is refused for another key: the
+// node home signed for someone else.
+func TestFloorOfAnotherValidatorRefused(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	if err := a.s.Lead(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 2, 0, &blockA, t0)))
+	a.s.Follow()
+	data, err := os.ReadFile(a.cfg.FloorFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), testKey.PubKey().Address().String()) {
+		t.Fatalf("floor file names no validator: %s", data)
+	}
+	if _, err := New(a.cfg); err != nil {
+		t.Fatalf("same key, same floor file: %v", err)
+	}
+	other := a.cfg
+	other.Key = ed25519.GenPrivKey()
+	if _, err := New(other); err == nil || !strings.Contains(err.Error(), "belongs to validator") {
+		t.Fatalf("another key on the floor file: %v", err)
 	}
 }

@@ -97,8 +97,9 @@ type Config struct {
 
 // Signer is the validator's only signer (see the package doc).
 type Signer struct {
-	cfg Config
-	pub cryptoproto.PublicKey
+	cfg     Config
+	pub     cryptoproto.PublicKey
+	address string // the validator's address, upper-case hex
 
 	mu       sync.Mutex // the signing mutex: decide, sign, fence, update
 	wm       Watermark  // the watermark in memory
@@ -158,12 +159,13 @@ func New(cfg Config) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("validator key: %w", err)
 	}
-	floor, err := loadFloor(cfg.FloorFile, cfg.ChainID)
+	address := cfg.Key.PubKey().Address().String()
+	floor, err := loadFloor(cfg.FloorFile, cfg.ChainID, address)
 	if err != nil {
 		return nil, err
 	}
 	s := &Signer{
-		cfg: cfg, pub: pk, floor: floor,
+		cfg: cfg, pub: pk, address: address, floor: floor,
 		wm:      Watermark{ChainID: cfg.ChainID},
 		demoted: make(chan struct{}), changed: make(chan struct{}),
 	}

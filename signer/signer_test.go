@@ -139,7 +139,7 @@ func TestLeaderFencesBeforeReply(t *testing.T) {
 			}
 		}
 	}
-	stored, _ := loadFloor(a.cfg.FloorFile, testChain)
+	stored, _ := loadFloor(a.cfg.FloorFile, testChain, testKey.PubKey().Address().String())
 	if Compare(stored, Watermark{Height: 30, Step: 3}) != 0 {
 		t.Fatalf("floor file holds %s", stored)
 	}
