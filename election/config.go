@@ -20,6 +20,10 @@ const (
 	MaxLockDelay       = 60 * time.Second
 	DefaultCallTimeout = 2 * time.Second
 	DefaultStopMargin  = 3 * time.Second
+	// FencedLockDelay is the default lock-delay of a Fenced election: the
+	// fence replaces it, and Consul keeps it as sent (the smallest value
+	// the api sends that is not dropped).
+	FencedLockDelay = time.Millisecond
 )
 
 // Config describes one validator as seen by one replica. Zero durations
@@ -52,8 +56,10 @@ type Config struct {
 	// TTL of the Consul session. Default DefaultTTL; MinTTL to MaxTTL.
 	TTL time.Duration
 	// LockDelay is how long Consul refuses the lock after invalidating the
-	// holder's session. Default: the TTL, capped at MaxLockDelay. It cannot
-	// be turned off: zero means the default.
+	// holder's session. Default: the TTL, capped at MaxLockDelay; with
+	// Fenced, FencedLockDelay. It cannot be turned off: zero means the
+	// default (the Consul api omits a zero lock-delay, and the server then
+	// applies its own 15 s).
 	LockDelay time.Duration
 	// RenewInterval is the time between renews, counted from the send time
 	// of the previous one. Default: TTL/3.
@@ -66,6 +72,23 @@ type Config struct {
 	// its node, safety margin included: the local deadline is that much
 	// before the earliest server-side expiry. Default DefaultStopMargin.
 	StopMargin time.Duration
+
+	// Fenced is the signer mode: every signature this replica releases is
+	// first committed by Session.Fence, a transaction that fails once the
+	// session no longer holds the lock. Safety then rests on the fence, not
+	// on the old leader stopping in time, so:
+	//
+	//   - Acquire skips the unclean-takeover wait (max(LockDelay, TTL), see
+	//     the package doc) and does not call OnUncleanTakeover: a fence by
+	//     an old leader that still runs fails at Consul;
+	//   - LockDelay defaults to FencedLockDelay;
+	//   - a take refused inside the lock-delay is retried after
+	//     min(LockDelay + 5 ms, 500 ms) rather than 500 ms.
+	//
+	// Every replica of a validator must run in the same mode: a fenced
+	// replica that takes over from a crashed key-file leader does not wait
+	// for that leader's node to stop.
+	Fenced bool
 
 	// Now is the clock for deadlines; it must follow real time (timers run
 	// on real durations computed from it). Default time.Now, whose
@@ -143,7 +166,10 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: session TTL %s is outside what Consul accepts (%s to %s)",
 			ErrUnsafeTiming, cfg.TTL, MinTTL, MaxTTL)
 	}
-	if cfg.LockDelay == 0 {
+	switch {
+	case cfg.LockDelay == 0 && cfg.Fenced:
+		cfg.LockDelay = FencedLockDelay
+	case cfg.LockDelay == 0:
 		cfg.LockDelay = min(cfg.TTL, MaxLockDelay)
 	}
 	if cfg.LockDelay > MaxLockDelay {

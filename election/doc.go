@@ -66,7 +66,41 @@
 // leader whose process was frozen past its own deadline. A clean hand-over
 // through Session.Close releases the lock first, and release skips
 // lock-delay, so a standby takes over at once. Running without lock-delay
-// is not offered.
+// is not offered (a Fenced election keeps 1 ms: see below).
+//
+// # Signer mode (Config.Fenced)
+//
+// In signer mode valguard holds the validator key itself and commits every
+// new signature with Session.Fence before it leaves the process: one
+// Consul transaction that checks the session still holds the lock key and
+// check-and-sets the watermark key at the index the signer last saw
+// (ReadWatermark, then each Fence's answer). Consul orders session
+// invalidations, lock changes and transactions in its Raft log, so a fence
+// applied after the session lost the lock — by expiry, destroy, release or
+// a deleted key — fails. Safety then rests on the fence rather than on the
+// old leader stopping in time, and a Fenced election drops what only
+// served that: Acquire skips the unclean-takeover wait, lock-delay
+// defaults to 1 ms (FencedLockDelay; the api drops a zero, which would
+// give Consul's 15 s), and a take refused inside the lock-delay is retried
+// after the lock-delay plus 5 ms. Election.DestroyHolder lets a standby
+// depose a leader that stopped signing; its fences fail from the destroy
+// on. The watch (WatchWatermark) lets a standby follow the leader's
+// signatures.
+//
+// Guaranteed in signer mode: every value Fence returned nil for was
+// committed while the session held the lock, at the index given, so the
+// watermark the next leader reads after its Acquire holds every signature
+// any leader released, and each committed value replaced exactly the one
+// stored at the index its fence gave. Not guaranteed: that Done, the local deadline or the lock-delay
+// stop an old leader in time (they no longer need to; Done still says
+// when to stop fencing); that a Fence which returned ErrFenceUnknown wrote
+// nothing (the watermark may be ahead of what was released, which is only
+// conservative); anything about signatures released without a Fence, such
+// as a key-file (restart mode) leader's: every replica of a validator must
+// run in the same mode, and a Fenced replica taking over from a crashed
+// restart-mode leader does not wait for its node to stop. Consul data loss
+// or a rollback (a snapshot restore, a wiped server) brings back an older
+// watermark; only a floor kept outside Consul covers that.
 //
 // # A lock key that vanishes
 //
@@ -107,7 +141,7 @@
 //   - A process frozen (SIGSTOP, VM pause) past its deadline sees Done only
 //     when it runs again; its node may keep running meanwhile. Lock-delay
 //     and a systemd watchdog fed from Config.OnRenew narrow that window;
-//     only signing fenced through Consul would close it.
+//     signing fenced through Consul (Config.Fenced) closes it.
 //   - A clock that jumps does not move the deadline (it is computed on the
 //     monotonic clock) but an injected Config.Now that does not follow
 //     real time makes the deadline timer wrong.

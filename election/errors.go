@@ -36,4 +36,16 @@ var (
 	// ErrWatermarkLower: a watermark to publish is below the published one
 	// (Config.CompareWatermarks); it was not written.
 	ErrWatermarkLower = errors.New("watermark below the published one")
+
+	// ErrWatermarkMoved: Session.Fence's check-and-set failed: the
+	// watermark key is no longer at the index the caller gave (another
+	// write came first, or the key was created or deleted). Nothing was
+	// written; the lock check passed.
+	ErrWatermarkMoved = errors.New("the watermark key moved from the index the fence expected")
+
+	// ErrFenceUnknown: Session.Fence got no answer from Consul (a
+	// transport error, a timeout, an unexpected response): the write may
+	// or may not have been applied. The caller must treat the signature as
+	// not released, and re-read the watermark before fencing again.
+	ErrFenceUnknown = errors.New("fence outcome unknown: the watermark may or may not have been written")
 )

@@ -14,12 +14,17 @@ import (
 // least that often even if a change notification is lost.
 const maxWait = time.Minute
 
+// fencedRetrySlack is added to the lock-delay before a Fenced election
+// retries a refused take, so that the retry lands after the delay ends.
+const fencedRetrySlack = 5 * time.Millisecond
+
 // Acquire blocks until this session holds the lock and may act on it
 // (nil), ctx ends (ctx.Err()) or the session is lost (its Err()). It waits
 // with Consul blocking queries on the lock key and tries to take the key
 // whenever no session holds it. After an invalidation Consul refuses the
 // key for the lock-delay; Acquire then retries every 500 ms until it gets
-// it. The lock value is this replica's LeaderInfo with Since = now.
+// it (with Config.Fenced: every min(LockDelay + 5 ms, 500 ms)). The lock
+// value is this replica's LeaderInfo with Since = now.
 //
 // Acquire refuses, with an error wrapping ErrForeignLock, a lock key whose
 // value (held or free) names a public key other than Config.PublicKey.
@@ -32,6 +37,9 @@ const maxWait = time.Minute
 // with the usual error. After a session expiry most of that wait has
 // passed while Consul's lock-delay refused the take. A later Acquire on the same session
 // resumes the same wait, it does not restart it.
+//
+// With Config.Fenced there is no such wait: Acquire returns as soon as the
+// take succeeded, and OnUncleanTakeover is not called.
 //
 // Not guaranteed: when ctx ends or the session is lost while a take is in
 // flight, Consul may still grant it; Close (or the session's expiry, with
@@ -74,17 +82,32 @@ func (s *Session) Acquire(ctx context.Context) error {
 			// unknown, so it counts as unclean.
 			s.tookLock(pair.Value, "a take whose answer was lost", s.e.now())
 		case pair == nil || pair.Session == "":
-			if ok, _ := s.take(ctx, pair, free.since); ok {
+			ok, takeErr := s.take(ctx, pair, free.since)
+			if ok {
 				continue // the loop head waits if need be and reports leadership
 			}
 			// Refused (lock-delay, or another replica was quicker) or
 			// failed (reported by take); the loop head sees a lost session.
-			if err := s.pause(ctx, retryInterval); err != nil {
+			if err := s.pause(ctx, s.retryAfterTake(takeErr)); err != nil {
 				return err
 			}
 			index = 0
 		}
 	}
+}
+
+// retryAfterTake is the pause after a take that did not succeed with
+// err: retryInterval, or, for a Fenced election whose take Consul refused
+// (most likely inside the lock-delay), the lock-delay plus
+// fencedRetrySlack when that is shorter. A refusal because another
+// replica was quicker costs only a read: the next watch sees the key held
+// and blocks.
+func (s *Session) retryAfterTake(err error) time.Duration {
+	cfg := s.e.cfg
+	if err != nil || !cfg.Fenced {
+		return retryInterval
+	}
+	return min(cfg.LockDelay+fencedRetrySlack, retryInterval)
 }
 
 // heldSince reports whether the session took the lock, and the end of its
@@ -243,6 +266,9 @@ func (s *Session) tookLock(value []byte, unclean string, from time.Time) {
 	}
 	s.held = true
 	s.value = value
+	if cfg.Fenced {
+		unclean = "" // the fence, not a wait, keeps an old leader from signing
+	}
 	var wait time.Duration
 	if unclean != "" {
 		s.signAt = from.Add(uncleanWait(cfg))
