@@ -87,7 +87,9 @@ type Config struct {
 	//
 	// Every replica of a validator must run in the same mode: a fenced
 	// replica that takes over from a crashed key-file leader does not wait
-	// for that leader's node to stop.
+	// for that leader's node to stop. The watermark is then written only
+	// by Fence: a Publish or a final write in Close moves the key's index,
+	// and the next Fence fails with ErrWatermarkMoved.
 	Fenced bool
 
 	// Now is the clock for deadlines; it must follow real time (timers run

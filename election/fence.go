@@ -131,7 +131,9 @@ func (e *Election) ReadWatermark(ctx context.Context) (value []byte, index uint6
 // index lower than the one given (Consul's index went backwards, as after
 // a snapshot restore) is returned as it is: the caller must then re-read
 // (ReadWatermark) and restart its watch from it, as Consul's blocking
-// query rules say. Only ReadWatermark's index is a fence index.
+// query rules say. Consul answers a watch at the old index with the
+// lower one only when the wait ends (measured: a full wait after the
+// restore). Only ReadWatermark's index is a fence index.
 //
 // The read is Consul's default mode (the leader answers, without a
 // consistency check): the value may be a moment old around a Consul leader
