@@ -142,8 +142,8 @@ func Serve(ctx context.Context, cfg ConnConfig, h Handler) error {
 	}
 	log := cfg.Log.With().Str("addr", cfg.Addr).Logger()
 	var (
-		failed   int    // dials failed in a row
-		lastFail string // the last dial error logged
+		failed   int    // attempts in a row that got no request
+		lastFail string // the last such error logged
 		downAt   = time.Now()
 	)
 	for first := true; ; first = false {
@@ -159,30 +159,38 @@ func Serve(ctx context.Context, cfg ConnConfig, h Handler) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		up := false // the node sent a request on this connection
+		served := 0
 		conn, err := dial(ctx, network, address, cfg.ConnKey)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			failed++
-			// One line per streak, and one more when the cause changes:
-			// the node may be down for minutes at 10 dials a second.
-			if msg := err.Error(); failed == 1 || msg != lastFail {
-				log.Warn().Err(err).Int("failed_dials", failed).Msg("cannot reach the node's privval socket; redialing")
-				lastFail = msg
-			}
-			continue
+		if err == nil {
+			served, err = serveConn(ctx, conn, h, func(connected bool) {
+				if connected {
+					up = true
+					log.Info().Int("failed_attempts", failed).Dur("down", time.Since(downAt)).Msg("node connected")
+					failed, lastFail = 0, ""
+				}
+				if cfg.OnConnected != nil {
+					cfg.OnConnected(connected)
+				}
+			})
 		}
-		if failed > 0 {
-			log.Info().Int("failed_dials", failed).Dur("down", time.Since(downAt)).Msg("dialed the node's privval socket")
-		}
-		failed, lastFail = 0, ""
-		served, err := serveConn(ctx, conn, h, cfg.OnConnected)
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn().Err(err).Int("requests", served).Msg("privval connection ended; redialing")
-		downAt = time.Now()
+		if up {
+			log.Warn().Err(err).Int("requests", served).Msg("privval connection ended; redialing")
+			downAt = time.Now()
+			continue
+		}
+		// A failed dial or handshake, or a connection that ended before
+		// the first request: one line per streak, and one more when the
+		// cause changes (the node may be down for minutes at 10 attempts
+		// a second).
+		failed++
+		if msg := err.Error(); failed == 1 || msg != lastFail {
+			log.Warn().Err(err).Int("failed_attempts", failed).Msg("no privval connection to the node; redialing")
+			lastFail = msg
+		}
 	}
 }
 
@@ -209,18 +217,20 @@ func dial(ctx context.Context, network, address string, key crypto.PrivKey) (net
 }
 
 // serveConn answers requests on conn until an error or ctx ends, closes
-// conn and returns how many requests it answered and why it stopped.
-func serveConn(ctx context.Context, conn net.Conn, h Handler, onConnected func(bool)) (int, error) {
+// conn and returns how many requests it answered and why it stopped. It
+// calls connected(true) when the first request arrives and
+// connected(false) when such a connection ends.
+func serveConn(ctx context.Context, conn net.Conn, h Handler, connected func(bool)) (int, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
 	r := protoio.NewDelimitedReader(conn, maxMessageSize)
 	w := protoio.NewDelimitedWriter(conn)
 	served := 0
-	connected := false
+	up := false
 	defer func() {
-		if connected && onConnected != nil {
-			onConnected(false)
+		if up {
+			connected(false)
 		}
 	}()
 	for {
@@ -231,10 +241,10 @@ func serveConn(ctx context.Context, conn net.Conn, h Handler, onConnected func(b
 		if _, err := r.ReadMsg(&req); err != nil {
 			return served, fmt.Errorf("read request: %w", err)
 		}
-		if !connected && onConnected != nil {
-			onConnected(true)
+		if !up {
+			up = true
+			connected(true)
 		}
-		connected = true
 		reply := h.Handle(ctx, req)
 		if err := conn.SetWriteDeadline(time.Now().Add(connWriteTimeout)); err != nil {
 			return served, err

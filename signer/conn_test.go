@@ -227,7 +227,8 @@ func TestServeDoesNotSpin(t *testing.T) {
 	t.Run("node closes at once", func(t *testing.T) {
 		sock := filepath.Join(shortDir(t), "pv.sock")
 		accepted := fakeNode(t, sock, func(net.Conn) {})
-		startServe(t, ConnConfig{Addr: "unix://" + sock, Log: zerolog.Nop()}, &pingHandler{})
+		var logged lockedBuffer
+		startServe(t, ConnConfig{Addr: "unix://" + sock, Log: zerolog.New(&logged)}, &pingHandler{})
 		time.Sleep(200 * time.Millisecond)
 		n0, cpu0, t0 := accepted.Load(), cpuTime(t), time.Now()
 		time.Sleep(window)
@@ -238,6 +239,9 @@ func TestServeDoesNotSpin(t *testing.T) {
 		}
 		if cpu > el/10 {
 			t.Errorf("CPU %v in %v, want under 10%%", cpu, el)
+		}
+		if lines := logged.lines(); len(lines) != 1 {
+			t.Errorf("logged %d lines, want 1 for the whole streak:\n%s", len(lines), strings.Join(lines, "\n"))
 		}
 	})
 	for _, tc := range []struct {
@@ -378,4 +382,22 @@ func TestServeTCPHandshake(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no handshake within 5 s")
 	}
+}
+
+// lockedBuffer collects log lines from another goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
