@@ -23,7 +23,7 @@ var settings = []setting{
 	{"home", "the node would use another home than --node-home, where valguard manages no key link", "give the home with --node-home"},
 	{"priv_validator_key_file", "the node would load a key file valguard does not manage (S1, S2)", "set priv_validator_key_file in config.toml, which valguard reads"},
 	{"priv_validator_state_file", "the node would use a sign-state file valguard does not raise (S8)", "set priv_validator_state_file in config.toml, which valguard reads"},
-	{"priv_validator_laddr", "the node would take its key from a remote signer, which valguard does not control", "remove it: this adapter manages a file key"},
+	{"priv_validator_laddr", "the node would take its key from a remote signer valguard does not control", "remove it: in the signer sign mode valguard passes its own address, in the restart mode it manages a file key"},
 	{"consensus_double_sign_check_height", "valguard passes 0: CometBFT's check refuses every start after a takeover, and the sign-state raise replaces it", "remove it"},
 	{"double_sign_check_height", "valguard passes consensus.double_sign_check_height 0: the sign-state raise replaces CometBFT's check", "remove it"},
 	{"rpc_laddr", "valguard reads the node's status (and its loaded key) from [rpc] laddr in config.toml; another address would hide this node or show another process", "set [rpc] laddr in config.toml"},

@@ -15,6 +15,7 @@ type nodeConfig struct {
 	PrivValidatorKeyFile   string `toml:"priv_validator_key_file"`
 	PrivValidatorStateFile string `toml:"priv_validator_state_file"`
 	PrivValidatorLaddr     string `toml:"priv_validator_laddr"`
+	Genesis                string `toml:"genesis_file"`
 	RPC                    struct {
 		Laddr string `toml:"laddr"`
 	} `toml:"rpc"`
@@ -29,6 +30,8 @@ type paths struct {
 	key      string // where priv_validator_key.json goes (a link we own)
 	state    string // the sign-state file the node reads and writes
 	rpc      string // http://host:port
+	laddr    string // priv_validator_laddr as config.toml has it
+	genesis  string // genesis.json
 	rpcLaddr string // [rpc] laddr as config.toml has it (with CometBFT's default)
 	p2pLaddr string // [p2p] laddr as config.toml has it (with CometBFT's default)
 	own      string // <home>/valguard: our files
@@ -55,9 +58,7 @@ func readConfig(home string) (paths, error) {
 	if err := toml.Unmarshal(data, &c); err != nil {
 		return p, fmt.Errorf("parse %s: %w", p.config, err)
 	}
-	if c.PrivValidatorLaddr != "" {
-		return p, fmt.Errorf("%s sets priv_validator_laddr = %q (a remote signer): valguard's cometbft adapter manages a file key; set it to \"\"", p.config, c.PrivValidatorLaddr)
-	}
+	p.laddr = c.PrivValidatorLaddr
 	rootify := func(f, def string) string {
 		if f == "" {
 			f = def
@@ -69,6 +70,7 @@ func readConfig(home string) (paths, error) {
 	}
 	p.key = rootify(c.PrivValidatorKeyFile, "config/priv_validator_key.json")
 	p.state = rootify(c.PrivValidatorStateFile, "data/priv_validator_state.json")
+	p.genesis = rootify(c.Genesis, "config/genesis.json")
 	p.rpcLaddr = c.RPC.Laddr
 	if p.rpcLaddr == "" {
 		p.rpcLaddr = defaultRPCLaddr

@@ -43,6 +43,12 @@ type Config struct {
 	// Negative disables the check (restarting a halted chain).
 	MaxBlockAge time.Duration
 	Log         zerolog.Logger
+	// SignMode is SignRestart (the default) or SignSigner.
+	SignMode SignMode
+	// SignerAddr is the node's priv_validator_laddr in signer mode:
+	// unix:///abs/path (default unix://<Home>/valguard/privval.sock) or
+	// tcp://host:port. Empty in restart mode.
+	SignerAddr string
 }
 
 // Node is the CometBFT adapter; it implements supervisor.Node.
@@ -74,6 +80,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.Home = home
+	if err := cfg.setSignMode(); err != nil {
+		return nil, err
+	}
 	if cfg.MaxBlockAge == 0 {
 		cfg.MaxBlockAge = DefaultMaxBlockAge
 	}
@@ -114,7 +123,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("rpc client for %s: %w", p.rpc, err)
 	}
 	n := &Node{cfg: cfg, p: p, key: key, env: env, rpc: rpc}
+	if err := n.checkLaddr(p); err != nil {
+		return nil, err
+	}
 	if err := n.checkNoListener(); err != nil {
+		return nil, err
+	}
+	if err := n.checkSignerAddr(); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -164,6 +179,9 @@ func (n *Node) Prepare(_ context.Context, role supervisor.Role, watermark []byte
 	if role == supervisor.RoleVoter {
 		return n.prepareVoter()
 	}
+	if n.cfg.SignMode == SignSigner {
+		return errors.New("the signer mode never links the validator key into the node home (S1′)")
+	}
 	if err := n.checkConfig(); err != nil {
 		return err
 	}
@@ -183,7 +201,7 @@ func (n *Node) checkConfig() error {
 		return fmt.Errorf("config.toml changed under valguard: %w; restart valguard after a config change", err)
 	}
 	if p != n.p {
-		return fmt.Errorf("%s changed under valguard (priv_validator_key_file, priv_validator_state_file, [rpc] laddr or [p2p] laddr): restart valguard after a config change to take the new values", n.p.config)
+		return fmt.Errorf("%s changed under valguard (priv_validator_key_file, priv_validator_state_file, priv_validator_laddr, genesis_file, [rpc] laddr or [p2p] laddr): restart valguard after a config change to take the new values", n.p.config)
 	}
 	return nil
 }
@@ -328,7 +346,14 @@ func (n *Node) Command(supervisor.Role) (*exec.Cmd, error) {
 	if err := n.checkNoListener(); err != nil {
 		return nil, err
 	}
-	args := append([]string{"start", "--home", n.cfg.Home, "--consensus.double_sign_check_height", "0"}, n.cfg.Args...)
+	args := []string{"start", "--home", n.cfg.Home, "--consensus.double_sign_check_height", "0"}
+	if n.cfg.SignMode == SignSigner {
+		if err := n.removeStaleSocket(); err != nil {
+			return nil, err
+		}
+		args = append(args, "--priv_validator_laddr", n.cfg.SignerAddr)
+	}
+	args = append(args, n.cfg.Args...)
 	cmd := exec.Command(n.cfg.Binary, args...)
 	cmd.Env = append([]string{}, n.env...)
 	return cmd, nil
@@ -345,7 +370,10 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 		return supervisor.Status{}, err
 	}
 	n.mu.Lock()
-	voter := n.prepared && n.role == supervisor.RoleVoter
+	// In signer mode the node reports the validator's key: it is
+	// valguard's own, served on the socket; the key file in the home is
+	// still checked by every prepare.
+	voter := n.prepared && n.role == supervisor.RoleVoter && n.cfg.SignMode != SignSigner
 	voterAddr := n.voterAddr
 	n.mu.Unlock()
 	if got := res.ValidatorInfo.Address.String(); voter && got != voterAddr {

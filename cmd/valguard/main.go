@@ -20,6 +20,7 @@ func main() {
 		Commands: []*cli.Command{
 			runCommand(),
 			activeValidatorCommand(),
+			stateCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

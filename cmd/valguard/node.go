@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,23 +17,55 @@ import (
 	"github.com/valguard/valguard/supervisor"
 )
 
-// Node types and their defaults.
+// Node types and sign modes.
 const (
 	nodeCometBFT = "cometbft"
 	nodeNEAR     = "neard"
+
+	// signRestart: the key file is linked into the node home while
+	// leading and the node restarted (or hot-reloaded) as the validator.
+	signRestart = "restart"
+	// signSigner: valguard holds the key and serves the node's privval
+	// socket, fencing every new signature through Consul.
+	signSigner = "signer"
 )
 
-// Default stop timeouts: neard may take long to close RocksDB (kuutamod
-// allows 60 s).
-var defaultStopTimeout = map[string]time.Duration{
-	nodeCometBFT: supervisor.DefaultStopTimeout,
-	nodeNEAR:     60 * time.Second,
+// nodeKind is what differs between node adapters.
+type nodeKind struct {
+	// stopTimeout is the default --stop-timeout: neard may take long to
+	// close RocksDB (kuutamod allows 60 s).
+	stopTimeout time.Duration
+	// keyCredential is the validator key's systemd credential name.
+	keyCredential string
+	// signModes are the --sign-mode values the adapter supports.
+	signModes []string
+	// flags are the flags only this adapter takes.
+	flags []string
+	build func(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetup, error)
 }
+
+// nodeKinds is every node adapter, by --node.
+var nodeKinds = map[string]nodeKind{
+	nodeCometBFT: {
+		stopTimeout: supervisor.DefaultStopTimeout, keyCredential: "priv_validator_key.json",
+		signModes: []string{signRestart, signSigner}, build: newCometBFT,
+	},
+	nodeNEAR: {
+		stopTimeout: 60 * time.Second, keyCredential: "validator_key.json",
+		signModes: []string{signRestart}, build: newNEAR,
+		flags: []string{"validator-node-key", "voter-node-key", "boot-nodes", "public-address", "promotion",
+			"validator-network-addr", "voter-network-addr", "promotion-timeout"},
+	},
+}
+
+// signerFlags are the flags of --sign-mode signer only.
+var signerFlags = []string{"signer-addr", "signer-park-hold", "fence-timeout", "signer-depose-after", "signer-depose-holdoff"}
 
 // nodeFlags are the flags of the node adapters.
 func nodeFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "node", Usage: "node adapter: cometbft or neard (default: neard when KUUTAMO_NEARD_HOME is set, else cometbft)", EnvVars: env("node")},
+		&cli.StringFlag{Name: "sign-mode", Value: signRestart, Usage: "restart (the key file is linked into the leader's node home, which is restarted) or signer (cometbft: valguard is the node's remote signer and fences every signature through Consul; no node restart)", EnvVars: env("sign-mode")},
 		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (cometbft: with config/config.toml; neard: with config.json)", EnvVars: env("node-home"), Required: true},
 		&cli.StringFlag{Name: "node-binary", Usage: "node binary, a name looked up in PATH or a path (default: cometbft or neard)", EnvVars: env("node-binary")},
 		&cli.StringSliceFlag{Name: "node-args", Usage: "extra node arguments, after 'start --home HOME' (cometbft) or '--home HOME run' (neard)", EnvVars: env("node-args")},
@@ -52,10 +85,11 @@ func nodeFlags() []cli.Flag {
 
 // nodeSetup is the chosen adapter and what run reports about it.
 type nodeSetup struct {
-	kind    string
-	node    supervisor.Node
-	keyPath string
-	status  string // where the node's status is read
+	kind     string
+	signMode string
+	node     supervisor.Node
+	keyPath  string
+	status   string // where the node's status is read
 	// lockID is derived from the validator's public key and names its lock
 	// (valguard/<lockID>/leader): one validator, one lock, whatever the
 	// replicas call it.
@@ -66,52 +100,95 @@ type nodeSetup struct {
 	labels []string
 	// compare orders two published watermarks of this node type.
 	compare func(a, b []byte) (int, error)
+	// cometbft is the CometBFT adapter (signer mode needs more of it).
+	cometbft *cometbft.Node
 }
 
-// nodeKind is --node, defaulting to neard in a kuutamod environment.
-func nodeKind(c *cli.Context) (string, error) {
-	kind := c.String("node")
-	if kind == "" {
-		kind = nodeCometBFT
+// chooseNode is --node (defaulting to neard in a kuutamod environment)
+// and --sign-mode, checked against the table: a flag of another adapter
+// or sign mode is refused rather than ignored.
+func chooseNode(c *cli.Context) (string, nodeKind, string, error) {
+	name := c.String("node")
+	if name == "" {
+		name = nodeCometBFT
 		if kuutamoNode() {
-			kind = nodeNEAR
+			name = nodeNEAR
 		}
 	}
-	if _, ok := defaultStopTimeout[kind]; !ok {
-		return "", fmt.Errorf("--node %q: unknown node type; supported: cometbft, neard", kind)
+	kind, ok := nodeKinds[name]
+	if !ok {
+		return "", kind, "", fmt.Errorf("--node %q: unknown node type; supported: %s", name, strings.Join(sortedKeys(nodeKinds), ", "))
 	}
-	return kind, nil
-}
-
-func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error) {
-	maxAge := c.Duration("max-block-age")
-	if maxAge == 0 {
-		maxAge = -1
+	mode := c.String("sign-mode")
+	if !slices.Contains(kind.signModes, mode) {
+		return "", kind, "", fmt.Errorf("--sign-mode %q is not supported with --node %s; it supports: %s", mode, name, strings.Join(kind.signModes, ", "))
 	}
-	if kind == nodeCometBFT {
-		for _, f := range []string{"validator-node-key", "voter-node-key", "boot-nodes", "public-address", "promotion"} {
-			if c.IsSet(f) {
-				return nodeSetup{}, fmt.Errorf("--%s is a neard setting; this is --node cometbft", f)
+	for other, k := range nodeKinds {
+		if other == name {
+			continue
+		}
+		for _, f := range k.flags {
+			if c.IsSet(f) && !slices.Contains(kind.flags, f) {
+				return "", kind, "", fmt.Errorf("--%s is a %s setting; this is --node %s", f, other, name)
 			}
 		}
-		keyPath, err := validatorKey(c, "priv_validator_key.json")
-		if err != nil {
-			return nodeSetup{}, err
-		}
-		n, err := cometbft.New(cometbft.Config{
-			Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
-			ValidatorKey: keyPath, MaxBlockAge: maxAge, Log: log,
-		})
-		if err != nil {
-			return nodeSetup{}, err
-		}
-		return nodeSetup{kind: kind, node: n, keyPath: keyPath, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
-			labels: []string{n.Address()}, compare: cometbft.CompareWatermarks}, nil
 	}
-	keyPath, err := validatorKey(c, "validator_key.json")
+	if mode != signSigner {
+		for _, f := range signerFlags {
+			if c.IsSet(f) {
+				return "", kind, "", fmt.Errorf("--%s is a --sign-mode signer setting; this is --sign-mode %s", f, mode)
+			}
+		}
+	}
+	return name, kind, mode, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// newNode builds the adapter chosen by chooseNode.
+func newNode(c *cli.Context, name string, kind nodeKind, mode string, log zerolog.Logger) (nodeSetup, error) {
+	keyPath, err := validatorKey(c, kind.keyCredential)
 	if err != nil {
 		return nodeSetup{}, err
 	}
+	ns, err := kind.build(c, mode, keyPath, log)
+	ns.kind, ns.signMode, ns.keyPath = name, mode, keyPath
+	return ns, err
+}
+
+// maxBlockAge is --max-block-age, 0 meaning no limit.
+func maxBlockAge(c *cli.Context) time.Duration {
+	if d := c.Duration("max-block-age"); d != 0 {
+		return d
+	}
+	return -1
+}
+
+func newCometBFT(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetup, error) {
+	signMode := cometbft.SignRestart
+	if mode == signSigner {
+		signMode = cometbft.SignSigner
+	}
+	n, err := cometbft.New(cometbft.Config{
+		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
+		ValidatorKey: keyPath, MaxBlockAge: maxBlockAge(c), Log: log,
+		SignMode: signMode, SignerAddr: c.String("signer-addr"),
+	})
+	if err != nil {
+		return nodeSetup{}, err
+	}
+	return nodeSetup{node: n, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
+		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks, cometbft: n}, nil
+}
+
+func newNEAR(c *cli.Context, _, keyPath string, log zerolog.Logger) (nodeSetup, error) {
 	vnode, err := credential(c, "validator-node-key", "validator_node_key.json", false)
 	if err != nil {
 		return nodeSetup{}, err
@@ -129,12 +206,12 @@ func newNode(c *cli.Context, kind string, log zerolog.Logger) (nodeSetup, error)
 		BootNodes: c.String("boot-nodes"), ValidatorKey: keyPath, ValidatorNodeKey: vnode, VoterNodeKey: voter,
 		ValidatorAddr: c.String("validator-network-addr"), VoterAddr: c.String("voter-network-addr"),
 		PublicAddresses: c.StringSlice("public-address"), Promotion: promotion,
-		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxAge, Log: log,
+		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxBlockAge(c), Log: log,
 	})
 	if err != nil {
 		return nodeSetup{}, err
 	}
-	return nodeSetup{kind: kind, node: n, keyPath: keyPath, status: n.StatusURL(), lockID: n.LockID(), publicKey: n.PublicKey(),
+	return nodeSetup{node: n, status: n.StatusURL(), lockID: n.LockID(), publicKey: n.PublicKey(),
 		labels: []string{n.AccountID(), n.LockID()}, compare: neard.CompareWatermarks}, nil
 }
 

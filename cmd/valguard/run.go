@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -47,7 +48,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "run",
 		Usage:  "supervise the local node and take part in the election",
-		Flags:  append(append(nodeFlags(), flags...), consulFlags()...),
+		Flags:  slices.Concat(nodeFlags(), signerFlagDefs(), flags, consulFlags()),
 		Action: run,
 	}
 }
@@ -61,7 +62,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	logDeprecatedEnv(c, log)
-	kind, err := nodeKind(c)
+	name, kind, mode, err := chooseNode(c)
 	if err != nil {
 		return err
 	}
@@ -77,11 +78,11 @@ func run(c *cli.Context) error {
 		}
 		defer home.Close()
 	}
-	ns, err := newNode(c, kind, log)
+	ns, err := newNode(c, name, kind, mode, log)
 	if err != nil {
 		return err
 	}
-	stopTimeout := defaultStopTimeout[kind]
+	stopTimeout := kind.stopTimeout
 	if c.IsSet("stop-timeout") {
 		stopTimeout = c.Duration("stop-timeout")
 	}
@@ -109,6 +110,7 @@ func run(c *cli.Context) error {
 		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
+		Fenced:      mode == signSigner,
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
 		OnUncleanTakeover: func(reason string, wait time.Duration) {
 			log.Warn().Str("reason", reason).Dur("wait", wait).
@@ -126,14 +128,25 @@ func run(c *cli.Context) error {
 	if err := checkWatchdog(underSystemd, wdInterval, cfg.TTL, cfg.RenewInterval, cfg.StopMargin); err != nil {
 		return err
 	}
+	var sup *supervisor.Supervisor
+	var signerMode *signerSetup
+	var sig supervisor.Signer
+	if mode == signSigner {
+		synced := func() bool { return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating }
+		if signerMode, err = newSigner(c, ns, el, reg, synced, log); err != nil {
+			return err
+		}
+		sig = seam{signerMode.s}
+	}
 	if home == nil {
 		if home, err = homelock.Acquire(lockDir); err != nil {
 			return err
 		}
 		defer home.Close()
 	}
-	sup, err := supervisor.New(supervisor.Config{
-		Node: ns.node, Elector: elector{el}, Log: log, Metrics: metrics,
+	sup, err = supervisor.New(supervisor.Config{
+		Node: ns.node, Elector: elector{el}, Signer: sig, Log: log, Metrics: metrics,
+		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
 		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
 		MaxStartFailures: c.Int("max-start-failures"),
@@ -148,10 +161,13 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	log.Info().Str("version", version).Str("node", kind).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
+	log.Info().Str("version", version).Str("node", name).Str("sign_mode", mode).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
 		Str("lock_key", el.LockKey()).Dur("ttl", cfg.TTL).Dur("lock_delay", cfg.LockDelay).
 		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
 	go newWatchdog(log, wdInterval, sup.LeaseDeadline).run(ctx)
+	if signerMode != nil {
+		signerMode.start(ctx)
+	}
 	if err := sup.Run(ctx); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

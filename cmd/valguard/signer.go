@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/signer"
+	"github.com/valguard/valguard/supervisor"
+)
+
+// chainFloorScan is how many recent heights are searched for this
+// validator's last signature, the floor from the chain.
+const chainFloorScan = 100
+
+// signerFlagDefs are the flags of --sign-mode signer (signerFlags names
+// them for the refusal in restart mode).
+func signerFlagDefs() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "signer-addr", Usage: "signer mode: the node's priv_validator_laddr, which valguard dials: unix:///path (default unix://<node-home>/valguard/privval.sock) or tcp://host:port (SecretConnection)", EnvVars: env("signer-addr")},
+		&cli.DurationFlag{Name: "signer-park-hold", Value: signer.DefaultParkHold, Usage: "signer mode: how long a standby holds a request above the watermark before the node re-sends it (below the node's 5s read timeout)", EnvVars: env("signer-park-hold")},
+		&cli.DurationFlag{Name: "fence-timeout", Value: signer.DefaultFenceTimeout, Usage: "signer mode: bound on the Consul transaction that fences a signature (below --signer-park-hold); a timeout demotes", EnvVars: env("fence-timeout")},
+		&cli.DurationFlag{Name: "signer-depose-after", Usage: "signer mode: a synced standby whose node waited this long on a watermark that does not move destroys the leader's session (0: off)", EnvVars: env("signer-depose-after")},
+		&cli.DurationFlag{Name: "signer-depose-holdoff", Value: signer.DefaultDeposeHoldoff, Usage: "signer mode: no deposition within this time of leading or deposing", EnvVars: env("signer-depose-holdoff")},
+	}
+}
+
+// signerSetup is valguard as the node's remote signer.
+type signerSetup struct {
+	s    *signer.Signer
+	addr string
+	log  zerolog.Logger
+	m    *signer.Metrics
+}
+
+// newSigner loads the validator key into memory and builds the signer; it
+// changes nothing on disk.
+func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, log zerolog.Logger) (*signerSetup, error) {
+	n := ns.cometbft
+	key, err := n.PrivKey()
+	if err != nil {
+		return nil, fmt.Errorf("--validator-key: %w", err)
+	}
+	chainID, err := n.ChainID()
+	if err != nil {
+		return nil, fmt.Errorf("--node-home: %w", err)
+	}
+	m := signer.NewMetrics(reg)
+	s, err := signer.New(signer.Config{
+		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
+		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
+		FloorFile:  filepath.Join(c.Path("node-home"), "valguard", "signer-floor.json"),
+		ChainFloor: func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
+		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
+		Depose: func(ctx context.Context) error {
+			_, err := el.DestroyHolder(ctx, "")
+			return err
+		},
+		Synced: synced,
+	})
+	if errors.Is(err, signer.ErrUnsafeTiming) {
+		return nil, fmt.Errorf("--signer-park-hold %s, --fence-timeout %s: %w", c.Duration("signer-park-hold"), c.Duration("fence-timeout"), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &signerSetup{s: s, addr: n.SignerAddr(), log: log, m: m}, nil
+}
+
+// start serves the node's privval socket and follows the watermark until
+// ctx ends. It runs before the supervisor starts the node: a node that
+// finds no signer within 3 s exits.
+func (ss *signerSetup) start(ctx context.Context) {
+	go func() {
+		if err := signer.Serve(ctx, signer.ConnConfig{Addr: ss.addr, Log: ss.log, OnConnected: ss.m.SetConnected}, ss.s); err != nil {
+			ss.log.Error().Err(err).Msg("privval connection loop ended")
+		}
+	}()
+	go func() {
+		if err := ss.s.Run(ctx); err != nil && ctx.Err() == nil {
+			ss.log.Error().Err(err).Msg("watermark follower ended")
+		}
+	}()
+}
+
+// seam adapts the signer to supervisor.Signer.
+type seam struct{ s *signer.Signer }
+
+func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
+	es, ok := sess.(session)
+	if !ok {
+		return fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
+	}
+	err := g.s.Lead(ctx, es.Session)
+	if errors.Is(err, signer.ErrBelowFloor) || errors.Is(err, signer.ErrChainID) {
+		return fmt.Errorf("%w: %w", supervisor.ErrFatal, err)
+	}
+	return err
+}
+
+func (g seam) Revoke()                  { g.s.Follow() }
+func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
+
+// store adapts *election.Election to signer.Store.
+type store struct{ e *election.Election }
+
+func (s store) Read(ctx context.Context) ([]byte, uint64, error) { return s.e.ReadWatermark(ctx) }
+func (s store) Watch(ctx context.Context, index uint64) ([]byte, uint64, error) {
+	return s.e.WatchWatermark(ctx, index)
+}

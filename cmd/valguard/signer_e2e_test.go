@@ -1,0 +1,234 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valguard/valguard/scripts/localnet"
+)
+
+// signerPowers give the HA validator 20 of 50, more than a third: the chain
+// halts whenever it does not sign, so every failover below must bring the
+// chain back on its own (the shape of TestStaleSignStateTrap, which the
+// key-file mode cannot get out of without an operator).
+var signerPowers = []int64{10, 10, 10, 20}
+
+// signerReplica starts a replica in signer mode on replica home i.
+func (c *chain) signerReplica(id string, i int, extra ...string) *replica {
+	return c.replica(id, i, append([]string{"--sign-mode", "signer"}, extra...)...)
+}
+
+// missedSince counts the heights in (from, to] the HA validator did not
+// sign.
+func (c *chain) missedSince(from, to int64) int {
+	_, missed, err := localnet.Signers(c.t.Context(), c.rpc, from+1, to, c.net.HAAddress)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return len(missed)
+}
+
+// signEvent is one decision of a replica's signer, from its log.
+type signEvent struct {
+	replica string
+	at      time.Time
+	result  string
+	hrs     [3]int64
+	bytes   string // sign_bytes_sha256, timestamp zeroed
+}
+
+func signEvents(rs ...*replica) []signEvent {
+	var out []signEvent
+	for _, r := range rs {
+		for _, ev := range r.events() {
+			res, _ := ev["result"].(string)
+			if res == "" || ev["height"] == nil {
+				continue
+			}
+			at, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", fmt.Sprint(ev["time"]))
+			h, _ := ev["height"].(float64)
+			rd, _ := ev["round"].(float64)
+			st, _ := ev["step"].(float64)
+			b, _ := ev["sign_bytes_sha256"].(string)
+			out = append(out, signEvent{replica: r.id, at: at, result: res, hrs: [3]int64{int64(h), int64(rd), int64(st)}, bytes: b})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+func less(a, b [3]int64) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+// oneSignaturePerHRS checks the replicas' signing logs: across all of
+// them, every height/round/step signed or re-served carries one sign-bytes
+// value (timestamps aside, S1″), and the fenced watermark — the HRS of each
+// new signature, in time order — only goes up.
+func oneSignaturePerHRS(t *testing.T, rs ...*replica) {
+	t.Helper()
+	evs := signEvents(rs...)
+	by := map[[3]int64]string{}
+	var last [3]int64
+	signed := 0
+	for _, e := range evs {
+		if e.result != "signed" && e.result != "reserved" {
+			continue
+		}
+		if e.bytes == "" {
+			t.Fatalf("%s: %s event at %v without sign_bytes_sha256", e.replica, e.result, e.hrs)
+		}
+		if prev, ok := by[e.hrs]; ok && prev != e.bytes {
+			t.Fatalf("two sign-bytes values at height/round/step %v: %s and %s (%s)", e.hrs, prev, e.bytes, e.replica)
+		}
+		by[e.hrs] = e.bytes
+		if e.result == "signed" {
+			signed++
+			if !less(last, e.hrs) {
+				t.Fatalf("%s fenced %v after %v: the watermark went back", e.replica, e.hrs, last)
+			}
+			last = e.hrs
+		}
+	}
+	if signed == 0 {
+		t.Fatal("no signed event in any replica's log: the check saw nothing")
+	}
+	t.Logf("signing logs: %d new signatures, %d height/round/steps, one sign-bytes value each, watermark only rising", signed, len(by))
+}
+
+// samePID fails the test if replica r's node was restarted.
+func samePID(t *testing.T, r *replica, pid int) {
+	t.Helper()
+	if got := r.nodePID(); got != pid || !alive(pid) {
+		t.Fatalf("replica %s node pid %d (alive %v), was %d: the node was restarted", r.id, got, alive(pid), pid)
+	}
+}
+
+// TestSignerModeEndToEnd drives two signer-mode replicas of a validator
+// holding 2/5 of the power through a graceful hand-over, a SIGKILL of the
+// leader's valguard, a SIGKILL of the leader's node, and a frozen leader
+// deposed by the standby; after each, the chain must move on with the
+// standby's node never restarted and no double sign.
+func TestSignerModeEndToEnd(t *testing.T) {
+	c := startChain(t, signerPowers)
+	ctx := t.Context()
+	a, b := c.signerReplica("a", 0), c.signerReplica("b", 1)
+	defer func() {
+		if t.Failed() {
+			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
+		}
+	}()
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	if c.keyLinked(0) || c.keyLinked(1) {
+		t.Fatal("signer mode linked the validator key into a node home (S1′)")
+	}
+
+	// Graceful: SIGTERM the leader. The standby leads with its node as it
+	// was; no height is missed beyond the one in progress.
+	pidB := b.nodePID()
+	hTerm, termAt := c.height(), time.Now()
+	a.signal(syscall.SIGTERM)
+	took := b.waitState("Validating", 30*time.Second)
+	signed := c.firstSignedAfter(hTerm, 30*time.Second)
+	a.waitExit(30 * time.Second)
+	if err := localnet.WaitHeight(ctx, c.rpc, hTerm+6); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("graceful: SIGTERM→Validating %s, →first signature at height %d after %s; missed heights %d of (%d, %d]",
+		took.Round(time.Millisecond), signed, time.Since(termAt).Round(time.Millisecond), c.missedSince(hTerm, hTerm+5), hTerm, hTerm+5)
+	samePID(t, b, pidB)
+	c.noDoubleSign(20)
+
+	// Crash: SIGKILL the leader's valguard (its node dies with it). The
+	// chain halts (2/5 of the power gone) until the standby leads on the
+	// lease alone.
+	a.start()
+	a.waitState("Voting", 90*time.Second)
+	pidA := a.nodePID()
+	hKill, killAt := c.height(), time.Now()
+	b.signal(syscall.SIGKILL)
+	b.waitExit(5 * time.Second)
+	took = a.waitState("Validating", 60*time.Second)
+	signed = c.firstSignedAfter(hKill, 60*time.Second)
+	t.Logf("crash (lease only): SIGKILL→Validating %s, →first signature at height %d after %s",
+		took.Round(time.Millisecond), signed, time.Since(killAt).Round(time.Millisecond))
+	samePID(t, a, pidA)
+	c.noDoubleSign(20)
+
+	// The leader's node dies: its valguard releases, the standby leads.
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	pidB = b.nodePID()
+	hKill, killAt = c.height(), time.Now()
+	if err := syscall.Kill(pidA, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took = b.waitState("Validating", 60*time.Second)
+	signed = c.firstSignedAfter(hKill, 60*time.Second)
+	t.Logf("leader's node killed: →Validating %s, →first signature at height %d after %s",
+		took.Round(time.Millisecond), signed, time.Since(killAt).Round(time.Millisecond))
+	samePID(t, b, pidB)
+	a.waitState("Voting", 90*time.Second)
+	c.noDoubleSign(20)
+
+	oneSignaturePerHRS(t, a, b)
+}
+
+// TestSignerModeDeposition freezes the leader's valguard (SIGSTOP: its node
+// runs on but nothing signs for it) and lets the standby, started with
+// --signer-depose-after 2s, destroy the frozen leader's session. The chain
+// must resume within about D + 2 s instead of 2×TTL, and the revived
+// leader's late fence must fail: it signs nothing more.
+func TestSignerModeDeposition(t *testing.T) {
+	c := startChain(t, signerPowers)
+	a := c.signerReplica("a", 0)
+	b := c.signerReplica("b", 1, "--signer-depose-after", "2s", "--signer-depose-holdoff", "10s")
+	defer func() {
+		if t.Failed() {
+			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
+		}
+	}()
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	pidB := b.nodePID()
+
+	hStop, stopAt := c.height(), time.Now()
+	a.signal(syscall.SIGSTOP)
+	took := b.waitState("Validating", 30*time.Second)
+	signed := c.firstSignedAfter(hStop, 30*time.Second)
+	resumed := time.Since(stopAt)
+	t.Logf("frozen leader deposed: SIGSTOP→Validating %s, →first signature at height %d after %s",
+		took.Round(time.Millisecond), signed, resumed.Round(time.Millisecond))
+	if resumed > 2*time.Second+10*time.Second {
+		t.Errorf("the chain resumed %s after the freeze; deposition after 2s should be far below the lease's 2×TTL", resumed.Round(time.Millisecond))
+	}
+	deposed := false
+	for _, ev := range b.events() {
+		deposed = deposed || strings.Contains(fmt.Sprint(ev["message"]), "depos")
+	}
+	if !deposed {
+		t.Fatal("b leads, but its log shows no deposition")
+	}
+	samePID(t, b, pidB)
+
+	a.signal(syscall.SIGCONT)
+	a.waitState("Voting", 90*time.Second)
+	c.noDoubleSign(20)
+	oneSignaturePerHRS(t, a, b)
+}
