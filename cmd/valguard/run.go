@@ -110,7 +110,7 @@ func run(c *cli.Context) error {
 		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
-		Fenced:      mode == signSigner,
+		Fenced:        mode == signSigner,
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
 		OnUncleanTakeover: func(reason string, wait time.Duration) {
 			log.Warn().Str("reason", reason).Dur("wait", wait).
@@ -132,7 +132,9 @@ func run(c *cli.Context) error {
 	var signerMode *signerSetup
 	var sig supervisor.Signer
 	if mode == signSigner {
-		synced := func() bool { return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating }
+		synced := func() bool {
+			return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating
+		}
 		if signerMode, err = newSigner(c, ns, el, reg, synced, log); err != nil {
 			return err
 		}

@@ -55,8 +55,8 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	s, err := signer.New(signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
 		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
-		FloorFile:  filepath.Join(c.Path("node-home"), "valguard", "signer-floor.json"),
-		ChainFloor: func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
+		FloorFile:   filepath.Join(c.Path("node-home"), "valguard", "signer-floor.json"),
+		ChainFloor:  func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Depose: func(ctx context.Context) error {
 			_, err := el.DestroyHolder(ctx, "")
