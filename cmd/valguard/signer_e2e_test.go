@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -17,9 +19,49 @@ import (
 // key-file mode cannot get out of without an operator).
 var signerPowers = []int64{10, 10, 10, 20}
 
-// signerReplica starts a replica in signer mode on replica home i.
+// signerReplica starts a replica in signer mode on replica home i. With
+// more than a third of the power the chain halts whenever the validator
+// does not sign, so "synced" cannot ask for a recent block.
 func (c *chain) signerReplica(id string, i int, extra ...string) *replica {
-	return c.replica(id, i, append([]string{"--sign-mode", "signer"}, extra...)...)
+	return c.replica(id, i, append([]string{"--sign-mode", "signer", "--max-block-age", "0"}, extra...)...)
+}
+
+// migrateFromFileKey starts the chain the way an operator moving from a
+// file key does: the validator signs from replica home 0 with its key
+// file linked in and no valguard, up to height h; that node is stopped
+// (the chain halts: the validator holds more than a third), its sign
+// state is imported into Consul with valguard state import, and the key
+// link is left in the home for valguard to remove (S2).
+func (c *chain) migrateFromFileKey(h int64) {
+	t := c.t
+	ctx := t.Context()
+	home := c.net.ReplicaHomes[0]
+	link := filepath.Join(home, "config", "priv_validator_key.json")
+	if err := os.Rename(link, link+".init"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(c.net.ValidatorKey, link); err != nil {
+		t.Fatal(err)
+	}
+	direct := filepath.Join(c.dir, "direct-node.log")
+	c.logs = append(c.logs, direct)
+	p, err := c.net.StartNode(ctx, home, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := localnet.WaitHeight(ctx, c.rpc, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(home, "data", "priv_validator_state.json")
+	out, err := valguardOut("state", "import", "--consul-url", "http://"+c.consul.Addr,
+		"--validator-key", c.net.ValidatorKey, "--chain-id", c.net.ChainID, state)
+	if err != nil {
+		t.Fatalf("state import: %v\n%s", err, out)
+	}
+	t.Logf("file-key node stopped at height %d; %s", c.height(), strings.TrimSpace(out))
 }
 
 // missedSince counts the heights in (from, to] the HA validator did not
@@ -121,6 +163,7 @@ func samePID(t *testing.T, r *replica, pid int) {
 func TestSignerModeEndToEnd(t *testing.T) {
 	c := startChain(t, signerPowers)
 	ctx := t.Context()
+	c.migrateFromFileKey(5)
 	a, b := c.signerReplica("a", 0), c.signerReplica("b", 1)
 	defer func() {
 		if t.Failed() {
@@ -194,6 +237,7 @@ func TestSignerModeEndToEnd(t *testing.T) {
 // leader's late fence must fail: it signs nothing more.
 func TestSignerModeDeposition(t *testing.T) {
 	c := startChain(t, signerPowers)
+	c.migrateFromFileKey(5)
 	a := c.signerReplica("a", 0)
 	b := c.signerReplica("b", 1, "--signer-depose-after", "2s", "--signer-depose-holdoff", "10s")
 	defer func() {
