@@ -51,6 +51,9 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	if err != nil {
 		return nil, fmt.Errorf("--node-home: %w", err)
 	}
+	if err := checkStoredChain(c, el, chainID); err != nil {
+		return nil, err
+	}
 	m := signer.NewMetrics(reg)
 	s, err := signer.New(signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
@@ -113,4 +116,25 @@ type store struct{ e *election.Election }
 func (s store) Read(ctx context.Context) ([]byte, uint64, error) { return s.e.ReadWatermark(ctx) }
 func (s store) Watch(ctx context.Context, index uint64) ([]byte, uint64, error) {
 	return s.e.WatchWatermark(ctx, index)
+}
+
+// checkStoredChain refuses, at start-up, a watermark in Consul of another
+// chain than the node's genesis (a copied config, a wrong key): leading
+// would be refused later anyway. Consul unreachable now decides nothing;
+// every Lead checks again.
+func checkStoredChain(c *cli.Context, el *election.Election, chainID string) error {
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("consul-timeout"))
+	defer cancel()
+	value, _, err := el.ReadWatermark(ctx)
+	if err != nil || value == nil {
+		return nil
+	}
+	w, err := signer.ParseWatermark(value)
+	if err != nil {
+		return fmt.Errorf("%s in Consul: %w: inspect it with valguard state show", el.WatermarkKey(), err)
+	}
+	if w.ChainID != "" && w.ChainID != chainID {
+		return fmt.Errorf("%s in Consul is of chain %q, but the node's genesis is of %q: check --validator-key and --node-home (one validator key, one chain)", el.WatermarkKey(), w.ChainID, chainID)
+	}
+	return nil
 }
