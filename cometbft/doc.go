@@ -18,14 +18,31 @@
 // signatures, which after a takeover it always does (they are the previous
 // leader's). The sign-state raise above replaces it.
 //
-// A remote signer (priv_validator_laddr) is refused: this adapter manages a
-// file key.
+// A remote signer (priv_validator_laddr) is refused in this, the restart
+// sign mode: the adapter manages a file key.
+//
+// Signer mode (Config.SignMode SignSigner): valguard holds the validator
+// key in memory (PrivKey) and is the node's remote signer. The node runs
+// in the voter role all the time, with its voter key file in the home
+// (CometBFT loads a key file before it switches to the socket) and
+// --priv_validator_laddr set to the signer address, which the node
+// listens on and valguard dials (default unix://<home>/valguard/privval.sock).
+// The validator role is ErrSignerMode: the key is never linked (S1′).
+// config.toml's priv_validator_laddr must be empty or that address; a
+// socket something accepts on, or anything but a socket at its path, is
+// refused, and a stale socket removed before a start. The node reports
+// the validator's key (it comes from valguard): any other key, or the
+// validator key in the home's key file, is supervisor.ErrUnexpectedKey.
+// Watermark is nil (the signer's watermark is fenced in Consul); the
+// restart mode reads that watermark's shape, so switching back is safe.
+// ChainID and LastSignedHeight (the floor from the chain) serve the
+// signer.
 //
 // What could take the node out of these checks is refused with an error
 // naming it and the fix (New for all of them, Prepare and Command again
 // where the state can change at run time):
 //   - node arguments that set the home, the key or state file,
-//     priv_validator_laddr, double_sign_check_height or the RPC/P2P listen
+//     priv_validator_laddr (in both sign modes), double_sign_check_height or the RPC/P2P listen
 //     addresses, in any spelling;
 //   - environment variables that set the same under a prefix the node
 //     reads (CMT_, TM_, CMTHOME/TMHOME, a Cosmos SDK daemon's upper-cased

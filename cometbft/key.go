@@ -53,7 +53,10 @@ func parseKey(data []byte) (crypto.PubKey, error) {
 	if k.PrivKey == nil {
 		return nil, errors.New("no priv_key")
 	}
-	pub := k.PrivKey.PubKey()
+	pub, err := pubKeyOf(k.PrivKey)
+	if err != nil {
+		return nil, err
+	}
 	if len(k.Address) > 0 && !bytes.Equal(pub.Address(), k.Address) {
 		return nil, fmt.Errorf("address %s does not match the private key (%s)", k.Address, pub.Address())
 	}

@@ -43,11 +43,14 @@ type Config struct {
 	// Negative disables the check (restarting a halted chain).
 	MaxBlockAge time.Duration
 	Log         zerolog.Logger
-	// SignMode is SignRestart (the default) or SignSigner.
+	// SignMode is SignRestart (the zero value means it) or SignSigner.
 	SignMode SignMode
-	// SignerAddr is the node's priv_validator_laddr in signer mode:
-	// unix:///abs/path (default unix://<Home>/valguard/privval.sock) or
-	// tcp://host:port. Empty in restart mode.
+	// SignerAddr is the node's priv_validator_laddr in the signer mode,
+	// which valguard dials: unix:///absolute/path (at most 107 bytes of
+	// path; default unix://<Home>/valguard/privval.sock) or
+	// tcp://host:port (CometBFT's SecretConnection, with a listener key
+	// the node makes afresh at every start: the signer cannot
+	// authenticate the node). It must be empty in the restart mode.
 	SignerAddr string
 }
 
@@ -69,8 +72,9 @@ type Node struct {
 var _ supervisor.Node = (*Node)(nil)
 
 // New checks the node home, the node's arguments and environment, the
-// validator key and that nothing listens yet on the node's RPC and P2P
-// addresses, and returns the adapter. It changes nothing on disk.
+// validator key, the sign mode and signer address, and that nothing
+// listens yet on the node's RPC, P2P and (signer mode) signer addresses,
+// and returns the adapter. It changes nothing on disk.
 func New(cfg Config) (*Node, error) {
 	if cfg.Home == "" {
 		return nil, errors.New("--node-home is required")
@@ -129,8 +133,14 @@ func New(cfg Config) (*Node, error) {
 	if err := n.checkNoListener(); err != nil {
 		return nil, err
 	}
-	if err := n.checkSignerAddr(); err != nil {
+	if _, err := n.checkSignerListener(); err != nil {
 		return nil, err
+	}
+	if n.signerMode() {
+		if network, _, _ := parseSignerAddr(cfg.SignerAddr); network == "tcp" {
+			cfg.Log.Warn().Str("signer_addr", cfg.SignerAddr).
+				Msg("tcp signer address: the node's SecretConnection key is new at every start, so valguard cannot authenticate the node; prefer a unix socket")
+		}
 	}
 	return n, nil
 }
@@ -170,17 +180,27 @@ func (n *Node) spec() keylink.Spec {
 // Validator: config.toml is re-checked, the last sign state kept, the
 // sign state raised (S8) and written, and the validator key linked last.
 //
-// A config.toml that changed since New (key or state path, RPC or P2P
-// address, a remote signer now set, another config file shadowing it) is
-// refused: valguard must be restarted to take the new values. The
-// refusal changes nothing on disk, except that a linked validator key
-// was unlinked (voter).
+// A config.toml that changed since New (key or state path, genesis
+// file, RPC or P2P address, a remote signer now set, another config file
+// shadowing it) is refused: valguard must be restarted to take the new
+// values. The refusal changes nothing on disk, except that a linked
+// validator key was unlinked (voter).
+//
+// Signer mode: the voter role is the only one (the validator role is
+// ErrSignerMode, the node never gets the key). The voter key goes in
+// place as above, since CometBFT loads a key file even when it signs
+// through priv_validator_laddr. Before anything changes, priv_validator_laddr
+// in config.toml must be empty or the signer address, and the signer
+// address must be free: a socket on which something accepts, or
+// anything at the socket path that is not a socket, is refused. A stale
+// socket file (nothing accepts on it) is removed last, when nothing was
+// refused.
 func (n *Node) Prepare(_ context.Context, role supervisor.Role, watermark []byte) error {
 	if role == supervisor.RoleVoter {
 		return n.prepareVoter()
 	}
-	if n.cfg.SignMode == SignSigner {
-		return errors.New("the signer mode never links the validator key into the node home (S1′)")
+	if n.signerMode() {
+		return fmt.Errorf("prepare the validator role: %w", ErrSignerMode)
 	}
 	if err := n.checkConfig(); err != nil {
 		return err
@@ -197,9 +217,15 @@ func (n *Node) Prepare(_ context.Context, role supervisor.Role, watermark []byte
 // place valguard no longer cleans.
 func (n *Node) checkConfig() error {
 	p, err := readConfig(n.cfg.Home)
+	if err == nil {
+		err = n.checkLaddr(p)
+	}
 	if err != nil {
 		return fmt.Errorf("config.toml changed under valguard: %w; restart valguard after a config change", err)
 	}
+	// priv_validator_laddr is checked above, as New checked it: empty or
+	// the signer address, whichever it is now.
+	p.laddr = n.p.laddr
 	if p != n.p {
 		return fmt.Errorf("%s changed under valguard (priv_validator_key_file, priv_validator_state_file, priv_validator_laddr, genesis_file, [rpc] laddr or [p2p] laddr): restart valguard after a config change to take the new values", n.p.config)
 	}
@@ -228,6 +254,9 @@ func (n *Node) prepareVoter() error {
 		return err
 	}
 	if err := n.checkConfig(); err != nil {
+		return err
+	}
+	if _, err := n.checkSignerListener(); err != nil {
 		return err
 	}
 	// Whatever the node last signed with the validator key is kept before
@@ -259,6 +288,9 @@ func (n *Node) prepareVoter() error {
 	// The voter key never signs: its state is the zero state.
 	if err := writeState(n.p.state, SignState{}); err != nil {
 		return fmt.Errorf("write voter sign state %s: %w", n.p.state, err)
+	}
+	if err := n.prepareSignerSocket(); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.role, n.prepared, n.voterAddr = supervisor.RoleVoter, true, voterAddr
@@ -342,13 +374,25 @@ func (n *Node) setRole(r supervisor.Role) {
 // something already listens on the node's RPC or P2P address (a leftover
 // node would be read as this one). The node gets the environment checked
 // in New, nothing else.
-func (n *Node) Command(supervisor.Role) (*exec.Cmd, error) {
+//
+// Every command has --consensus.double_sign_check_height 0. Signer mode:
+// the voter role is the only one (the validator role is ErrSignerMode);
+// the command also has --priv_validator_laddr with the signer address,
+// and is refused while something accepts on that address or something
+// other than a socket is at its path (Prepare removed a stale socket).
+// Both replicas' nodes report the validator's key there, so CometBFT's
+// double-sign check would find its own recent signatures at every start
+// and refuse it.
+func (n *Node) Command(role supervisor.Role) (*exec.Cmd, error) {
+	if n.signerMode() && role != supervisor.RoleVoter {
+		return nil, fmt.Errorf("a %s node command: %w", role, ErrSignerMode)
+	}
 	if err := n.checkNoListener(); err != nil {
 		return nil, err
 	}
 	args := []string{"start", "--home", n.cfg.Home, "--consensus.double_sign_check_height", "0"}
-	if n.cfg.SignMode == SignSigner {
-		if err := n.removeStaleSocket(); err != nil {
+	if n.signerMode() {
+		if _, err := n.checkSignerListener(); err != nil {
 			return nil, err
 		}
 		args = append(args, "--priv_validator_laddr", n.cfg.SignerAddr)
@@ -359,21 +403,31 @@ func (n *Node) Command(supervisor.Role) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// Status implements supervisor.Node. A node started as a voter that
-// reports any validator address other than the voter key's (the
-// validator's key above all) is supervisor.ErrUnexpectedKey: a key
+// Status implements supervisor.Node. Restart mode: a node started as a
+// voter that reports any validator address other than the voter key's
+// (the validator's key above all) is supervisor.ErrUnexpectedKey: a key
 // reached it that valguard did not link; the supervisor kills it and
 // stops (S1, S7).
+//
+// Signer mode: the node legitimately reports the validator's address, as
+// its key comes from valguard's socket. Any other address (a foreign
+// key, or its voter key file: the node does not sign through valguard),
+// and a node home whose key file holds the validator key (the node loads
+// that file at start even with a remote signer, so it would hold the key
+// in memory: S1′), are supervisor.ErrUnexpectedKey. The key file is read
+// at every call, also for a node valguard did not prepare.
 func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	res, err := n.rpc.Status(ctx)
 	if err != nil {
 		return supervisor.Status{}, err
 	}
+	if n.signerMode() {
+		if err := n.checkSignerStatus(res.ValidatorInfo.Address.String()); err != nil {
+			return supervisor.Status{}, err
+		}
+	}
 	n.mu.Lock()
-	// In signer mode the node reports the validator's key: it is
-	// valguard's own, served on the socket; the key file in the home is
-	// still checked by every prepare.
-	voter := n.prepared && n.role == supervisor.RoleVoter && n.cfg.SignMode != SignSigner
+	voter := !n.signerMode() && n.prepared && n.role == supervisor.RoleVoter
 	voterAddr := n.voterAddr
 	n.mu.Unlock()
 	if got := res.ValidatorInfo.Address.String(); voter && got != voterAddr {
@@ -398,8 +452,13 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 }
 
 // Watermark implements supervisor.Node: the validator's sign state, from the
-// file the node writes before every signature.
+// file the node writes before every signature. In the signer mode it is
+// nil: the watermark is the signer's, fenced in Consul with every
+// signature, and the node's own state file is its voter key's.
 func (n *Node) Watermark() ([]byte, error) {
+	if n.signerMode() {
+		return nil, nil
+	}
 	n.mu.Lock()
 	role := n.role
 	n.mu.Unlock()

@@ -23,7 +23,12 @@ import (
 // validator key outside it.
 func home(t *testing.T, config string) (home, validatorKey string) {
 	t.Helper()
-	dir := t.TempDir()
+	return homeIn(t, t.TempDir(), config)
+}
+
+// homeIn is home in dir (dir/home, dir/secrets).
+func homeIn(t *testing.T, dir, config string) (home, validatorKey string) {
+	t.Helper()
 	home = filepath.Join(dir, "home")
 	for _, d := range []string{"config", "data"} {
 		if err := os.MkdirAll(filepath.Join(home, d), 0o700); err != nil {

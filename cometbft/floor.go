@@ -1,0 +1,46 @@
+package cometbft
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cometbft/cometbft/types"
+)
+
+// LastSignedHeight is the chain's floor under the signer's watermark: the
+// latest of the node's last maxScan committed heights (its latest height
+// and the maxScan-1 below it) whose commit carries this validator's
+// signature (block_id_flag 2, a vote for the block), read from the node's
+// RPC; 0 when none of them does. The commit of a height is the node's own
+// (for its latest height the one it saw, not yet the canonical one in the
+// next block). A height whose commit cannot be read is an error, never
+// skipped: a floor that is too low is the failure this guards against.
+//
+// Not guaranteed: a signature the validator gave that did not make it
+// into a commit (a late precommit, a nil vote, a prevote) is not seen;
+// the floor is a lower bound of what was signed.
+func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, error) {
+	if maxScan < 1 {
+		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
+	}
+	st, err := n.rpc.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("node status: %w", err)
+	}
+	top := st.SyncInfo.LatestBlockHeight
+	for h := top; h > 0 && h > top-maxScan; h-- {
+		res, err := n.rpc.Commit(ctx, &h)
+		if err != nil {
+			return 0, fmt.Errorf("commit at height %d: %w", h, err)
+		}
+		if res.SignedHeader.Commit == nil {
+			return 0, fmt.Errorf("commit at height %d: empty", h)
+		}
+		for _, sig := range res.SignedHeader.Commit.Signatures {
+			if sig.BlockIDFlag == types.BlockIDFlagCommit && sig.ValidatorAddress.String() == n.key.Address {
+				return h, nil
+			}
+		}
+	}
+	return 0, nil
+}
