@@ -50,8 +50,10 @@ func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) privvalpr
 	case *privvalproto.Message_PingRequest:
 		return pingResponse()
 	case *privvalproto.Message_SignVoteRequest:
+		s.lastRequest.Store(s.cfg.Now().UnixNano())
 		return s.signVote(ctx, r.SignVoteRequest)
 	case *privvalproto.Message_SignProposalRequest:
+		s.lastRequest.Store(s.cfg.Now().UnixNano())
 		return s.signProposal(ctx, r.SignProposalRequest)
 	}
 	s.cfg.Log.Warn().Str("request", req.String()).Msg("unexpected privval request; replied with a ping")
@@ -271,4 +273,17 @@ func proposalResponse(r *privvalproto.SignedProposalResponse) privvalproto.Messa
 		r.Proposal = cmtproto.Proposal{}
 	}
 	return privvalproto.Message{Sum: &privvalproto.Message_SignedProposalResponse{SignedProposalResponse: r}}
+}
+
+// LastRequest is when the node last asked for a signature (a vote or a
+// proposal, not a ping); zero if it never did. A node whose chain stalls
+// while it asks for nothing has dropped a step: CometBFT never asks again
+// for a step it gave up on (a refusal, or 50 retries of a parked one),
+// and only a restart (its WAL replay) makes it ask again.
+func (s *Signer) LastRequest() time.Time {
+	n := s.lastRequest.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometbft/cometbft/crypto"
@@ -118,6 +119,8 @@ type Signer struct {
 
 	floorMu sync.Mutex
 	floor   Watermark
+
+	lastRequest atomic.Int64 // unix nanoseconds of the last sign request
 }
 
 // New checks cfg and returns a standby Signer. It reads the floor file.

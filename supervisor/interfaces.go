@@ -120,4 +120,8 @@ type Signer interface {
 	// that failed, timed out or has an unknown outcome): the replica must
 	// give up the lease.
 	Revoked() <-chan struct{}
+	// LastRequest is when the node last asked for a signature; zero if
+	// never. A leader whose chain stalls while its node asks for nothing
+	// restarts the node (see Config.RecoveryAfter).
+	LastRequest() time.Time
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	catchingUp   prometheus.Gauge
 	unreaped     prometheus.Gauge
 	abandoned    prometheus.Counter
+	recoveries   prometheus.Counter
 	ConsulErrors prometheus.Counter
 
 	mu      sync.Mutex
@@ -54,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Name: "valguard_sessions_abandoned_total",
 			Help: "Sessions left to expire in Consul (TTL, then lock-delay) because the validator node could not be reaped.",
 		}),
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_signer_recovery_restarts_total",
+			Help: "Signer mode: restarts of the leader's node because the chain stalled while it asked for no signature (a dropped step).",
+		}),
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_errors_total", Help: "Failed calls to Consul.",
 		}),
@@ -68,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.ConsulErrors, lease, build)
+	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.ConsulErrors, lease, build)
 	m.SetState(Startup)
 	return m
 }
@@ -129,6 +134,12 @@ func (m *Metrics) nodeStatus(st Status) {
 func (m *Metrics) restart() {
 	if m != nil {
 		m.restarts.Inc()
+	}
+}
+
+func (m *Metrics) recovery() {
+	if m != nil {
+		m.recoveries.Inc()
 	}
 }
 

@@ -36,6 +36,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	lastHeight, progress := int64(0), time.Now()
+	recovered := false // the node was restarted in this stall
 	for {
 		select {
 		case <-ctx.Done():
@@ -55,7 +56,15 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 		case <-poll.C:
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
-				lastHeight, progress = st.Height, time.Now()
+				lastHeight, progress, recovered = st.Height, time.Now(), false
+			}
+			if !recovered && s.needsRecovery(progress) {
+				recovered = true
+				if st, reason, ok := s.recoveryRestart(lastHeight); !ok {
+					return st, reason
+				}
+				progress = time.Now() // the restarted node gets the time to catch up
+				continue
 			}
 			if stalled := time.Since(progress); stalled > s.cfg.MaxStall {
 				reason := fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp)
@@ -66,6 +75,37 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			}
 		}
 	}
+}
+
+// needsRecovery reports a stall of the leader's node (no new height since
+// progress) during which the node also asked for no signature, both for
+// RecoveryAfter: it has dropped the step the chain waits for.
+func (s *Supervisor) needsRecovery(progress time.Time) bool {
+	if s.cfg.Unsupervised || time.Since(progress) <= s.cfg.RecoveryAfter {
+		return false
+	}
+	last := s.cfg.Signer.LastRequest()
+	return last.IsZero() || time.Since(last) > s.cfg.RecoveryAfter
+}
+
+// recoveryRestart restarts the leader's node, which holds no key, keeping
+// the lock and the grant: its WAL replay asks again for the step it
+// dropped. ok is false when the node could not be restarted; the lock is
+// then released.
+func (s *Supervisor) recoveryRestart(height int64) (State, string, bool) {
+	s.log.Warn().Int64("height", height).Dur("stalled_for", s.cfg.RecoveryAfter).
+		Msg("chain stalled while the node asks for no signature (a dropped step): restarting the node, keeping the lock")
+	s.cfg.Metrics.recovery()
+	if !s.stopNode("recovery restart") {
+		s.release(false)
+		return Startup, "node not reaped for a recovery restart; lock released", false
+	}
+	if err := s.start(RoleVoter); err != nil {
+		s.fails++
+		s.release(false)
+		return Startup, fmt.Sprintf("node did not start again after a recovery restart: %v; lock released", err), false
+	}
+	return 0, "", true
 }
 
 // nodeDone is the running node's Done channel; nil, which never fires in

@@ -20,6 +20,7 @@ type fakeSigner struct {
 	granted  bool
 	grantErr error
 	revoked  chan struct{}
+	dropped  bool // the node asks for nothing: LastRequest is zero
 }
 
 func (f *fakeSigner) Grant(_ context.Context, sess Session) error {
@@ -46,6 +47,16 @@ func (f *fakeSigner) Revoked() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.revoked
+}
+
+// LastRequest is now, as for a node that keeps asking, unless dropped.
+func (f *fakeSigner) LastRequest() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dropped {
+		return time.Time{}
+	}
+	return time.Now()
 }
 
 // fail ends the grant by itself, as a failed fence does.
@@ -257,5 +268,45 @@ func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
 	}
 	if _, err := New(Config{Node: r.node, Elector: r.el, Unsupervised: true}); err == nil {
 		t.Fatal("New accepted Unsupervised without a Signer")
+	}
+}
+
+// TestSignerModeRecoveryRestart: a leader whose chain stalls while its node
+// asks for no signature restarts the node once, keeping the lock; one that
+// still asks is left alone until MaxStall.
+func TestSignerModeRecoveryRestart(t *testing.T) {
+	t.Run("dropped step", func(t *testing.T) {
+		r, fs := newSignerRig(t)
+		fs.dropped = true
+		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
+		r.sup.cfg.MaxStall = time.Hour
+		r.validating()
+		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
+		eventually(t, 5*time.Second, "node restarted", func() bool { return r.node.starts(RoleVoter) == 2 })
+		time.Sleep(400 * time.Millisecond)
+		if n := r.node.starts(RoleVoter); n != 2 {
+			t.Fatalf("%d node starts in one stall, want 2 (one recovery restart)", n)
+		}
+		if r.j.index("release") >= 0 || r.sup.State() != Validating {
+			t.Fatalf("the lock went with a recovery restart (state %s):\n%s", r.sup.State(), strings.Join(r.j.list(), "\n"))
+		}
+		if got := testutil.ToFloat64(r.m.recoveries); got != 1 {
+			t.Fatalf("valguard_signer_recovery_restarts_total = %v", got)
+		}
+		r.noValidatorRole()
+	})
+	t.Run("node still asking", func(t *testing.T) {
+		r, _ := newSignerRig(t)
+		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
+		r.sup.cfg.MaxStall = time.Hour
+		r.validating()
+		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
+		time.Sleep(500 * time.Millisecond)
+		if n := r.node.starts(RoleVoter); n != 1 {
+			t.Fatalf("node restarted while it still asked for signatures (%d starts)", n)
+		}
+	})
+	if _, err := New(Config{Node: newFakeNode(&journal{}), Elector: newFakeElector(&journal{}, nil), MaxStall: time.Second, RecoveryAfter: time.Second}); err == nil {
+		t.Fatal("New accepted RecoveryAfter not below MaxStall")
 	}
 }

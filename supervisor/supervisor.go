@@ -70,6 +70,12 @@ type Config struct {
 	// MaxStall: a validator whose height has not advanced, or that reports
 	// catching up, for this long steps down.
 	MaxStall time.Duration
+	// RecoveryAfter (signer mode): a leader whose node has asked for no
+	// signature and whose chain has not moved for this long restarts its
+	// node, once per stall, while keeping the lock: CometBFT never asks
+	// again for a step it dropped, and its WAL replay on start does. Must
+	// be below MaxStall; default MaxStall*2/3.
+	RecoveryAfter time.Duration
 	// StepDownHoldoff keeps a replica that stepped down out of the election.
 	StepDownHoldoff time.Duration
 	// PublishInterval is how often a changed watermark is published.
@@ -95,6 +101,7 @@ func (c *Config) setDefaults() {
 	def(&c.KillTimeout, DefaultKillTimeout)
 	def(&c.MaxStall, DefaultMaxStall)
 	def(&c.StepDownHoldoff, DefaultStepDownHoldoff)
+	def(&c.RecoveryAfter, c.MaxStall*2/3)
 	def(&c.PublishInterval, DefaultPublishInterval)
 	def(&c.CallTimeout, DefaultCallTimeout)
 	def(&c.RestartBackoff, DefaultRestartBackoff)
@@ -138,6 +145,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.PollInterval < 0 || cfg.StopTimeout < 0 || cfg.KillTimeout < 0 || cfg.MaxStall < 0 || cfg.StepDownHoldoff < 0 {
 		return nil, errors.New("supervisor: durations must not be negative")
+	}
+	if cfg.RecoveryAfter < 0 || (cfg.RecoveryAfter > 0 && cfg.MaxStall > 0 && cfg.RecoveryAfter >= cfg.MaxStall) {
+		return nil, errors.New("supervisor: RecoveryAfter must be below MaxStall")
 	}
 	if cfg.Unsupervised && cfg.Signer == nil {
 		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")

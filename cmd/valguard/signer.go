@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -109,6 +110,7 @@ func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
 
 func (g seam) Revoke()                  { g.s.Follow() }
 func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
+func (g seam) LastRequest() time.Time   { return g.s.LastRequest() }
 
 // store adapts *election.Election to signer.Store.
 type store struct{ e *election.Election }
