@@ -181,6 +181,9 @@ func newCometBFT(c *cli.Context, mode, keyPath string, log zerolog.Logger) (node
 		ValidatorKey: keyPath, MaxBlockAge: maxBlockAge(c), Log: log,
 		SignMode: signMode, SignerAddr: c.String("signer-addr"),
 	})
+	if errors.Is(err, cometbft.ErrSignerAddr) {
+		return nodeSetup{}, fmt.Errorf("--signer-addr: %w", err)
+	}
 	if err != nil {
 		return nodeSetup{}, err
 	}
