@@ -28,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/valguard/valguard/keylink"
+	"github.com/valguard/valguard/scripts/localnet"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -363,35 +364,24 @@ func TestPublicKeyAndLockID(t *testing.T) {
 	}
 }
 
-// cometbftBinary is the CometBFT binary the test dependencies install, or
-// skips the test.
+// cometbftBinary is the CometBFT binary the test dependencies install
+// (localnet.CometBFTBinary), or skips the test.
 func cometbftBinary(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skip(err)
-		}
-		cache = filepath.Join(home, ".cache")
+	bin, err := localnet.CometBFTBinary()
+	if errors.Is(err, localnet.ErrNoBinary) {
+		t.Skip(err)
 	}
-	bin := filepath.Join(cache, "valguard", "bin", "cometbft")
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no CometBFT binary at %s (make deps installs it)", bin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
-// A real CometBFT voter node, started with the command and environment
-// the adapter builds, reports its voter key: the S7 check does not fire on
-// a correct voter, and fires once the validator key is given to it.
-func TestRealNodeVoterReportsItsVoterKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a CometBFT node")
-	}
-	bin := cometbftBinary(t)
-	dir := t.TempDir()
-	h := filepath.Join(dir, "home")
+// initRealHome runs cometbft init for home and sets in its config.toml
+// free loopback RPC and P2P ports and the built-in kvstore app.
+func initRealHome(t *testing.T, bin, h string) {
+	t.Helper()
 	if out, err := exec.Command(bin, "init", "--home", h).CombinedOutput(); err != nil {
 		t.Fatalf("cometbft init: %v\n%s", err, out)
 	}
@@ -408,6 +398,19 @@ func TestRealNodeVoterReportsItsVoterKey(t *testing.T) {
 		cfg = strings.Replace(cfg, old, repl, 1)
 	}
 	write(t, cfgFile, cfg)
+}
+
+// A real CometBFT voter node, started with the command and environment
+// the adapter builds, reports its voter key: the S7 check does not fire on
+// a correct voter, and fires once the validator key is given to it.
+func TestRealNodeVoterReportsItsVoterKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a CometBFT node")
+	}
+	bin := cometbftBinary(t)
+	dir := t.TempDir()
+	h := filepath.Join(dir, "home")
+	initRealHome(t, bin, h)
 	key := filepath.Join(dir, "validator_key.json")
 	writeKey(t, key)
 	n, err := New(Config{Home: h, ValidatorKey: key, Binary: bin, Log: zerolog.New(zerolog.NewTestWriter(t))})

@@ -104,13 +104,16 @@ func TestMalformedKeyIsAnErrorNotAPanic(t *testing.T) {
 	}
 	ed := []byte(k.PrivKey.(ed25519.PrivKey))
 	zeroPub := append(append([]byte{}, ed[:32]...), make([]byte, 32)...)
-	for name, b := range map[string][]byte{"short": ed[:31], "zero public half": zeroPub} {
+	for name, tc := range map[string]struct {
+		b    []byte
+		want string
+	}{"short": {ed[:31], "malformed ed25519 priv_key: 31 bytes, want 64"}, "zero public half": {zeroPub, "malformed ed25519 priv_key: its public half"}} {
 		t.Run(name, func(t *testing.T) {
-			bad := strings.Replace(string(mustRead(t, key)), base64.StdEncoding.EncodeToString(ed), base64.StdEncoding.EncodeToString(b), 1)
+			bad := strings.Replace(string(mustRead(t, key)), base64.StdEncoding.EncodeToString(ed), base64.StdEncoding.EncodeToString(tc.b), 1)
 			path := shortDir(t) + "/k.json"
 			write(t, path, bad)
-			if _, err := LoadKey(path); err == nil || !strings.Contains(err.Error(), "malformed ed25519") {
-				t.Fatalf("LoadKey = %v, want a malformed-key error", err)
+			if _, err := LoadKey(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("LoadKey = %v, want an error containing %q", err, tc.want)
 			}
 			// In the node home (where holds reads it) it is a foreign file.
 			n := newNode(t, h, key)

@@ -272,6 +272,12 @@ func TestSignerModeRefusals(t *testing.T) {
 					if err := n.Prepare(context.Background(), supervisor.RoleVoter, nil); err != nil {
 						t.Fatal(err)
 					}
+					// A home a Prepare that went on would change: no key
+					// link, a sign state that is not the voter's.
+					if err := os.Remove(n.p.key); err != nil {
+						t.Fatal(err)
+					}
+					write(t, n.p.state, `{"height":"9","round":0,"step":3}`)
 				} else if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
 					t.Fatal(err)
 				}
