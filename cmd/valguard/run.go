@@ -168,7 +168,9 @@ func run(c *cli.Context) error {
 		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
 	go newWatchdog(log, wdInterval, sup.LeaseDeadline).run(ctx)
 	if signerMode != nil {
-		signerMode.start(ctx)
+		if err := signerMode.start(ctx); err != nil {
+			return err
+		}
 	}
 	if err := sup.Run(ctx); err != nil {
 		return cli.Exit(err.Error(), 1)

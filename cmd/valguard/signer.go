@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cometbft/cometbft/crypto"
+	"github.com/cometbft/cometbft/crypto/ed25519"
+	cmtjson "github.com/cometbft/cometbft/libs/json"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/atomicfile"
 	"github.com/valguard/valguard/signer"
 	"github.com/valguard/valguard/supervisor"
 )
@@ -34,10 +40,11 @@ func signerFlagDefs() []cli.Flag {
 
 // signerSetup is valguard as the node's remote signer.
 type signerSetup struct {
-	s    *signer.Signer
-	addr string
-	log  zerolog.Logger
-	m    *signer.Metrics
+	s       *signer.Signer
+	addr    string
+	keyFile string // our side's SecretConnection key, for a tcp address
+	log     zerolog.Logger
+	m       *signer.Metrics
 }
 
 // newSigner loads the validator key into memory and builds the signer; it
@@ -74,15 +81,24 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	return &signerSetup{s: s, addr: n.SignerAddr(), log: log, m: m}, nil
+	return &signerSetup{s: s, addr: n.SignerAddr(), log: log, m: m,
+		keyFile: filepath.Join(c.Path("node-home"), "valguard", "signer_conn_key.json")}, nil
 }
 
 // start serves the node's privval socket and follows the watermark until
 // ctx ends. It runs before the supervisor starts the node: a node that
 // finds no signer within 3 s exits.
-func (ss *signerSetup) start(ctx context.Context) {
+func (ss *signerSetup) start(ctx context.Context) error {
+	cfg := signer.ConnConfig{Addr: ss.addr, Log: ss.log, OnConnected: ss.m.SetConnected}
+	if network, _, err := signer.ParseAddr(ss.addr); err != nil {
+		return fmt.Errorf("--signer-addr: %w", err)
+	} else if network == "tcp" {
+		if cfg.ConnKey, err = connKey(ss.keyFile); err != nil {
+			return err
+		}
+	}
 	go func() {
-		if err := signer.Serve(ctx, signer.ConnConfig{Addr: ss.addr, Log: ss.log, OnConnected: ss.m.SetConnected}, ss.s); err != nil {
+		if err := signer.Serve(ctx, cfg, ss.s); err != nil {
 			ss.log.Error().Err(err).Msg("privval connection loop ended")
 		}
 	}()
@@ -91,6 +107,36 @@ func (ss *signerSetup) start(ctx context.Context) {
 			ss.log.Error().Err(err).Msg("watermark follower ended")
 		}
 	}()
+	return nil
+}
+
+// connKey is our side's SecretConnection key for a tcp signer address,
+// created once in the node home's valguard directory (it authenticates
+// valguard to nothing CometBFT v0.38 checks, but a stable identity is what
+// a later node-side check would pin). It is never the validator key.
+func connKey(path string) (crypto.PrivKey, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k := ed25519.GenPrivKey()
+		if data, err = cmtjson.Marshal(k); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(path, data, 0o600); err != nil {
+			return nil, fmt.Errorf("create the signer connection key %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signer connection key: %w", err)
+	}
+	var k crypto.PrivKey
+	if err := cmtjson.Unmarshal(data, &k); err != nil {
+		return nil, fmt.Errorf("signer connection key %s is unreadable (%v): move it aside and valguard creates a new one", path, err)
+	}
+	if _, ok := k.(ed25519.PrivKey); !ok {
+		return nil, fmt.Errorf("signer connection key %s is not an ed25519 key: move it aside and valguard creates a new one", path)
+	}
+	return k, nil
 }
 
 // seam adapts the signer to supervisor.Signer.

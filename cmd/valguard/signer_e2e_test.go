@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/scripts/localnet"
 )
 
@@ -325,4 +326,34 @@ func TestSignModeSwitch(t *testing.T) {
 		}
 	}
 	oneSignaturePerHRS(t, signerReplicas...)
+}
+
+// TestSignerModeTCP serves the node over tcp with CometBFT's
+// SecretConnection (a node in a container): the validator signs, and
+// valguard's side of the connection keeps one key across restarts.
+func TestSignerModeTCP(t *testing.T) {
+	c := startChain(t, nil)
+	if err := localnet.WaitHeight(t.Context(), c.rpc, 3); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("tcp://127.0.0.1:%d", testnet.FreePort(t))
+	a := c.signerReplica("a", 0, "--signer-addr", addr)
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	keyFile := filepath.Join(c.net.ReplicaHomes[0], "valguard", "signer_conn_key.json")
+	first, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatalf("no connection key: %v", err)
+	}
+	a.signal(syscall.SIGTERM)
+	a.waitExit(30 * time.Second)
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	if again, _ := os.ReadFile(keyFile); string(again) != string(first) {
+		t.Fatal("the connection key changed across a restart")
+	}
+	c.noDoubleSign(10)
+	oneSignaturePerHRS(t, a)
 }
