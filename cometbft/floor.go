@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -23,13 +24,22 @@ func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, erro
 	if maxScan < 1 {
 		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
 	}
-	st, err := n.rpc.Status(ctx)
+	return lastSignedHeight(ctx, n.rpc, n.key.Address, maxScan)
+}
+
+// lastSignedHeight is LastSignedHeight for the node behind rpc and the
+// validator address addr.
+func lastSignedHeight(ctx context.Context, rpc *rpchttp.HTTP, addr string, maxScan int64) (int64, error) {
+	if maxScan < 1 {
+		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
+	}
+	st, err := rpc.Status(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("node status: %w", err)
 	}
 	top := st.SyncInfo.LatestBlockHeight
 	for h := top; h > 0 && h > top-maxScan; h-- {
-		res, err := n.rpc.Commit(ctx, &h)
+		res, err := rpc.Commit(ctx, &h)
 		if err != nil {
 			return 0, fmt.Errorf("commit at height %d: %w", h, err)
 		}
@@ -37,7 +47,7 @@ func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, erro
 			return 0, fmt.Errorf("commit at height %d: empty", h)
 		}
 		for _, sig := range res.SignedHeader.Commit.Signatures {
-			if sig.BlockIDFlag == types.BlockIDFlagCommit && sig.ValidatorAddress.String() == n.key.Address {
+			if sig.BlockIDFlag == types.BlockIDFlagCommit && sig.ValidatorAddress.String() == addr {
 				return h, nil
 			}
 		}

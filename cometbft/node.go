@@ -446,9 +446,15 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 			break
 		}
 	}
-	fresh := n.cfg.MaxBlockAge < 0 || time.Since(si.LatestBlockTime) <= n.cfg.MaxBlockAge
-	st.Synced = !si.CatchingUp && st.Height > 0 && fresh
+	st.Synced = synced(st, n.cfg.MaxBlockAge)
 	return st, nil
+}
+
+// synced is the adapter's verdict on a node's status: not catching up, a
+// block, and that block no older than maxAge (negative: any age).
+func synced(st supervisor.Status, maxAge time.Duration) bool {
+	fresh := maxAge < 0 || time.Since(st.BlockTime) <= maxAge
+	return !st.CatchingUp && st.Height > 0 && fresh
 }
 
 // Watermark implements supervisor.Node: the validator's sign state, from the

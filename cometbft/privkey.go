@@ -21,7 +21,12 @@ import (
 // replaced since start-up is refused. The key is returned to the caller
 // only; nothing is written anywhere.
 func (n *Node) PrivKey() (crypto.PrivKey, error) {
-	path := n.cfg.ValidatorKey
+	return loadPrivKey(n.cfg.ValidatorKey, n.key.Address)
+}
+
+// loadPrivKey is PrivKey for the key file at path, which must have the
+// address want.
+func loadPrivKey(path, want string) (crypto.PrivKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("validator key %s: %w: valguard must be able to read it", path, err)
@@ -43,8 +48,8 @@ func (n *Node) PrivKey() (crypto.PrivKey, error) {
 	if k.PubKey != nil && !k.PubKey.Equals(pub) {
 		return nil, fmt.Errorf("validator key %s: its pub_key does not match its priv_key", path)
 	}
-	if got := pub.Address().String(); got != n.key.Address {
-		return nil, fmt.Errorf("validator key %s changed since valguard started (address %s, was %s): restart valguard to take a new key", path, got, n.key.Address)
+	if got := pub.Address().String(); got != want {
+		return nil, fmt.Errorf("validator key %s changed since valguard started (address %s, was %s): restart valguard to take a new key", path, got, want)
 	}
 	return k.PrivKey, nil
 }

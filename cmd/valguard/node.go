@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
@@ -21,6 +23,8 @@ import (
 const (
 	nodeCometBFT = "cometbft"
 	nodeNEAR     = "neard"
+	// nodeExternal: a CometBFT node valguard signs for but does not run.
+	nodeExternal = "external"
 
 	// signRestart: the key file is linked into the node home while
 	// leading and the node restarted (or hot-reloaded) as the validator.
@@ -37,7 +41,8 @@ type nodeKind struct {
 	stopTimeout time.Duration
 	// keyCredential is the validator key's systemd credential name.
 	keyCredential string
-	// signModes are the --sign-mode values the adapter supports.
+	// signModes are the --sign-mode values the adapter supports, the
+	// default first.
 	signModes []string
 	// flags are the flags only this adapter takes.
 	flags []string
@@ -56,6 +61,11 @@ var nodeKinds = map[string]nodeKind{
 		flags: []string{"validator-node-key", "voter-node-key", "boot-nodes", "public-address", "promotion",
 			"validator-network-addr", "voter-network-addr", "promotion-timeout"},
 	},
+	nodeExternal: {
+		stopTimeout: supervisor.DefaultStopTimeout, keyCredential: "priv_validator_key.json",
+		signModes: []string{signSigner}, build: newExternal,
+		flags: []string{"node-rpc", "chain-id", "state-dir"},
+	},
 }
 
 // signerFlags are the flags of --sign-mode signer only.
@@ -64,9 +74,13 @@ var signerFlags = []string{"signer-addr", "signer-park-hold", "fence-timeout", "
 // nodeFlags are the flags of the node adapters.
 func nodeFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "node", Usage: "node adapter: cometbft or neard (default: neard when KUUTAMO_NEARD_HOME is set, else cometbft)", EnvVars: env("node")},
-		&cli.StringFlag{Name: "sign-mode", Value: signRestart, Usage: "restart (the key file is linked into the leader's node home, which is restarted) or signer (cometbft: valguard is the node's remote signer and fences every signature through Consul; no node restart)", EnvVars: env("sign-mode")},
-		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (cometbft: with config/config.toml; neard: with config.json)", EnvVars: env("node-home"), Required: true},
+		&cli.StringFlag{Name: "node", Usage: "node adapter: cometbft, neard, or external (a CometBFT node valguard only signs for) (default: neard when KUUTAMO_NEARD_HOME is set, else cometbft)", EnvVars: env("node")},
+		&cli.StringFlag{Name: "sign-mode", Usage: "restart (the key file is linked into the leader's node home, which is restarted) or signer (cometbft and external: valguard is the node's remote signer and fences every signature through Consul; no node restart) (default: restart; signer for --node external)", EnvVars: env("sign-mode")},
+		&cli.PathFlag{Name: "node-home", Usage: "the node's home directory (cometbft: with config/config.toml; neard: with config.json); required except with --node external", EnvVars: env("node-home")},
+		// external
+		&cli.StringFlag{Name: "node-rpc", Usage: "external: the node's RPC address, http://host:port", EnvVars: env("node-rpc")},
+		&cli.StringFlag{Name: "chain-id", Usage: "external: the node's chain id", EnvVars: env("chain-id")},
+		&cli.PathFlag{Name: "state-dir", Usage: "external: where valguard keeps its files (default: $STATE_DIRECTORY, systemd's StateDirectory=)", EnvVars: env("state-dir")},
 		&cli.StringFlag{Name: "node-binary", Usage: "node binary, a name looked up in PATH or a path (default: cometbft or neard)", EnvVars: env("node-binary")},
 		&cli.StringSliceFlag{Name: "node-args", Usage: "extra node arguments, after 'start --home HOME' (cometbft) or '--home HOME run' (neard)", EnvVars: env("node-args")},
 		&cli.PathFlag{Name: "validator-key", Usage: "validator key (default: $CREDENTIALS_DIRECTORY/priv_validator_key.json, or validator_key.json for neard)", EnvVars: env("validator-key")},
@@ -100,8 +114,13 @@ type nodeSetup struct {
 	labels []string
 	// compare orders two published watermarks of this node type.
 	compare func(a, b []byte) (int, error)
-	// cometbft is the CometBFT adapter (signer mode needs more of it).
-	cometbft *cometbft.Node
+	// signer is what the signer mode needs of the adapter; nil without.
+	signer signerNode
+	// unsupervised: valguard does not run the node (--node external).
+	unsupervised bool
+	// stateDir holds valguard's own files: <node-home>/valguard, or
+	// --state-dir for an external node.
+	stateDir string
 }
 
 // chooseNode is --node (defaulting to neard in a kuutamod environment)
@@ -120,6 +139,9 @@ func chooseNode(c *cli.Context) (string, nodeKind, string, error) {
 		return "", kind, "", fmt.Errorf("--node %q: unknown node type; supported: %s", name, strings.Join(sortedKeys(nodeKinds), ", "))
 	}
 	mode := c.String("sign-mode")
+	if mode == "" {
+		mode = kind.signModes[0]
+	}
 	if !slices.Contains(kind.signModes, mode) {
 		return "", kind, "", fmt.Errorf("--sign-mode %q is not supported with --node %s; it supports: %s", mode, name, strings.Join(kind.signModes, ", "))
 	}
@@ -159,8 +181,46 @@ func newNode(c *cli.Context, name string, kind nodeKind, mode string, log zerolo
 		return nodeSetup{}, err
 	}
 	ns, err := kind.build(c, mode, keyPath, log)
+	if err != nil {
+		return ns, err
+	}
 	ns.kind, ns.signMode, ns.keyPath = name, mode, keyPath
+	ns.stateDir, err = stateDir(c, name)
 	return ns, err
+}
+
+// stateDir is where valguard keeps its files for node kind name:
+// <node-home>/valguard, or for an external node --state-dir (default
+// $STATE_DIRECTORY).
+func stateDir(c *cli.Context, name string) (string, error) {
+	if name != nodeExternal {
+		if c.Path("node-home") == "" {
+			return "", errors.New("--node-home is required: the node's home directory")
+		}
+		return filepath.Join(c.Path("node-home"), "valguard"), nil
+	}
+	if c.IsSet("node-home") {
+		return "", errors.New("--node-home is not used with --node external (valguard does not touch the node's home): give --state-dir for valguard's own files")
+	}
+	dir := c.Path("state-dir")
+	if dir == "" {
+		dir = os.Getenv("STATE_DIRECTORY")
+	}
+	if dir == "" {
+		return "", errors.New("--node external needs --state-dir (or systemd's StateDirectory=) for valguard's own files: the lock, the signer's floor file, its connection key")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("--state-dir %s: not a directory (%v): create it, owned by valguard's user", dir, err)
+	}
+	return filepath.Abs(dir)
+}
+
+// signerNode is what the signer mode needs of a CometBFT adapter.
+type signerNode interface {
+	PrivKey() (crypto.PrivKey, error)
+	ChainID() (string, error)
+	LastSignedHeight(ctx context.Context, maxScan int64) (int64, error)
+	SignerAddr() string
 }
 
 // maxBlockAge is --max-block-age, 0 meaning no limit.
@@ -187,8 +247,37 @@ func newCometBFT(c *cli.Context, mode, keyPath string, log zerolog.Logger) (node
 	if err != nil {
 		return nodeSetup{}, err
 	}
+	ns := nodeSetup{node: n, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
+		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks}
+	if mode == signSigner {
+		ns.signer = n
+	}
+	return ns, nil
+}
+
+func newExternal(c *cli.Context, _, keyPath string, _ zerolog.Logger) (nodeSetup, error) {
+	for _, f := range []string{"node-rpc", "chain-id", "signer-addr"} {
+		if c.String(f) == "" {
+			return nodeSetup{}, fmt.Errorf("--node external needs --%s", f)
+		}
+	}
+	for _, f := range []string{"node-binary", "node-args"} {
+		if c.IsSet(f) {
+			return nodeSetup{}, fmt.Errorf("--%s: valguard does not start an external node", f)
+		}
+	}
+	n, err := cometbft.NewRemote(cometbft.RemoteConfig{
+		RPC: c.String("node-rpc"), ValidatorKey: keyPath, ChainID: c.String("chain-id"),
+		SignerAddr: c.String("signer-addr"), MaxBlockAge: maxBlockAge(c),
+	})
+	if errors.Is(err, cometbft.ErrSignerAddr) {
+		return nodeSetup{}, fmt.Errorf("--signer-addr: %w", err)
+	}
+	if err != nil {
+		return nodeSetup{}, err
+	}
 	return nodeSetup{node: n, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
-		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks, cometbft: n}, nil
+		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks, signer: n, unsupervised: true}, nil
 }
 
 func newNEAR(c *cli.Context, _, keyPath string, log zerolog.Logger) (nodeSetup, error) {

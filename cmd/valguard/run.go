@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -70,7 +69,10 @@ func run(c *cli.Context) error {
 	// lock is taken first, so that a second valguard is told so rather
 	// than tripping over the first one's node; on a new home it is taken
 	// after every check, so that a refusal leaves the home as it was.
-	lockDir := filepath.Join(c.Path("node-home"), "valguard")
+	lockDir, err := stateDir(c, name)
+	if err != nil {
+		return err
+	}
 	var home *homelock.Lock
 	if _, err := os.Stat(lockDir); err == nil {
 		if home, err = homelock.Acquire(lockDir); err != nil {
@@ -147,7 +149,7 @@ func run(c *cli.Context) error {
 		defer home.Close()
 	}
 	sup, err = supervisor.New(supervisor.Config{
-		Node: ns.node, Elector: elector{el}, Signer: sig, Log: log, Metrics: metrics,
+		Node: ns.node, Elector: elector{el}, Signer: sig, Unsupervised: ns.unsupervised, Log: log, Metrics: metrics,
 		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
 		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),

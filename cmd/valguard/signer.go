@@ -50,14 +50,14 @@ type signerSetup struct {
 // newSigner loads the validator key into memory and builds the signer; it
 // changes nothing on disk.
 func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, log zerolog.Logger) (*signerSetup, error) {
-	n := ns.cometbft
+	n := ns.signer
 	key, err := n.PrivKey()
 	if err != nil {
 		return nil, fmt.Errorf("--validator-key: %w", err)
 	}
 	chainID, err := n.ChainID()
 	if err != nil {
-		return nil, fmt.Errorf("--node-home: %w", err)
+		return nil, fmt.Errorf("chain id: %w", err)
 	}
 	if err := checkStoredChain(c, el, chainID); err != nil {
 		return nil, err
@@ -66,7 +66,7 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	s, err := signer.New(signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
 		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
-		FloorFile:   filepath.Join(c.Path("node-home"), "valguard", "signer-floor.json"),
+		FloorFile:   filepath.Join(ns.stateDir, "signer-floor.json"),
 		ChainFloor:  func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Depose: func(ctx context.Context) error {
@@ -82,7 +82,7 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		return nil, err
 	}
 	return &signerSetup{s: s, addr: n.SignerAddr(), log: log, m: m,
-		keyFile: filepath.Join(c.Path("node-home"), "valguard", "signer_conn_key.json")}, nil
+		keyFile: filepath.Join(ns.stateDir, "signer_conn_key.json")}, nil
 }
 
 // start serves the node's privval socket and follows the watermark until

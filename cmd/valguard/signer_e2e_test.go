@@ -357,3 +357,61 @@ func TestSignerModeTCP(t *testing.T) {
 	c.noDoubleSign(10)
 	oneSignaturePerHRS(t, a)
 }
+
+// TestExternalNodes runs valguard as the remote signer of nodes it does
+// not start (--node external), as it would beside a node in a container:
+// the test starts each node itself with priv_validator_laddr pointing at
+// its valguard. The leader signs; on its SIGTERM the other takes over and
+// the nodes are never restarted.
+func TestExternalNodes(t *testing.T) {
+	c := startChain(t, nil)
+	ctx := t.Context()
+	if err := localnet.WaitHeight(ctx, c.rpc, 3); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*replica
+	var nodes []*localnet.Process
+	for i, id := range []string{"a", "b"} {
+		home := c.net.ReplicaHomes[i]
+		state := filepath.Join(c.dir, "state-"+id)
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		laddr := fmt.Sprintf("tcp://127.0.0.1:%d", testnet.FreePort(t))
+		r := newReplica(t, id, c.dir, "--node", "external", "--node-rpc", c.net.RPC(home), "--chain-id", c.net.ChainID,
+			"--signer-addr", laddr, "--state-dir", state, "--max-block-age", "0",
+			"--validator-key", c.net.ValidatorKey, "--consul-url", "http://"+c.consul.Addr)
+		c.replicas = append(c.replicas, r)
+		r.start()
+		log := filepath.Join(c.dir, "external-node-"+id+".log")
+		c.logs = append(c.logs, log)
+		p, err := c.net.StartNode(ctx, home, log, "--priv_validator_laddr", laddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+		rs, nodes = append(rs, r), append(nodes, p)
+		if i == 0 {
+			r.waitState("Validating", 90*time.Second)
+		}
+	}
+	a, b := rs[0], rs[1]
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	hTerm := c.height()
+	a.signal(syscall.SIGTERM)
+	took := b.waitState("Validating", 30*time.Second)
+	signed := c.firstSignedAfter(hTerm, 30*time.Second)
+	a.waitExit(30 * time.Second)
+	t.Logf("external: SIGTERM→Validating %s, first signature at height %d (SIGTERM at %d)", took.Round(time.Millisecond), signed, hTerm)
+	for i, p := range nodes {
+		if !alive(p.PID) {
+			t.Fatalf("external node %d is gone: valguard must not stop a node it does not run", i)
+		}
+	}
+	if a.nodePID() != 0 || b.nodePID() != 0 {
+		t.Fatal("valguard started a node in external mode")
+	}
+	c.noDoubleSign(10)
+	oneSignaturePerHRS(t, a, b)
+}
