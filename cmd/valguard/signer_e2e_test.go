@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valguard/valguard/internal/faultproxy"
 	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/scripts/localnet"
 )
@@ -413,5 +414,50 @@ func TestExternalNodes(t *testing.T) {
 		t.Fatal("valguard started a node in external mode")
 	}
 	c.noDoubleSign(10)
+	oneSignaturePerHRS(t, a, b)
+}
+
+// TestSignerModeLeaderCutOffFromConsul blackholes the leader's Consul
+// traffic (a fault proxy between its valguard and the agent) while it
+// keeps its chain peers: its next fence times out, it is demoted and signs
+// nothing more; the standby leads once Consul expires the old session, and
+// the chain, at 2/5 of the power, resumes with no double sign.
+func TestSignerModeLeaderCutOffFromConsul(t *testing.T) {
+	c := startChain(t, signerPowers)
+	c.migrateFromFileKey(5)
+	proxy := faultproxy.New(t, c.consul.Addr)
+	a := c.signerReplica("a", 0, "--consul-url", "http://"+proxy.Addr())
+	b := c.signerReplica("b", 1)
+	defer func() {
+		if t.Failed() {
+			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
+		}
+	}()
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+	pidA, pidB := a.nodePID(), b.nodePID()
+
+	hCut, cutAt := c.height(), time.Now()
+	proxy.Blackhole()
+	var out time.Duration
+	demoted := within(t.Context(), 30*time.Second, func() bool {
+		out = time.Since(cutAt)
+		return a.state() != "Validating"
+	})
+	if !demoted {
+		t.Fatal("the leader cut off from Consul is still Validating after 30s")
+	}
+	took := b.waitState("Validating", 60*time.Second)
+	signed := c.firstSignedAfter(hCut, 60*time.Second)
+	t.Logf("leader cut off from Consul: out of Validating after %s; standby Validating %s later, first signature at height %d %s after the cut",
+		out.Round(time.Millisecond), took.Round(time.Millisecond), signed, time.Since(cutAt).Round(time.Millisecond))
+	samePID(t, b, pidB)
+	samePID(t, a, pidA)
+	proxy.Pass()
+	a.waitState("Voting", 90*time.Second)
+	c.noDoubleSign(20)
 	oneSignaturePerHRS(t, a, b)
 }
