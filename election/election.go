@@ -35,6 +35,9 @@ type LeaderInfo struct {
 	// writer's wall clock.
 	Released   bool      `json:"released,omitempty"`
 	ReleasedAt time.Time `json:"released_at,omitzero"`
+	// Fenced: the writer ran with Config.Fenced (the signer mode), so its
+	// node could sign only through a fence that fails once the lock moved.
+	Fenced bool `json:"fenced,omitempty"`
 	// Session is the Consul session holding the lock (not in the JSON).
 	Session string `json:"-"`
 }

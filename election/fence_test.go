@@ -579,3 +579,35 @@ func TestWatchWatermarkIndexBackwards(t *testing.T) {
 		t.Errorf("Fence at the index before the restore = %v, want ErrWatermarkMoved", err)
 	}
 }
+
+// A Fenced replica that takes the lock from a restart-mode holder (a
+// rolling migration between the modes) still waits: that holder's node may
+// run on with its key file, which no fence stops.
+func TestFencedTakeoverFromRestartModeHolderWaits(t *testing.T) {
+	t.Parallel()
+	agent := consultest.Start(t)
+	admin := agent.Client(t)
+	v := validatorID(t)
+	ra := newReplica(t, agent.Client(t), v, "a", func(c *election.Config) { c.LockDelay = time.Millisecond })
+	rb := newReplica(t, agent.Client(t), v, "b", fenced)
+	sa, sb := ra.session(t), rb.session(t)
+	mustAcquire(t, sa, 30*time.Second)
+	chb := acquireAsync(context.Background(), sb)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := admin.Session().Destroy(sa.ID(), nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res := waitResult(t, chb, 30*time.Second, "fenced standby after a restart-mode holder")
+	if res.err != nil {
+		t.Fatalf("standby Acquire: %v", res.err)
+	}
+	took := res.at.Sub(start)
+	t.Logf("restart-mode holder's session destroyed → Fenced standby leads after %s", took.Round(time.Millisecond))
+	if n := rb.unclean.Load(); n != 1 {
+		t.Fatalf("OnUncleanTakeover called %d times, want 1: a restart-mode holder must be waited for", n)
+	}
+	if took < 5*time.Second {
+		t.Fatalf("Fenced standby led %s after a restart-mode holder lost its session: no unclean-takeover wait", took)
+	}
+}

@@ -80,7 +80,7 @@ func (s *Session) Acquire(ctx context.Context) error {
 		case pair != nil && pair.Session == s.id:
 			// An earlier take whose answer was lost: what it replaced is
 			// unknown, so it counts as unclean.
-			s.tookLock(pair.Value, "a take whose answer was lost", s.e.now())
+			s.tookLock(pair.Value, "a take whose answer was lost", s.e.now(), false)
 		case pair == nil || pair.Session == "":
 			ok, takeErr := s.take(ctx, pair, free.since)
 			if ok {
@@ -219,6 +219,10 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 		return false, nil
 	}
 	from := freeSince
+	// A Fenced session skips the wait after a Fenced holder, and for an
+	// absent key (a new validator, or a key deleted under a Fenced leader:
+	// replicas of one validator run one mode, see Config.Fenced).
+	fencedBefore := seen == nil || writtenFenced(seen)
 	if seen == nil {
 		// An absent key carries nothing that proves it stayed absent
 		// since it was first seen so: count from the take.
@@ -227,10 +231,10 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 		// The value judged above must be what the take replaced; if not,
 		// the take is unclean and its wait runs from now.
 		if changed := s.replacedSeen(lctx, seen); changed != "" {
-			unclean, from = changed, s.e.now()
+			unclean, from, fencedBefore = changed, s.e.now(), false
 		}
 	}
-	s.tookLock(value, unclean, from)
+	s.tookLock(value, unclean, from, fencedBefore)
 	return true, nil
 }
 
@@ -256,8 +260,11 @@ func (s *Session) replacedSeen(ctx context.Context, seen *api.KVPair) string {
 // tookLock records that the session holds the lock with value, unless done
 // is already closed. A non-empty unclean reason starts the
 // unclean-takeover wait, counted from from and reported to
-// Config.OnUncleanTakeover.
-func (s *Session) tookLock(value []byte, unclean string, from time.Time) {
+// Config.OnUncleanTakeover. A Fenced session skips the wait only when the
+// value it replaced was written by a Fenced replica (fencedBefore): a
+// previous holder in the restart mode may still run a node with the key
+// file, which no fence stops.
+func (s *Session) tookLock(value []byte, unclean string, from time.Time, fencedBefore bool) {
 	cfg := s.e.cfg
 	s.mu.Lock()
 	if s.err != nil || s.held {
@@ -266,7 +273,7 @@ func (s *Session) tookLock(value []byte, unclean string, from time.Time) {
 	}
 	s.held = true
 	s.value = value
-	if cfg.Fenced {
+	if cfg.Fenced && fencedBefore {
 		unclean = "" // the fence, not a wait, keeps an old leader from signing
 	}
 	var wait time.Duration

@@ -93,8 +93,15 @@ func (e *Election) foreign(pair *api.KVPair) error {
 func (e *Election) info(since time.Time) LeaderInfo {
 	return LeaderInfo{
 		ReplicaID: e.cfg.ReplicaID, Hostname: e.cfg.Hostname, Since: since,
-		PublicKey: e.cfg.PublicKey, Label: e.cfg.Label,
+		PublicKey: e.cfg.PublicKey, Label: e.cfg.Label, Fenced: e.cfg.Fenced,
 	}
+}
+
+// writtenFenced reports whether the lock value in pair was written by a
+// Fenced replica: one whose node signs only through the fence.
+func writtenFenced(pair *api.KVPair) bool {
+	var info LeaderInfo
+	return pair != nil && json.Unmarshal(pair.Value, &info) == nil && info.Fenced
 }
 
 // releaseValue is the value Close leaves in the lock key: the value the
