@@ -38,7 +38,15 @@ type outcome struct {
 // a request still parked after ParkHold gets a PingResponse, which the
 // node answers by sending the request again. Every reply leaves before the
 // node's read timeout.
-func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) privvalproto.Message {
+func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) (resp privvalproto.Message) {
+	// Nothing a node sends may bring valguard down: a panic in decoding is
+	// a refusal-free ping reply (no signature left, the node asks again).
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.Log.Error().Interface("panic", p).Str("request", req.String()).Msg("request made the signer panic; replied with a ping")
+			resp = pingResponse()
+		}
+	}()
 	switch r := req.Sum.(type) {
 	case *privvalproto.Message_PubKeyRequest:
 		if id := r.PubKeyRequest.GetChainId(); id != s.cfg.ChainID {

@@ -152,6 +152,10 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.FenceTimeout >= cfg.ParkHold {
 		return nil, fmt.Errorf("%w: fence timeout %v must be below the park hold %v", ErrUnsafeTiming, cfg.FenceTimeout, cfg.ParkHold)
 	}
+	if cfg.DeposeAfter > 0 && cfg.DeposeAfter <= cfg.FenceTimeout {
+		return nil, fmt.Errorf("%w: depose after %v must be above the fence timeout %v: a healthy leader's slow fence would be deposed",
+			ErrUnsafeTiming, cfg.DeposeAfter, cfg.FenceTimeout)
+	}
 	if cfg.DeposeAfter > 0 && (cfg.Depose == nil || cfg.Synced == nil) {
 		return nil, errors.New("deposition needs a depose function and a synced check")
 	}

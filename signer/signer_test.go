@@ -74,7 +74,10 @@ func TestNewValidates(t *testing.T) {
 		{"park hold at the read timeout", func(c *Config) { c.ParkHold = 5 * time.Second }, true},
 		{"fence timeout at park hold", func(c *Config) { c.ParkHold, c.FenceTimeout = 2*time.Second, 2*time.Second }, true},
 		{"fence timeout above default park hold", func(c *Config) { c.FenceTimeout = 4500 * time.Millisecond }, true},
-		{"deposition without depose", func(c *Config) { c.DeposeAfter = time.Second; c.Synced = func() bool { return true } }, false},
+		{"deposition without depose", func(c *Config) { c.DeposeAfter = 2 * time.Second; c.Synced = func() bool { return true } }, false},
+		{"deposition not above the fence timeout", func(c *Config) {
+			c.DeposeAfter, c.Depose, c.Synced = time.Second, func(context.Context) error { return nil }, func() bool { return true }
+		}, true},
 		{"negative", func(c *Config) { c.DeposeAfter = -1 }, false},
 	} {
 		cfg := base

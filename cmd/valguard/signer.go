@@ -70,6 +70,13 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		ChainFloor:  func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Depose: func(ctx context.Context) error {
+			// Never this replica's own session: it may have taken the lock
+			// a moment ago and not be leading yet.
+			if l, err := el.Leader(ctx); err != nil {
+				return err
+			} else if l == nil || l.ReplicaID == el.Config().ReplicaID {
+				return nil
+			}
 			_, err := el.DestroyHolder(ctx, "")
 			return err
 		},
