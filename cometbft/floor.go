@@ -24,33 +24,40 @@ func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, erro
 	if maxScan < 1 {
 		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
 	}
-	return lastSignedHeight(ctx, n.rpc, n.key.Address, maxScan)
+	h, _, err := lastSigned(ctx, n.rpc, n.key.Address, maxScan)
+	return h, err
 }
 
-// lastSignedHeight is LastSignedHeight for the node behind rpc and the
-// validator address addr.
-func lastSignedHeight(ctx context.Context, rpc *rpchttp.HTTP, addr string, maxScan int64) (int64, error) {
+// LastSigned is LastSignedHeight with the round of that height's commit:
+// the validator signed a precommit at that height and round.
+func (n *Node) LastSigned(ctx context.Context, maxScan int64) (height int64, round int32, err error) {
+	return lastSigned(ctx, n.rpc, n.key.Address, maxScan)
+}
+
+// lastSigned is LastSigned for the node behind rpc and the validator
+// address addr.
+func lastSigned(ctx context.Context, rpc *rpchttp.HTTP, addr string, maxScan int64) (int64, int32, error) {
 	if maxScan < 1 {
-		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
+		return 0, 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
 	}
 	st, err := rpc.Status(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("node status: %w", err)
+		return 0, 0, fmt.Errorf("node status: %w", err)
 	}
 	top := st.SyncInfo.LatestBlockHeight
 	for h := top; h > 0 && h > top-maxScan; h-- {
 		res, err := rpc.Commit(ctx, &h)
 		if err != nil {
-			return 0, fmt.Errorf("commit at height %d: %w", h, err)
+			return 0, 0, fmt.Errorf("commit at height %d: %w", h, err)
 		}
 		if res.SignedHeader.Commit == nil {
-			return 0, fmt.Errorf("commit at height %d: empty", h)
+			return 0, 0, fmt.Errorf("commit at height %d: empty", h)
 		}
 		for _, sig := range res.SignedHeader.Commit.Signatures {
 			if sig.BlockIDFlag == types.BlockIDFlagCommit && sig.ValidatorAddress.String() == addr {
-				return h, nil
+				return h, res.SignedHeader.Commit.Round, nil
 			}
 		}
 	}
-	return 0, nil
+	return 0, 0, nil
 }

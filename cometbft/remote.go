@@ -119,9 +119,9 @@ func (r *Remote) PrivKey() (crypto.PrivKey, error) {
 	return loadPrivKey(r.cfg.ValidatorKey, r.key.Address)
 }
 
-// LastSignedHeight: see Node.LastSignedHeight.
-func (r *Remote) LastSignedHeight(ctx context.Context, maxScan int64) (int64, error) {
-	return lastSignedHeight(ctx, r.rpc, r.key.Address, maxScan)
+// LastSigned: see Node.LastSigned.
+func (r *Remote) LastSigned(ctx context.Context, maxScan int64) (int64, int32, error) {
+	return lastSigned(ctx, r.rpc, r.key.Address, maxScan)
 }
 
 // SignerAddr is the node's priv_validator_laddr.

@@ -68,14 +68,20 @@ func TestLeadRefusesBelowFloor(t *testing.T) {
 	mustSign(t, handleVote(seed, vote(cmtproto.PrevoteType, 5, 0, &blockA, t0)))
 	seed.s.Follow()
 	cl2.unlock(t, sess)
-	c := newNode(t, cl2, "c", func(c *Config) { c.ChainFloor = func(context.Context) (int64, error) { return 9, nil } })
+	c := newNode(t, cl2, "c", func(c *Config) { c.ChainFloor = func(context.Context) (int64, int32, error) { return 9, 0, nil } })
 	_, f2 = cl2.lock(t)
 	if err := c.s.Lead(context.Background(), f2); !errors.Is(err, ErrBelowFloor) || !strings.Contains(err.Error(), "height 9") {
 		t.Fatalf("Lead below the chain floor: %v", err)
 	}
-	d := newNode(t, cl2, "d", func(c *Config) { c.ChainFloor = func(context.Context) (int64, error) { return 5, nil } })
+	// Same height, a later round committed: Consul's 5/0/prevote is below
+	// the precommit the chain holds at 5/2 (a rollback within a height).
+	e := newNode(t, cl2, "e", func(c *Config) { c.ChainFloor = func(context.Context) (int64, int32, error) { return 5, 2, nil } })
+	if err := e.s.Lead(context.Background(), f2); !errors.Is(err, ErrBelowFloor) || !strings.Contains(err.Error(), "round 2") {
+		t.Fatalf("Lead below the chain's commit round: %v", err)
+	}
+	d := newNode(t, cl2, "d", func(c *Config) { c.ChainFloor = func(context.Context) (int64, int32, error) { return 4, 0, nil } })
 	if err := d.s.Lead(context.Background(), f2); err != nil {
-		t.Fatalf("Lead at the chain floor: %v", err)
+		t.Fatalf("Lead above the chain floor: %v", err)
 	}
 }
 

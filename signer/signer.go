@@ -79,8 +79,10 @@ type Config struct {
 	// (atomic writes). Required.
 	FloorFile string
 	// ChainFloor, if set, returns the last height carrying this
-	// validator's signature on chain; Lead refuses a watermark below it.
-	ChainFloor func(ctx context.Context) (int64, error)
+	// validator's signature on chain and the round of that commit (0, 0:
+	// none found); Lead refuses a watermark below that height's precommit
+	// in that round.
+	ChainFloor func(ctx context.Context) (height int64, round int32, err error)
 	// DeposeAfter: a standby whose own node stayed parked above a
 	// watermark that did not move for longer than this destroys the
 	// holder's session (Depose). 0 turns it off.
@@ -190,13 +192,15 @@ func (s *Signer) Lead(ctx context.Context, f Fencer) error {
 	if f == nil {
 		return errors.New("lead without a fencer")
 	}
-	var chainFloor int64 = -1
+	var chainFloor Watermark // the zero watermark is below every other
 	if s.cfg.ChainFloor != nil {
-		h, err := s.cfg.ChainFloor(ctx)
+		h, r, err := s.cfg.ChainFloor(ctx)
 		if err != nil {
 			return fmt.Errorf("lead: the chain floor is unknown: %w", err)
 		}
-		chainFloor = h
+		if h > 0 {
+			chainFloor = Watermark{Height: h, Round: r, Step: StepPrecommit}
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,9 +227,9 @@ func (s *Signer) Lead(ctx context.Context, f Fencer) error {
 	if s.wm.ChainID == s.cfg.ChainID && Compare(wm, s.wm) < 0 {
 		return fmt.Errorf("lead: %w: consul's watermark %s is below %s, seen from consul before: %s", ErrBelowFloor, wm, s.wm, belowFloorFix)
 	}
-	if wm.Height < chainFloor {
-		return fmt.Errorf("lead: %w: consul's watermark %s is below height %d, which the chain shows this validator signed: %s",
-			ErrBelowFloor, wm, chainFloor, belowFloorFix)
+	if Compare(wm, chainFloor) < 0 {
+		return fmt.Errorf("lead: %w: consul's watermark %s is below the precommit at height %d round %d, which the chain shows this validator signed: %s",
+			ErrBelowFloor, wm, chainFloor.Height, chainFloor.Round, belowFloorFix)
 	}
 	if err := s.raiseFloor(wm); err != nil {
 		return fmt.Errorf("lead: %w", err)

@@ -219,7 +219,7 @@ func stateDir(c *cli.Context, name string) (string, error) {
 type signerNode interface {
 	PrivKey() (crypto.PrivKey, error)
 	ChainID() (string, error)
-	LastSignedHeight(ctx context.Context, maxScan int64) (int64, error)
+	LastSigned(ctx context.Context, maxScan int64) (height int64, round int32, err error)
 	SignerAddr() string
 }
 

@@ -67,7 +67,7 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
 		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
 		FloorFile:   filepath.Join(ns.stateDir, "signer-floor.json"),
-		ChainFloor:  func(ctx context.Context) (int64, error) { return n.LastSignedHeight(ctx, chainFloorScan) },
+		ChainFloor:  func(ctx context.Context) (int64, int32, error) { return n.LastSigned(ctx, chainFloorScan) },
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Depose: func(ctx context.Context) error {
 			// Never this replica's own session: it may have taken the lock
