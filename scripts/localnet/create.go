@@ -25,6 +25,23 @@ const (
 	DefaultTimeoutPropose = time.Second
 )
 
+// Wiring says which homes list which others as persistent peers.
+type Wiring string
+
+// Wirings of Config.Wiring.
+const (
+	// WiringDialOut: a validator home lists the other validator homes
+	// only; a replica home lists every validator home and every other
+	// replica home. Only the replicas dial out, as in production, where
+	// sentries and validators do not know a standby's address: a restarted
+	// replica node is found again only when it redials. The default.
+	WiringDialOut Wiring = "dial-out"
+	// WiringMesh: as WiringDialOut, and every validator home lists every
+	// replica home too, so a restarted replica node is also redialled by
+	// the validators (CometBFT retries persistent peers with a backoff).
+	WiringMesh Wiring = "mesh"
+)
+
 // Config describes the network Create builds. Zero fields take the
 // documented defaults.
 type Config struct {
@@ -49,6 +66,8 @@ type Config struct {
 	// TimeoutCommit and TimeoutPropose go to [consensus] of every home;
 	// defaults 500ms and 1s.
 	TimeoutCommit, TimeoutPropose time.Duration
+	// Wiring is WiringDialOut (the default, also for "") or WiringMesh.
+	Wiring Wiring
 }
 
 // Net is a network made by Create. Its processes are started with
@@ -65,8 +84,11 @@ type Net struct {
 	// ReplicaHomes are full-node homes for the HA validator, made with
 	// cometbft init: each has its own non-validator key, the network's
 	// genesis, its own ports, and every validator home and every other
-	// replica home as persistent peers.
+	// replica home as persistent peers. Whether the validator homes list
+	// them in turn is the Wiring.
 	ReplicaHomes []string
+	// Wiring is the Config's, its default applied.
+	Wiring Wiring
 	// ValidatorKey is Dir/secrets/priv_validator_key.json, the HA
 	// validator's key, moved out of Homes[HA].
 	ValidatorKey string
@@ -135,6 +157,13 @@ func (c *Config) applyDefaults() error {
 	if c.TimeoutCommit < 0 || c.TimeoutPropose < 0 {
 		return errors.New("localnet: negative consensus timeout")
 	}
+	switch c.Wiring {
+	case "":
+		c.Wiring = WiringDialOut
+	case WiringDialOut, WiringMesh:
+	default:
+		return fmt.Errorf("localnet: Wiring %q, want %q or %q", c.Wiring, WiringDialOut, WiringMesh)
+	}
 	return nil
 }
 
@@ -155,6 +184,7 @@ func Create(ctx context.Context, cfg Config) (*Net, error) {
 		Dir:          dir,
 		Binary:       cfg.Binary,
 		HA:           cfg.HA,
+		Wiring:       cfg.Wiring,
 		ValidatorKey: filepath.Join(dir, "secrets", "priv_validator_key.json"),
 		nodes:        map[string]nodePorts{},
 	}
@@ -270,6 +300,9 @@ func (n *Net) allHomes() []string {
 func (n *Net) writeConfigs(cfg Config) error {
 	for i, home := range n.Homes {
 		peers := n.peers(home, n.Homes)
+		if cfg.Wiring == WiringMesh {
+			peers = append(peers, n.peers(home, n.ReplicaHomes)...)
+		}
 		if err := n.writeConfig(home, fmt.Sprintf("node%d", i), peers, cfg); err != nil {
 			return err
 		}
