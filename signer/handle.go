@@ -29,6 +29,7 @@ type outcome struct {
 	parked    time.Duration // time spent parked
 	fenceTook time.Duration // the fence, when one ran
 	floorTook time.Duration // the floor file write after a fence
+	floor     Watermark     // the fenced watermark, for the floor file
 }
 
 // Handle answers one request of the node (the privval loop calls it, one
@@ -155,6 +156,9 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 				hold = arrived // reply at once; the node asks again
 			} else if o, ok := s.signLocked(req, d); ok {
 				s.mu.Unlock()
+				if o.result == resultSigned {
+					s.floorAfterFence(&o)
+				}
 				return o
 			} else {
 				d = Decide(s.leading, s.wm, req) // demoted: parks
@@ -228,13 +232,20 @@ func (s *Signer) signLocked(req Request, d Decision) (outcome, bool) {
 	s.cfg.Metrics.fenced(took, "")
 	s.wm, s.index = next, index
 	s.changedLocked(true)
-	start = time.Now()
-	if err := s.raiseFloor(next); err != nil {
+	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floor: next}, true
+}
+
+// floorAfterFence writes the fenced watermark to the floor file before the
+// signature is returned, outside the signing mutex: a slow or hung disk
+// delays this reply only, never Follow, so the lock can still be released.
+func (s *Signer) floorAfterFence(o *outcome) {
+	start := time.Now()
+	if err := s.raiseFloor(o.floor); err != nil {
 		// The signature is fenced, so it may leave; the floor is the
 		// second line against consul data loss.
-		s.cfg.Log.Error().Err(err).Str("watermark", next.String()).Msg("floor file not raised")
+		s.cfg.Log.Error().Err(err).Str("watermark", o.floor.String()).Msg("floor file not raised")
 	}
-	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floorTook: time.Since(start)}, true
+	o.floorTook = time.Since(start)
 }
 
 // logOutcome writes the one event per decision, with stable keys.

@@ -84,7 +84,7 @@ func nodeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "node-binary", Usage: "node binary, a name looked up in PATH or a path (default: cometbft or neard)", EnvVars: env("node-binary")},
 		&cli.StringSliceFlag{Name: "node-args", Usage: "extra node arguments, after 'start --home HOME' (cometbft) or '--home HOME run' (neard)", EnvVars: env("node-args")},
 		&cli.PathFlag{Name: "validator-key", Usage: "validator key (default: $CREDENTIALS_DIRECTORY/priv_validator_key.json, or validator_key.json for neard)", EnvVars: env("validator-key")},
-		&cli.DurationFlag{Name: "max-block-age", Value: time.Minute, Usage: "a node whose latest block is older is not synced; 0 disables (restarting a halted chain)", EnvVars: env("max-block-age")},
+		&cli.DurationFlag{Name: "max-block-age", Value: time.Minute, Usage: "a node whose latest block is older is not synced; 0 disables (restarting a halted chain); in the signer mode no limit unless set", EnvVars: env("max-block-age")},
 		// neard
 		&cli.PathFlag{Name: "validator-node-key", Usage: "neard: the validator's node_key.json (default: $CREDENTIALS_DIRECTORY/validator_node_key.json; not needed with --promotion hot)", EnvVars: env("validator-node-key")},
 		&cli.PathFlag{Name: "voter-node-key", Usage: "neard: the standby's node_key.json (default: $CREDENTIALS_DIRECTORY/voter_node_key.json, else created once in <home>/valguard)", EnvVars: env("voter-node-key")},
@@ -223,8 +223,15 @@ type signerNode interface {
 	SignerAddr() string
 }
 
-// maxBlockAge is --max-block-age, 0 meaning no limit.
-func maxBlockAge(c *cli.Context) time.Duration {
+// maxBlockAge is --max-block-age, 0 meaning no limit. In the signer mode
+// it has no default limit: a validator with a third of the power or more
+// halts the chain while it does not sign (Consul down, say), and a rule on
+// the age of the latest block would then keep every replica out of the
+// election for good; a node catching up still says so.
+func maxBlockAge(c *cli.Context, mode string) time.Duration {
+	if mode == signSigner && !c.IsSet("max-block-age") {
+		return -1
+	}
 	if d := c.Duration("max-block-age"); d != 0 {
 		return d
 	}
@@ -238,7 +245,7 @@ func newCometBFT(c *cli.Context, mode, keyPath string, log zerolog.Logger) (node
 	}
 	n, err := cometbft.New(cometbft.Config{
 		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
-		ValidatorKey: keyPath, MaxBlockAge: maxBlockAge(c), Log: log,
+		ValidatorKey: keyPath, MaxBlockAge: maxBlockAge(c, mode), Log: log,
 		SignMode: signMode, SignerAddr: c.String("signer-addr"),
 	})
 	if errors.Is(err, cometbft.ErrSignerAddr) {
@@ -268,7 +275,7 @@ func newExternal(c *cli.Context, _, keyPath string, _ zerolog.Logger) (nodeSetup
 	}
 	n, err := cometbft.NewRemote(cometbft.RemoteConfig{
 		RPC: c.String("node-rpc"), ValidatorKey: keyPath, ChainID: c.String("chain-id"),
-		SignerAddr: c.String("signer-addr"), MaxBlockAge: maxBlockAge(c),
+		SignerAddr: c.String("signer-addr"), MaxBlockAge: maxBlockAge(c, signSigner),
 	})
 	if errors.Is(err, cometbft.ErrSignerAddr) {
 		return nodeSetup{}, fmt.Errorf("--signer-addr: %w", err)
@@ -280,7 +287,7 @@ func newExternal(c *cli.Context, _, keyPath string, _ zerolog.Logger) (nodeSetup
 		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks, signer: n, unsupervised: true}, nil
 }
 
-func newNEAR(c *cli.Context, _, keyPath string, log zerolog.Logger) (nodeSetup, error) {
+func newNEAR(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetup, error) {
 	vnode, err := credential(c, "validator-node-key", "validator_node_key.json", false)
 	if err != nil {
 		return nodeSetup{}, err
@@ -298,7 +305,7 @@ func newNEAR(c *cli.Context, _, keyPath string, log zerolog.Logger) (nodeSetup, 
 		BootNodes: c.String("boot-nodes"), ValidatorKey: keyPath, ValidatorNodeKey: vnode, VoterNodeKey: voter,
 		ValidatorAddr: c.String("validator-network-addr"), VoterAddr: c.String("voter-network-addr"),
 		PublicAddresses: c.StringSlice("public-address"), Promotion: promotion,
-		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxBlockAge(c), Log: log,
+		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxBlockAge(c, mode), Log: log,
 	})
 	if err != nil {
 		return nodeSetup{}, err
