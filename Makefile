@@ -32,10 +32,15 @@ demo: build
 	bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/demo --valguard $(BIN)
 
-# N crash and N graceful failovers; prints min/median/max figures.
+# On one localnet and one Consul: the restart mode, then the signer mode,
+# each with RUNS graceful and RUNS crash failovers (the signer mode also
+# RUNS crashes with deposition), the fence latency, the block rate and
+# valguard's RSS; prints both modes side by side (min/median/max).
+# WIRING=dial-out (the default: only the replicas dial the validators, as
+# in production) or WIRING=mesh (the validators dial the replicas too).
 bench: build
 	bash scripts/install-deps.sh >/dev/null
-	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-5}
+	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out}
 
 clean:
 	rm -rf bin

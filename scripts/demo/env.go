@@ -21,24 +21,30 @@ import (
 type demoEnv struct {
 	dir      string
 	valguard string
+	wiring   localnet.Wiring
 	consul   *localnet.Consul
 	net      *localnet.Net
 	nodes    []*localnet.Process
 	replicas []*replica
 	rpc      string
 	start    time.Time
-	idle     struct {
-		rssMB, cpuPct float64
-		window        time.Duration
-	}
+	idle     idle
+}
+
+// idle is what measureIdle sampled.
+type idle struct {
+	rssMB, cpuPct float64
+	window        time.Duration
 }
 
 func (e *demoEnv) say(format string, args ...any) {
 	fmt.Printf("[%6.1fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func setUp(ctx context.Context, dir, valguard string) (*demoEnv, error) {
-	e := &demoEnv{dir: dir, valguard: valguard, start: time.Now()}
+// setUp starts Consul, the localnet wired as wiring says, and both
+// replicas in the restart mode.
+func setUp(ctx context.Context, dir, valguard string, wiring localnet.Wiring) (*demoEnv, error) {
+	e := &demoEnv{dir: dir, valguard: valguard, wiring: wiring, start: time.Now()}
 	consulBin, err := localnet.ConsulBinary()
 	if err != nil {
 		return e, err
@@ -51,14 +57,14 @@ func setUp(ctx context.Context, dir, valguard string) (*demoEnv, error) {
 		return e, err
 	}
 	e.say("consul agent on %s", e.consul.Addr)
-	if e.net, err = localnet.Create(ctx, localnet.Config{Dir: filepath.Join(dir, "chain"), Binary: cometBin}); err != nil {
+	if e.net, err = localnet.Create(ctx, localnet.Config{Dir: filepath.Join(dir, "chain"), Binary: cometBin, Wiring: wiring}); err != nil {
 		return e, err
 	}
 	if e.nodes, err = e.net.StartValidators(ctx, filepath.Join(dir, "logs")); err != nil {
 		return e, err
 	}
 	e.rpc = e.net.RPC(e.net.Homes[0])
-	e.say("CometBFT localnet: validators 0-2 running, validator 3 (%s, power 10 of 40) held by replicas a and b", short(e.net.HAAddress))
+	e.say("CometBFT localnet: validators 0-2 running, validator 3 (%s, power 10 of 40) held by replicas a and b; wiring %s", short(e.net.HAAddress), wiring)
 	if err := localnet.WaitHeight(ctx, e.rpc, 2); err != nil {
 		return e, err
 	}
@@ -95,9 +101,12 @@ func (e *demoEnv) tearDown() {
 }
 
 type replica struct {
-	e       *demoEnv
-	id      string
-	args    []string
+	e    *demoEnv
+	id   string
+	args []string
+	// mode are the flags added to args at each start: none for the
+	// restart mode, --sign-mode signer and its flags for the signer mode.
+	mode    []string
 	logPath string
 	metrics string
 	p       *localnet.Process
@@ -118,7 +127,8 @@ func (e *demoEnv) newReplica(id string, i int) (*replica, error) {
 }
 
 func (r *replica) start(ctx context.Context) error {
-	p, err := localnet.StartProcess(ctx, r.logPath, nil, r.e.valguard, r.args...)
+	args := append(append([]string{}, r.args...), r.mode...)
+	p, err := localnet.StartProcess(ctx, r.logPath, nil, r.e.valguard, args...)
 	r.p = p
 	return err
 }
@@ -227,7 +237,8 @@ type signed struct {
 	at     time.Time
 }
 
-// measureIdle samples the leader's valguard RSS and CPU over a window.
+// measureIdle samples the leader's valguard RSS and CPU over a window into
+// e.idle.
 func (e *demoEnv) measureIdle(r *replica) error {
 	const window = 10 * time.Second
 	pid := strconv.Itoa(r.p.PID)
@@ -266,29 +277,43 @@ func (e *demoEnv) measureIdle(r *replica) error {
 	return nil
 }
 
+// safety is what checkSafety found.
+type safety struct {
+	height          int64 // heights 1..height were scanned
+	evidence, lines int
+	power           int64
+}
+
+func (s safety) String() string {
+	return fmt.Sprintf("heights 1..%d: %d DuplicateVoteEvidence, %d conflicting-vote log lines, validator power %d",
+		s.height, s.evidence, s.lines, s.power)
+}
+
 // checkSafety is the double-sign check: no evidence on chain, no
-// conflicting votes in any node log, power unchanged.
-func (e *demoEnv) checkSafety(ctx context.Context) error {
+// conflicting votes in any node log, power unchanged. It returns an error
+// if any of them failed.
+func (e *demoEnv) checkSafety(ctx context.Context) (safety, error) {
 	h, err := localnet.Height(ctx, e.rpc)
 	if err != nil {
-		return err
+		return safety{}, err
 	}
 	ev, err := localnet.DuplicateVoteEvidence(ctx, e.rpc, 1, h)
 	if err != nil {
-		return err
+		return safety{}, err
 	}
 	logs, _ := filepath.Glob(filepath.Join(e.dir, "logs", "*.log"))
 	lines, err := localnet.ConflictingVoteLines(logs...)
 	if err != nil {
-		return err
+		return safety{}, err
 	}
 	power, err := localnet.Power(ctx, e.rpc, e.net.HAAddress)
 	if err != nil {
-		return err
+		return safety{}, err
 	}
-	e.say("evidence check, heights 1..%d: %d DuplicateVoteEvidence, %d conflicting-vote log lines, validator power %d", h, len(ev), len(lines), power)
-	if len(ev) > 0 || len(lines) > 0 || power != 10 {
-		return fmt.Errorf("DOUBLE SIGN: evidence %v; log lines %v", ev, lines)
+	s := safety{height: h, evidence: len(ev), lines: len(lines), power: power}
+	e.say("evidence check, %s", s)
+	if len(ev) > 0 || len(lines) > 0 || power != localnet.DefaultPower {
+		return s, fmt.Errorf("DOUBLE SIGN: evidence %v; log lines %v", ev, lines)
 	}
-	return nil
+	return s, nil
 }

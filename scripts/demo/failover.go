@@ -18,10 +18,13 @@ type timeline struct {
 	lockAt, nodeAt, validateAt time.Time
 	// takenAt is when the standby took a lock key that no clean release
 	// left (zero after a clean hand-over): it then waits before signing.
-	takenAt  time.Time
-	first    signed
-	missed   int
-	nodeGone bool
+	takenAt time.Time
+	// deposedAt is when the standby destroyed the old leader's session
+	// (signer mode with --signer-depose-after; zero otherwise).
+	deposedAt time.Time
+	first     signed
+	missed    int
+	nodeGone  bool
 }
 
 func (t timeline) toSign() time.Duration { return t.first.at.Sub(t.killAt) }
@@ -45,6 +48,7 @@ func (e *demoEnv) failover(ctx context.Context, leader, standby *replica, sig sy
 	tl.lockAt, _ = standby.event("lock acquired", "", tl.killAt)
 	tl.takenAt, _ = standby.event(uncleanTakeover, "", tl.killAt)
 	tl.nodeAt, _ = standby.event("node started", "validator", tl.killAt)
+	tl.deposedAt, _ = standby.event(deposedHolder, "", tl.killAt)
 	tl.validateAt = time.Now()
 	select {
 	case <-leader.p.Done():
@@ -87,6 +91,10 @@ func (t timeline) print(e *demoEnv) {
 // uncleanTakeover is the message valguard logs when it took a lock key
 // without a clean-release marker.
 const uncleanTakeover = "lock taken without a clean release by the previous leader: waiting before signing, so that it has stopped"
+
+// deposedHolder is the message a signer-mode standby logs when it destroyed
+// the leader's session.
+const deposedHolder = "deposed the holder: own node parked above a watermark that did not move"
 
 func signalName(s syscall.Signal) string {
 	if s == syscall.SIGKILL {

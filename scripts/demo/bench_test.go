@@ -1,0 +1,150 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valguard/valguard/scripts/localnet"
+)
+
+func TestStats(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    []float64
+		want string
+	}{
+		{"empty", nil, noFigure},
+		{"one", []float64{2}, "2.0 / 2.0 / 2.0"},
+		{"odd, unsorted", []float64{3, 1, 2}, "1.0 / 2.0 / 3.0"},
+		{"even: upper median", []float64{4, 1, 3, 2}, "1.0 / 3.0 / 4.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := append([]float64{}, tc.v...)
+			if got := stats(tc.v, "%.1f"); got != tc.want {
+				t.Errorf("stats(%v) = %q, want %q", tc.v, got, tc.want)
+			}
+			for i := range in {
+				if in[i] != tc.v[i] {
+					t.Fatalf("stats sorted its input: %v, was %v", tc.v, in)
+				}
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var hundred []float64
+	for i := 100; i >= 1; i-- {
+		hundred = append(hundred, float64(i))
+	}
+	for _, tc := range []struct {
+		name string
+		v    []float64
+		p    float64
+		want float64
+	}{
+		{"p50 of 1..100", hundred, 50, 50},
+		{"p99 of 1..100", hundred, 99, 99},
+		{"max of 1..100", hundred, 100, 100},
+		{"p1 of 1..100", hundred, 1, 1},
+		{"p99 of 3: the largest", []float64{1, 2, 3}, 99, 3},
+		{"p50 of 3", []float64{3, 1, 2}, 50, 2},
+		{"tiny p of one", []float64{7}, 0.1, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := percentile(tc.v, tc.p); got != tc.want {
+				t.Errorf("percentile(p%v) = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+	if got := percentile(nil, 50); !math.IsNaN(got) {
+		t.Errorf("percentile of nothing = %v, want NaN", got)
+	}
+}
+
+// TestFenceLatencies reads a log shaped as valguard writes it (its node's
+// output interleaved): only "sign request" events with result "signed"
+// after the given time count, and a request that was parked counts for
+// its fence only.
+func TestFenceLatencies(t *testing.T) {
+	since := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	log := strings.Join([]string{
+		`I[2026-12-02|15:00:01.000] committed state module=state height=7`,
+		`{"level":"info","type":"prevote","height":7,"round":0,"step":2,"result":"signed","reason":"","sign_bytes_sha256":"ab","took":1.9,"fence_took":1.2,"floor_took":0.5,"time":"2026-12-02T14:59:59.999Z","message":"sign request"}`,
+		`{"level":"info","type":"prevote","height":8,"round":0,"step":2,"result":"signed","reason":"","sign_bytes_sha256":"cd","took":2.5,"fence_took":1.5,"floor_took":0.8,"time":"2026-12-02T15:00:01.250Z","message":"sign request"}`,
+		`{"level":"info","type":"prevote","height":8,"round":0,"step":2,"result":"reserved","reason":"","sign_bytes_sha256":"cd","took":0.1,"time":"2026-12-02T15:00:01.260Z","message":"sign request"}`,
+		`{"level":"info","type":"precommit","height":8,"round":0,"step":3,"result":"parked","reason":"","took":4000,"parked":4000,"time":"2026-12-02T15:00:05.000Z","message":"sign request"}`,
+		`{"level":"info","result":"signed","fence_took":9,"took":9,"time":"2026-12-02T15:00:06.000Z","message":"something else"}`,
+		`{"level":"info","type":"precommit","height":8,"round":0,"step":3,"result":"signed","reason":"","sign_bytes_sha256":"ef","took":3.5,"fence_took":2.25,"floor_took":0.7,"time":"2026-12-02T15:00:06.500Z","message":"sign request"}`,
+		`{"level":"info","type":"prevote","height":9,"round":0,"step":2,"result":"signed","reason":"","sign_bytes_sha256":"01","took":812.5,"parked":810,"fence_took":1.75,"floor_took":0.7,"time":"2026-12-02T15:00:07.500Z","message":"sign request"}`,
+	}, "\n") + "\n"
+	path := filepath.Join(t.TempDir(), "valguard-a.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fence, reply := fenceLatencies([]string{path, filepath.Join(t.TempDir(), "missing.log")}, since)
+	if want := []float64{1.5, 2.25, 1.75}; !equal(fence, want) {
+		t.Errorf("fence = %v, want %v", fence, want)
+	}
+	if want := []float64{2.5, 3.5}; !equal(reply, want) {
+		t.Errorf("reply = %v, want %v", reply, want)
+	}
+}
+
+func equal(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPrintBench checks the side-by-side table: each mode's figures in its
+// column, a dash where a mode has no such figure, the rate ratio.
+func TestPrintBench(t *testing.T) {
+	kill := time.Unix(1000, 0)
+	tl := func(secs float64, missed int) timeline {
+		return timeline{killAt: kill, first: signed{at: kill.Add(time.Duration(secs * float64(time.Second)))}, missed: missed,
+			deposedAt: kill.Add(2100 * time.Millisecond)}
+	}
+	restart := modeResult{name: "restart", runs: map[string][]timeline{
+		kindGraceful: {tl(1.5, 1), tl(2.2, 2), tl(1.4, 1)},
+		kindCrash:    {tl(31, 21)},
+	}, rate: blockRate{from: 10, to: 70, span: 60 * time.Second}}
+	signer := modeResult{name: "signer", runs: map[string][]timeline{
+		kindGraceful: {tl(0.9, 0)},
+		kindCrash:    {tl(19.5, 12)},
+		kindDepose:   {tl(2.6, 2)},
+	}, fence: []float64{1, 2, 3}, reply: []float64{2, 3, 4}, rate: blockRate{from: 100, to: 172, span: 60 * time.Second}}
+	var b strings.Builder
+	printBench(&b, localnet.WiringMesh, 3, restart, signer)
+	out := b.String()
+	for _, want := range []string{
+		"wiring mesh",
+		"| graceful (SIGTERM): kill → first signature (s), min / median / max | 1.40 / 1.50 / 2.20 | 0.90 / 0.90 / 0.90 |",
+		"| graceful (SIGTERM): missed heights, min / median / max | 1 / 1 / 2 | 0 / 0 / 0 |",
+		"| crash (SIGKILL), lease only: kill → first signature (s), min / median / max | 31.00 / 31.00 / 31.00 | 19.50 / 19.50 / 19.50 |",
+		"| crash (SIGKILL), deposition after 2 s: kill → first signature (s), min / median / max | — | 2.60 / 2.60 / 2.60 |",
+		"| 3 runs each, wiring mesh | restart mode",
+		"| fence (ms), p50 / p99 / max, from the leaders' sign-request logs | — | 2.00 / 3.00 / 3.00 (3 signatures) |",
+		"| blocks/s over 60 s while the validator signs |",
+		"| block rate, signer mode / restart mode | — | 1.200 |",
+		"1.000 (heights 10..70 in 60.0 s, 0 missed)",
+		"signer mode, deposition runs: the standby deposed the leader at kill + 2.10 / 2.10 / 2.10 s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "restart mode, deposition runs") {
+		t.Errorf("a deposition line for the restart mode:\n%s", out)
+	}
+}
