@@ -35,9 +35,14 @@ const (
 	// and the wait in the node's accept backlog while the node still
 	// holds an older connection.
 	connReadTimeout = 12 * time.Second
-	// maxMessageSize is privval's maxRemoteSignerMsgSize (10 KiB,
-	// signer_endpoint.go), the largest request the node's side reads.
-	maxMessageSize = 10 * 1024
+	// maxMessageSize bounds a request read from the node. privval's own
+	// limit is 10 KiB (maxRemoteSignerMsgSize, signer_endpoint.go), for
+	// what the node reads; what it writes has none, and a precommit
+	// carrying a large vote extension (oracle chains) is bigger: 4 MiB
+	// leaves room for those. Replies stay small (Handle drops the
+	// extension from a signed vote: the node copies back only the
+	// signature, timestamp and extension signature).
+	maxMessageSize = 4 << 20
 	// maxUnixPath is the longest socket path sun_path holds (108 bytes
 	// with the terminating NUL).
 	maxUnixPath = 107

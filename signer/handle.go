@@ -97,6 +97,10 @@ func (s *Signer) signVote(ctx context.Context, r *privvalproto.SignVoteRequest) 
 		}
 		vote.ExtensionSignature = extSig
 	}
+	// The node's reader takes 10 KiB at most, and it copies back only the
+	// signature, the timestamp and the extension signature
+	// (types.SignAndCheckVote): the extension itself stays out of the reply.
+	vote.Extension = nil
 	return voteResponse(&privvalproto.SignedVoteResponse{Vote: vote})
 }
 
