@@ -6,21 +6,23 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/valguard/valguard/internal/setting"
 )
 
-// A setting that, given to the node on its command line or in its
+// A managed setting: one that, given to the node on its command line or in its
 // environment, would take the node out of what valguard checks: another
 // home, key or sign-state file, a remote signer, CometBFT's double-sign
 // check, or listen addresses other than the ones valguard probes and
 // reads the status from.
-type setting struct {
+type managed struct {
 	key    string // normalised: lower case, '.' and '-' as '_'
 	reason string
 	fix    string
 }
 
-var settings = []setting{
-	{"home", "the node would use another home than --node-home, where valguard manages no key link", "give the home with --node-home"},
+var settings = []managed{
+	{"home", "the node would use another home than the node home valguard was given, where it manages no key link", "give that home to valguard instead"},
 	{"priv_validator_key_file", "the node would load a key file valguard does not manage (S1, S2)", "set priv_validator_key_file in config.toml, which valguard reads"},
 	{"priv_validator_state_file", "the node would use a sign-state file valguard does not raise (S8)", "set priv_validator_state_file in config.toml, which valguard reads"},
 	{"priv_validator_laddr", "the node would take its key from a remote signer valguard does not control", "remove it: in the signer sign mode valguard passes its own address, in the restart mode it manages a file key"},
@@ -33,13 +35,13 @@ var settings = []setting{
 // anyPrefix are the settings refused in the environment under any prefix.
 var anyPrefix = []string{"priv_validator_key_file", "priv_validator_state_file", "priv_validator_laddr", "double_sign_check_height"}
 
-func findSetting(key string) (setting, bool) {
+func findSetting(key string) (managed, bool) {
 	for _, s := range settings {
 		if s.key == key {
 			return s, true
 		}
 	}
-	return setting{}, false
+	return managed{}, false
 }
 
 // normalise maps every spelling of a setting name to one: lower case,
@@ -62,7 +64,7 @@ func checkArgs(args []string) error {
 		if !ok {
 			continue
 		}
-		return fmt.Errorf("--node-args %q: %s: %s and remove it from --node-args", a, s.reason, s.fix)
+		return setting.Errorf("Args", "node argument %q: %s: %s and remove it from the node arguments", a, s.reason, s.fix)
 	}
 	return nil
 }

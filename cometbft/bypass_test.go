@@ -47,7 +47,7 @@ func TestNewRefusesNodeArgsThatBypassValguard(t *testing.T) {
 			if err == nil {
 				t.Fatalf("New accepted --node-args %q", args)
 			}
-			for _, want := range []string{"--node-args", "remove it from --node-args"} {
+			for _, want := range []string{"node argument", "remove it from the node arguments"} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not contain %q", err, want)
 				}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/valguard/valguard/internal/setting"
 )
 
 // nodeConfig is the part of config.toml the adapter reads.
@@ -46,7 +48,7 @@ func readConfig(home string) (paths, error) {
 	p.config = filepath.Join(home, "config", "config.toml")
 	data, err := os.ReadFile(p.config)
 	if errors.Is(err, os.ErrNotExist) {
-		return p, fmt.Errorf("node home %s has no config/config.toml: point --node-home at an initialised node home (cometbft init --home %s)", home, home)
+		return p, setting.Errorf("Home", "node home %s has no config/config.toml: give an initialised node home (cometbft init --home %s)", home, home)
 	}
 	if err != nil {
 		return p, fmt.Errorf("read %s: %w", p.config, err)

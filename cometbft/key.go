@@ -12,6 +12,7 @@ import (
 	"github.com/cometbft/cometbft/privval"
 
 	"github.com/valguard/valguard/internal/atomicfile"
+	"github.com/valguard/valguard/internal/setting"
 )
 
 // Key is a CometBFT validator key, as read from priv_validator_key.json.
@@ -27,7 +28,7 @@ type Key struct {
 func LoadKey(path string) (Key, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return Key{}, fmt.Errorf("validator key %s: no such file: check --validator-key (or $CREDENTIALS_DIRECTORY/priv_validator_key.json)", path)
+		return Key{}, setting.Errorf("ValidatorKey", "validator key %s: no such file: check the path (or $CREDENTIALS_DIRECTORY/priv_validator_key.json)", path)
 	}
 	if err != nil {
 		return Key{}, fmt.Errorf("validator key %s: %w: valguard must be able to read it", path, err)

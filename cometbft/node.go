@@ -15,6 +15,7 @@ import (
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/rs/zerolog"
 
+	"github.com/valguard/valguard/internal/setting"
 	"github.com/valguard/valguard/keylink"
 	"github.com/valguard/valguard/supervisor"
 )
@@ -77,7 +78,7 @@ var _ supervisor.Node = (*Node)(nil)
 // and returns the adapter. It changes nothing on disk.
 func New(cfg Config) (*Node, error) {
 	if cfg.Home == "" {
-		return nil, errors.New("--node-home is required")
+		return nil, setting.Errorf("Home", "the node home is required")
 	}
 	home, err := filepath.Abs(cfg.Home)
 	if err != nil {
@@ -95,13 +96,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if cfg.ValidatorKey == "" {
-		return nil, errors.New("no validator key: set --validator-key or provide $CREDENTIALS_DIRECTORY/priv_validator_key.json")
+		return nil, setting.Errorf("ValidatorKey", "no validator key: give one, or provide $CREDENTIALS_DIRECTORY/priv_validator_key.json")
 	}
 	if cfg.ValidatorKey, err = filepath.Abs(cfg.ValidatorKey); err != nil {
 		return nil, err
 	}
 	if cfg.ValidatorKey == p.key {
-		return nil, fmt.Errorf("--validator-key %s is the node's own key path: move the validator key out of the node home and point --validator-key at its new place", cfg.ValidatorKey)
+		return nil, setting.Errorf("ValidatorKey", "%s is the node's own key path: move the validator key out of the node home and give its new place", cfg.ValidatorKey)
 	}
 	key, err := LoadKey(cfg.ValidatorKey)
 	if err != nil {
@@ -112,7 +113,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	bin, err := exec.LookPath(cfg.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("node binary %q: %w: set --node-binary", cfg.Binary, err)
+		return nil, setting.Errorf("Binary", "node binary %q: %w: give the daemon's path or name", cfg.Binary, err)
 	}
 	cfg.Binary = bin
 	if err := checkArgs(cfg.Args); err != nil {

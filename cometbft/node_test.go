@@ -86,11 +86,11 @@ func TestNewRefusesBadInput(t *testing.T) {
 	}{
 		{"no config.toml", Config{Home: t.TempDir(), ValidatorKey: key, Binary: "true"}, "has no config/config.toml"},
 		{"remote signer", Config{Home: remote, ValidatorKey: key, Binary: "true"}, "priv_validator_laddr"},
-		{"missing key", Config{Home: h, ValidatorKey: "/nonexistent/key.json", Binary: "true"}, "no such file: check --validator-key"},
+		{"missing key", Config{Home: h, ValidatorKey: "/nonexistent/key.json", Binary: "true"}, "no such file: check the path"},
 		{"not a cometbft key", Config{Home: h, ValidatorKey: notKey, Binary: "true"}, "is not a CometBFT priv_validator_key.json"},
 		{"key is the node's own key path", Config{Home: h, ValidatorKey: filepath.Join(h, "config", "priv_validator_key.json"), Binary: "true"}, "move the validator key out of the node home"},
 		{"no key", Config{Home: h, Binary: "true"}, "no validator key"},
-		{"unknown binary", Config{Home: h, ValidatorKey: key, Binary: "no-such-node-binary"}, "set --node-binary"},
+		{"unknown binary", Config{Home: h, ValidatorKey: key, Binary: "no-such-node-binary"}, "give the daemon's path or name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,13 +3,22 @@ package neard
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/mr-tron/base58"
+
+	"github.com/valguard/valguard/internal/setting"
 )
+
+// valguardFlag matches a valguard flag name: the adapter names settings,
+// the command adds flags.
+var valguardFlag = regexp.MustCompile(`--(node-|validator-|voter-|public-address|promotion|boot-nodes)`)
 
 func TestBadInput(t *testing.T) {
 	cases := []struct {
@@ -51,7 +60,7 @@ func TestBadInput(t *testing.T) {
 		{"validator key missing", func(t *testing.T, f *fixture, c *Config) {
 			c.ValidatorKey = filepath.Join(f.keys, "nope.json")
 		}, "no such file"},
-		{"no validator key", func(t *testing.T, f *fixture, c *Config) { c.ValidatorKey = "" }, "set --validator-key"},
+		{"no validator key", func(t *testing.T, f *fixture, c *Config) { c.ValidatorKey = "" }, "ValidatorKey: no validator key"},
 		{"validator key inside the home", func(t *testing.T, f *fixture, c *Config) {
 			data, _ := os.ReadFile(c.ValidatorKey)
 			c.ValidatorKey = f.path("validator_key.json")
@@ -74,7 +83,7 @@ func TestBadInput(t *testing.T) {
 		{"no validator node key for restart", func(t *testing.T, f *fixture, c *Config) {
 			c.ValidatorNodeKey = ""
 			c.Promotion = PromotionRestart
-		}, "set --validator-node-key"},
+		}, "ValidatorNodeKey: no validator node key"},
 		{"home without config.json", func(t *testing.T, f *fixture, c *Config) {
 			if err := os.Remove(f.path("config.json")); err != nil {
 				t.Fatal(err)
@@ -94,9 +103,9 @@ func TestBadInput(t *testing.T) {
 		}, "want an IP address"},
 		{"public address without validator node key", func(t *testing.T, f *fixture, c *Config) {
 			c.PublicAddresses, c.ValidatorNodeKey, c.Promotion = []string{"203.0.113.7"}, "", PromotionHot
-		}, "--public-address needs --validator-node-key"},
-		{"unknown promotion", func(t *testing.T, f *fixture, c *Config) { c.Promotion = "warm" }, "want hot, restart or auto"},
-		{"no neard binary", func(t *testing.T, f *fixture, c *Config) { c.Binary = "/nonexistent/neard" }, "set --node-binary"},
+		}, "PublicAddresses: a public address needs the validator node key"},
+		{"unknown promotion", func(t *testing.T, f *fixture, c *Config) { c.Promotion = "warm" }, "Promotion: promotion \"warm\": want hot, restart or auto"},
+		{"no neard binary", func(t *testing.T, f *fixture, c *Config) { c.Binary = "/nonexistent/neard" }, "Binary: neard binary"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,8 +114,15 @@ func TestBadInput(t *testing.T) {
 			tc.setup(t, f, &c)
 			before := listHome(t, f.home)
 			_, err := New(c)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
+			got := fmt.Sprint(err)
+			// A "Field: message" want also asks that the error names the
+			// setting it is about (and no flag: the command adds those).
+			var se *setting.Error
+			if errors.As(err, &se) {
+				got = se.Name + ": " + got
+			}
+			if err == nil || !strings.Contains(got, tc.want) || valguardFlag.MatchString(got) {
+				t.Fatalf("New = %v (setting %q), want an error containing %q and no flag name", err, got, tc.want)
 			}
 			if after := listHome(t, f.home); after != before {
 				t.Fatalf("the node home changed on refusal:\nbefore %s\nafter  %s", before, after)

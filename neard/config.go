@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/valguard/valguard/internal/atomicfile"
+	"github.com/valguard/valguard/internal/setting"
 )
 
 // paths are what the adapter reads from config.json: the files and
@@ -34,7 +35,7 @@ func readConfig(home string) (paths, error) {
 	}
 	data, err := os.ReadFile(p.config)
 	if errors.Is(err, os.ErrNotExist) {
-		return p, fmt.Errorf("%s not found: --node-home must be an initialised neard home (run `neard --home %s init ...` or point --node-home at the existing one)", p.config, home)
+		return p, setting.Errorf("Home", "%s not found: the node home must be an initialised neard home (run `neard --home %s init ...` or give the existing one)", p.config, home)
 	}
 	if err != nil {
 		return p, err

@@ -1,7 +1,6 @@
 package neard
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/valguard/valguard/internal/setting"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -51,7 +51,7 @@ func ParsePromotion(s string) (Promotion, error) {
 	case "":
 		return PromotionAuto, nil
 	}
-	return "", fmt.Errorf("--promotion %q: want hot, restart or auto", s)
+	return "", setting.Errorf("Promotion", "promotion %q: want hot, restart or auto", s)
 }
 
 // Config configures the adapter.
@@ -110,7 +110,7 @@ var (
 // returns the adapter. Nothing in the home is changed yet.
 func New(cfg Config) (*Node, error) {
 	if cfg.Home == "" {
-		return nil, errors.New("--node-home is required")
+		return nil, setting.Errorf("Home", "the node home is required")
 	}
 	var err error
 	if cfg.Home, err = filepath.Abs(cfg.Home); err != nil {
@@ -145,7 +145,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	bin, err := exec.LookPath(cfg.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("neard binary %q: %w: set --node-binary", cfg.Binary, err)
+		return nil, setting.Errorf("Binary", "neard binary %q: %w: give the path of neard", cfg.Binary, err)
 	}
 	n.cfg.Binary = bin
 	return n, nil
@@ -168,7 +168,7 @@ func (c *Config) setDefaults() error {
 		c.PromotionTimeout = DefaultPromotionTimeout
 	}
 	if c.PromotionTimeout < 0 {
-		return errors.New("--promotion-timeout must be positive")
+		return setting.Errorf("PromotionTimeout", "the promotion timeout must be positive")
 	}
 	if c.Promotion == "" {
 		c.Promotion = PromotionAuto
@@ -176,13 +176,13 @@ func (c *Config) setDefaults() error {
 	if _, err := ParsePromotion(string(c.Promotion)); err != nil {
 		return err
 	}
-	for flag, a := range map[string]string{"--validator-network-addr": c.ValidatorAddr, "--voter-network-addr": c.VoterAddr} {
+	for field, a := range map[string]string{"ValidatorAddr": c.ValidatorAddr, "VoterAddr": c.VoterAddr} {
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("%s %q: want host:port, e.g. 0.0.0.0:24567", flag, a)
+			return setting.Errorf(field, "network address %q: want host:port, e.g. 0.0.0.0:24567", a)
 		}
 	}
 	if c.ValidatorAddr == c.VoterAddr {
-		return fmt.Errorf("--validator-network-addr and --voter-network-addr are both %s: the voter needs its own port (default %s) so that peers never mistake the standby for the validator", c.VoterAddr, DefaultVoterAddr)
+		return setting.Errorf("VoterAddr", "the validator and the voter network addresses are both %s: the voter needs its own port (default %s) so that peers never mistake the standby for the validator", c.VoterAddr, DefaultVoterAddr)
 	}
 	return nil
 }
@@ -191,30 +191,30 @@ func (c *Config) setDefaults() error {
 func (n *Node) loadKeys() error {
 	c := &n.cfg
 	if c.ValidatorKey == "" {
-		return errors.New("no validator key: set --validator-key or provide $CREDENTIALS_DIRECTORY/validator_key.json")
+		return setting.Errorf("ValidatorKey", "no validator key: give one, or provide $CREDENTIALS_DIRECTORY/validator_key.json")
 	}
 	key, err := LoadKey(c.ValidatorKey)
 	if err != nil {
 		return err
 	}
 	if key.Path == n.p.validatorKey {
-		return fmt.Errorf("--validator-key %s is where neard reads its validator key (validator_key_file), which valguard links only while holding the lock: move the key out of the node home and point --validator-key at its new place", key.Path)
+		return setting.Errorf("ValidatorKey", "%s is where neard reads its validator key (validator_key_file), which valguard links only while holding the lock: move the key out of the node home and give its new place", key.Path)
 	}
 	n.key, c.ValidatorKey = key, key.Path
 	if c.ValidatorNodeKey == "" && c.Promotion != PromotionHot {
-		return fmt.Errorf("no validator node key: set --validator-node-key (or provide $CREDENTIALS_DIRECTORY/validator_node_key.json); --promotion %s restarts neard with the validator's node key", c.Promotion)
+		return setting.Errorf("ValidatorNodeKey", "no validator node key: give one (or provide $CREDENTIALS_DIRECTORY/validator_node_key.json); the %s promotion restarts neard with the validator's node key", c.Promotion)
 	}
 	if c.ValidatorNodeKey != "" {
 		if n.vnode, err = LoadNodeKey(c.ValidatorNodeKey); err != nil {
-			return fmt.Errorf("--validator-node-key: %w", err)
+			return setting.Errorf("ValidatorNodeKey", "%w", err)
 		}
 		c.ValidatorNodeKey = n.vnode.Path
 	}
 	if n.vnode.Path == n.p.nodeKey {
-		return fmt.Errorf("--validator-node-key %s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and point the flag at its new place", n.vnode.Path)
+		return setting.Errorf("ValidatorNodeKey", "%s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and give its new place", n.vnode.Path)
 	}
 	if len(c.PublicAddresses) > 0 && n.vnode.PublicKey == "" {
-		return errors.New("--public-address needs --validator-node-key: the public address is announced with the validator's node key")
+		return setting.Errorf("PublicAddresses", "a public address needs the validator node key: it is announced with the validator's node key")
 	}
 	if c.VoterNodeKey == "" {
 		c.VoterNodeKey = filepath.Join(n.p.own, "voter_node_key.json")
@@ -222,7 +222,7 @@ func (n *Node) loadKeys() error {
 	}
 	voter, err := LoadNodeKey(c.VoterNodeKey)
 	if err != nil {
-		return fmt.Errorf("--voter-node-key: %w", err)
+		return setting.Errorf("VoterNodeKey", "%w", err)
 	}
 	c.VoterNodeKey = voter.Path
 	if n.vnode.Path != "" {
@@ -231,7 +231,7 @@ func (n *Node) loadKeys() error {
 		}
 	}
 	if voter.Path == n.p.nodeKey {
-		return fmt.Errorf("--voter-node-key %s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and point the flag at its new place", voter.Path)
+		return setting.Errorf("VoterNodeKey", "%s is where neard reads its node key (node_key_file), which valguard links per role: move it out of the node home and give its new place", voter.Path)
 	}
 	return nil
 }
@@ -246,7 +246,7 @@ func distinct(voter, validator Key) error {
 		}
 	}
 	if same || voter.PublicKey == validator.PublicKey {
-		return fmt.Errorf("--voter-node-key %s and --validator-node-key %s are the same key: the standby needs a node key of its own (drop --voter-node-key and valguard creates one, or generate one with `neard init` in a scratch home)", voter.Path, validator.Path)
+		return setting.Errorf("VoterNodeKey", "%s and the validator node key %s are the same key: the standby needs a node key of its own (give none and valguard creates one, or generate one with `neard init` in a scratch home)", voter.Path, validator.Path)
 	}
 	return nil
 }
@@ -256,12 +256,12 @@ func publicAddr(addr, validatorAddr string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		if net.ParseIP(host) == nil {
-			return "", fmt.Errorf("--public-address %q: want an IP address, or IP:port", addr)
+			return "", setting.Errorf("PublicAddresses", "public address %q: want an IP address, or IP:port", addr)
 		}
 		return addr, nil
 	}
 	if net.ParseIP(addr) == nil {
-		return "", fmt.Errorf("--public-address %q: want an IP address, or IP:port", addr)
+		return "", setting.Errorf("PublicAddresses", "public address %q: want an IP address, or IP:port", addr)
 	}
 	_, port, _ := net.SplitHostPort(validatorAddr)
 	return net.JoinHostPort(addr, port), nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/valguard/valguard/internal/setting"
 	"github.com/valguard/valguard/keylink"
 	"github.com/valguard/valguard/supervisor"
 )
@@ -70,7 +71,7 @@ func (n *Node) prepareVoter() error {
 
 func (n *Node) prepareValidator() error {
 	if n.cfg.ValidatorNodeKey == "" {
-		return errors.New("the restart promotion needs --validator-node-key")
+		return setting.Errorf("ValidatorNodeKey", "the restart promotion needs the validator node key")
 	}
 	if err := n.linkNodeKey(n.cfg.ValidatorNodeKey); err != nil {
 		return err
@@ -231,7 +232,7 @@ func (n *Node) PromoteRunning(ctx context.Context, wm []byte, reload func() erro
 			if lastErr != nil {
 				return fmt.Errorf("%w within %s after SIGHUP: %v", errNotConfirmed, n.cfg.PromotionTimeout, lastErr)
 			}
-			return fmt.Errorf("%w within %s after SIGHUP: validator_account_id is %q, want %q (does this neard load the key on SIGHUP? use --promotion restart if not)",
+			return fmt.Errorf("%w within %s after SIGHUP: validator_account_id is %q, want %q (does this neard load the key on SIGHUP? use the restart promotion if not)",
 				errNotConfirmed, n.cfg.PromotionTimeout, last.validator(), n.key.AccountID)
 		case <-tick.C:
 		}

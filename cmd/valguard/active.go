@@ -137,5 +137,5 @@ func validatorIDFromKey(c *cli.Context) (string, error) {
 		return neard.LockID(k.PublicKey)
 	}
 	k, err := cometbft.LoadKey(path)
-	return k.Address, err
+	return k.Address, withFlag(err)
 }

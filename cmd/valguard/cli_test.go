@@ -39,7 +39,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"unknown node", []string{"--node", "solana", "--node-home", home, "--validator-key", key}, "unknown node type"},
 		{"ttl below consul's minimum", []string{"--node-home", home, "--validator-key", key, "--session-ttl", "5s"}, "TTL"},
 		{"unsafe timing", []string{"--node-home", home, "--validator-key", key, "--kill-timeout", "8s"}, "unsafe timing"},
-		{"missing key", []string{"--node-home", home, "--validator-key", filepath.Join(dir, "nope.json")}, "no such file: check --validator-key"},
+		{"missing key", []string{"--node-home", home, "--validator-key", filepath.Join(dir, "nope.json")}, "--validator-key: validator key"},
 		{"not a cometbft key", []string{"--node-home", home, "--validator-key", garbage}, "is not a CometBFT priv_validator_key.json"},
 		{"no config.toml", []string{"--node-home", dir, "--validator-key", key}, "has no config/config.toml"},
 		{"no key at all", []string{"--node-home", home}, "no validator key"},

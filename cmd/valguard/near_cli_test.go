@@ -139,11 +139,11 @@ func TestRunRefusesBadNEARInput(t *testing.T) {
 		want string
 	}{
 		{"key without account", []string{"--validator-key", noAccount, "--validator-node-key", vnode}, "has no account_id"},
-		{"same node keys", []string{"--validator-key", key, "--validator-node-key", vnode, "--voter-node-key", vnode}, "are the same key"},
-		{"same addresses", []string{"--validator-key", key, "--validator-node-key", vnode, "--voter-network-addr", "0.0.0.0:24567"}, "the voter needs its own port"},
-		{"no validator node key", []string{"--validator-key", key, "--promotion", "restart"}, "set --validator-node-key"},
-		{"bad promotion", []string{"--validator-key", key, "--validator-node-key", vnode, "--promotion", "warm"}, "want hot, restart or auto"},
-		{"no config.json", []string{"--validator-key", key, "--validator-node-key", vnode, "--node-home", dir}, "must be an initialised neard home"},
+		{"same node keys", []string{"--validator-key", key, "--validator-node-key", vnode, "--voter-node-key", vnode}, "--voter-node-key: "},
+		{"same addresses", []string{"--validator-key", key, "--validator-node-key", vnode, "--voter-network-addr", "0.0.0.0:24567"}, "--voter-network-addr: the validator and the voter network addresses are both"},
+		{"no validator node key", []string{"--validator-key", key, "--promotion", "restart"}, "--validator-node-key: no validator node key"},
+		{"bad promotion", []string{"--validator-key", key, "--validator-node-key", vnode, "--promotion", "warm"}, "--promotion: promotion \"warm\": want hot, restart or auto"},
+		{"no config.json", []string{"--validator-key", key, "--validator-node-key", vnode, "--node-home", dir}, "--node-home: "},
 		{"cometbft with a neard flag", []string{"--node", "cometbft", "--validator-key", key, "--boot-nodes", "x"}, "--boot-nodes is a neard setting"},
 	}
 	before, _ := os.ReadFile(filepath.Join(home, "config.json"))

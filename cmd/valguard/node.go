@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/cometbft"
+	"github.com/valguard/valguard/internal/setting"
 	"github.com/valguard/valguard/neard"
 	"github.com/valguard/valguard/supervisor"
 )
@@ -252,7 +253,7 @@ func newCometBFT(c *cli.Context, mode, keyPath string, log zerolog.Logger) (node
 		return nodeSetup{}, fmt.Errorf("--signer-addr: %w", err)
 	}
 	if err != nil {
-		return nodeSetup{}, err
+		return nodeSetup{}, withFlag(err)
 	}
 	ns := nodeSetup{node: n, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
 		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks}
@@ -281,7 +282,7 @@ func newExternal(c *cli.Context, _, keyPath string, _ zerolog.Logger) (nodeSetup
 		return nodeSetup{}, fmt.Errorf("--signer-addr: %w", err)
 	}
 	if err != nil {
-		return nodeSetup{}, err
+		return nodeSetup{}, withFlag(err)
 	}
 	return nodeSetup{node: n, status: n.RPC(), lockID: n.LockID(), publicKey: n.PublicKey(),
 		labels: []string{n.Address()}, compare: cometbft.CompareWatermarks, signer: n, unsupervised: true}, nil
@@ -298,7 +299,7 @@ func newNEAR(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetu
 	}
 	promotion, err := neard.ParsePromotion(c.String("promotion"))
 	if err != nil {
-		return nodeSetup{}, err
+		return nodeSetup{}, withFlag(err)
 	}
 	n, err := neard.New(neard.Config{
 		Home: c.Path("node-home"), Binary: c.String("node-binary"), Args: c.StringSlice("node-args"),
@@ -308,7 +309,7 @@ func newNEAR(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetu
 		PromotionTimeout: c.Duration("promotion-timeout"), MaxBlockAge: maxBlockAge(c, mode), Log: log,
 	})
 	if err != nil {
-		return nodeSetup{}, err
+		return nodeSetup{}, withFlag(err)
 	}
 	return nodeSetup{node: n, status: n.StatusURL(), lockID: n.LockID(), publicKey: n.PublicKey(),
 		labels: []string{n.AccountID(), n.LockID()}, compare: neard.CompareWatermarks}, nil
@@ -374,4 +375,26 @@ func credential(c *cli.Context, flag, name string, required bool) (string, error
 		return "", errors.New("no validator key: set --" + flag + " (or " + valguardEnv(flag) + ", or a systemd credential named " + name + ")")
 	}
 	return "", nil
+}
+
+// settingFlags maps an adapter's Config field, as a setting.Error names
+// it, to the flag that sets it.
+var settingFlags = map[string]string{
+	"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
+	"ValidatorKey": "validator-key", "ValidatorNodeKey": "validator-node-key", "VoterNodeKey": "voter-node-key",
+	"ValidatorAddr": "validator-network-addr", "VoterAddr": "voter-network-addr",
+	"PublicAddresses": "public-address", "Promotion": "promotion", "PromotionTimeout": "promotion-timeout",
+	"BootNodes": "boot-nodes", "MaxBlockAge": "max-block-age",
+}
+
+// withFlag puts the flag's name before an adapter's error about one of
+// its settings; the adapters name no flags themselves.
+func withFlag(err error) error {
+	var se *setting.Error
+	if errors.As(err, &se) {
+		if f, ok := settingFlags[se.Name]; ok {
+			return fmt.Errorf("--%s: %w", f, err)
+		}
+	}
+	return err
 }
