@@ -57,14 +57,14 @@ func (s *Signer) watchLoop(ctx context.Context) {
 		default:
 			index = next
 		}
-		s.observe(value)
+		s.observe(value, next)
 	}
 }
 
 // observe takes a watermark seen in the store. A standby adopts it and
 // wakes its parked requests; the leader keeps its own (only its fences
 // write the key while it holds the lock). The floor rises either way.
-func (s *Signer) observe(value []byte) {
+func (s *Signer) observe(value []byte, index uint64) {
 	wm, err := s.parseStored(value)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("watermark in consul unreadable; kept the one in memory")
@@ -74,7 +74,10 @@ func (s *Signer) observe(value []byte) {
 		s.cfg.Log.Error().Str("chain_id", wm.ChainID).Msg("watermark in consul is of another chain; every request is refused")
 	}
 	s.mu.Lock()
-	if !s.leading {
+	// A value read before this replica's own last fence (an answer on its
+	// way while it still led) is older than what it holds: not adopted.
+	stale := Compare(wm, s.wm) < 0 && index != 0 && index <= s.index
+	if !s.leading && !stale {
 		if !wm.Equal(s.wm) {
 			if Compare(wm, s.wm) < 0 {
 				s.cfg.Log.Warn().Str("watermark", wm.String()).Str("was", s.wm.String()).Msg("watermark in consul went down")

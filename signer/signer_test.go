@@ -398,3 +398,53 @@ func voteStep(typ cmtproto.SignedMsgType) int8 {
 	}
 	return StepPrevote
 }
+
+// appliedUnknown is a fence whose transaction Consul applied but whose
+// answer never came: the outcome is unknown to the leader.
+type appliedUnknown struct{ f Fencer }
+
+func (a appliedUnknown) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
+	if _, err := a.f.Fence(ctx, value, index); err != nil {
+		return 0, err
+	}
+	time.Sleep(300 * time.Millisecond) // the watch sees the write while this replica still leads
+	return 0, errors.New("fence outcome unknown (test)")
+}
+
+// A leader demoted by a fence with an unknown outcome that Consul did
+// apply: the signature is not returned from the fence, but the request,
+// now parked, is re-served the fenced signature as soon as the watch shows
+// it (its answer waits for the signing mutex, so it is seen after the
+// demotion), well before the park hold.
+func TestDemotedLeaderReadsTheStoreAtOnce(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	if err := a.s.Lead(context.Background(), appliedUnknown{f}); err != nil {
+		t.Fatal(err)
+	}
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
+	if r.kind != "signed" || r.took > time.Second {
+		t.Fatalf("got %s after %s, want the fenced signature re-served at once (park hold %s)", r.kind, r.took, a.cfg.ParkHold)
+	}
+	stored, _, err := cl.store().Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, err := ParseWatermark(stored); err != nil || !bytes.Equal(w.Signature, r.vote.Signature) {
+		t.Fatalf("re-served signature is not the fenced one (%v)", err)
+	}
+	select {
+	case <-a.s.Demoted():
+	default:
+		t.Fatal("not demoted after the unknown fence")
+	}
+	want := Watermark{Height: 4, Step: StepPrevote}
+	deadline := time.Now().Add(2 * time.Second)
+	for Compare(a.s.Watermark(), want) < 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ex-leader's watermark %s 2s after its demotion; consul holds %s", a.s.Watermark(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
