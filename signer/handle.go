@@ -59,33 +59,44 @@ func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) (resp pri
 	case *privvalproto.Message_PingRequest:
 		return pingResponse()
 	case *privvalproto.Message_SignVoteRequest:
-		s.lastRequest.Store(s.cfg.Now().UnixNano())
 		return s.signVote(ctx, r.SignVoteRequest)
 	case *privvalproto.Message_SignProposalRequest:
-		s.lastRequest.Store(s.cfg.Now().UnixNano())
 		return s.signProposal(ctx, r.SignProposalRequest)
 	}
 	s.cfg.Log.Warn().Str("request", req.String()).Msg("unexpected privval request; replied with a ping")
 	return pingResponse()
 }
 
-func (s *Signer) signVote(ctx context.Context, r *privvalproto.SignVoteRequest) privvalproto.Message {
+// answer decides one sign request of the kind what (a malformed one, err,
+// is refused) and logs the decision; when it is refused or parked, done is
+// true and reply is the answer, else the caller builds the signed reply.
+func (s *Signer) answer(ctx context.Context, what string, req Request, err error,
+	refused func(why string) privvalproto.Message) (o outcome, reply privvalproto.Message, done bool) {
 	arrived := s.cfg.Now()
+	s.lastRequest.Store(arrived.UnixNano())
+	if err != nil {
+		s.logMalformed(what, err)
+		return o, refused(err.Error()), true
+	}
+	o = s.decide(ctx, arrived, req)
+	s.logOutcome(req, o, arrived)
+	switch o.result {
+	case resultRefused:
+		return o, refused(o.reason), true
+	case resultParked:
+		return o, pingResponse(), true
+	}
+	return o, reply, false
+}
+
+func (s *Signer) signVote(ctx context.Context, r *privvalproto.SignVoteRequest) privvalproto.Message {
 	refused := func(why string) privvalproto.Message {
 		return voteResponse(&privvalproto.SignedVoteResponse{Error: &privvalproto.RemoteSignerError{Description: why}})
 	}
 	req, err := voteRequest(r.GetChainId(), r.GetVote())
-	if err != nil {
-		s.logMalformed("vote", err)
-		return refused(err.Error())
-	}
-	o := s.decide(ctx, arrived, req)
-	s.logOutcome(req, o, arrived)
-	switch o.result {
-	case resultRefused:
-		return refused(o.reason)
-	case resultParked:
-		return pingResponse()
+	o, reply, done := s.answer(ctx, "vote", req, err, refused)
+	if done {
+		return reply
 	}
 	vote := *r.Vote
 	vote.Timestamp, vote.Signature, vote.ExtensionSignature = o.ts, o.sig, nil
@@ -105,22 +116,13 @@ func (s *Signer) signVote(ctx context.Context, r *privvalproto.SignVoteRequest) 
 }
 
 func (s *Signer) signProposal(ctx context.Context, r *privvalproto.SignProposalRequest) privvalproto.Message {
-	arrived := s.cfg.Now()
 	refused := func(why string) privvalproto.Message {
 		return proposalResponse(&privvalproto.SignedProposalResponse{Error: &privvalproto.RemoteSignerError{Description: why}})
 	}
 	req, err := proposalRequest(r.GetChainId(), r.GetProposal())
-	if err != nil {
-		s.logMalformed("proposal", err)
-		return refused(err.Error())
-	}
-	o := s.decide(ctx, arrived, req)
-	s.logOutcome(req, o, arrived)
-	switch o.result {
-	case resultRefused:
-		return refused(o.reason)
-	case resultParked:
-		return pingResponse()
+	o, reply, done := s.answer(ctx, "proposal", req, err, refused)
+	if done {
+		return reply
 	}
 	p := *r.Proposal
 	p.Timestamp, p.Signature = o.ts, o.sig
