@@ -36,27 +36,7 @@ func (c *chain) signerReplica(id string, i int, extra ...string) *replica {
 // link is left in the home for valguard to remove (S2).
 func (c *chain) migrateFromFileKey(h int64) {
 	t := c.t
-	ctx := t.Context()
-	home := c.net.ReplicaHomes[0]
-	link := filepath.Join(home, "config", "priv_validator_key.json")
-	if err := os.Rename(link, link+".init"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(c.net.ValidatorKey, link); err != nil {
-		t.Fatal(err)
-	}
-	direct := filepath.Join(c.dir, "direct-node.log")
-	c.logs = append(c.logs, direct)
-	p, err := c.net.StartNode(ctx, home, direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := localnet.WaitHeight(ctx, c.rpc, h); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	home := c.signWithoutValguard(h)
 	state := filepath.Join(home, "data", "priv_validator_state.json")
 	out, err := valguardOut("state", "import", "--consul-url", "http://"+c.consul.Addr,
 		"--validator-key", c.net.ValidatorKey, "--chain-id", c.net.ChainID, state)

@@ -11,17 +11,12 @@ import (
 	"github.com/valguard/valguard/scripts/localnet"
 )
 
-// TestStaleSignStateTrap sets the trap of FACTS.md on purpose: validator 3
-// holds 20 of 50 (≥ 1/3) of the power, so a restarted node of it skips
-// block sync and, with a stale priv_validator_state.json, re-signs the
-// heights it already signed. The validator first signs from replica home 0
-// without valguard; that node is stopped (the chain halts without it), the
-// home is left with the key still linked and a fresh state file, and valguard
-// is started on it. valguard must unlink the key, sync as a voter, raise the
-// state before signing (S8), and bring the chain back with no conflicting
-// vote.
-func TestStaleSignStateTrap(t *testing.T) {
-	c := startChain(t, []int64{10, 10, 10, 20})
+// signWithoutValguard makes the HA validator sign from replica home 0 with
+// its key file linked in and no valguard, up to height h, then stops that
+// node (with a third of the power or more the chain halts). The key link
+// is left in the home; it returns the home.
+func (c *chain) signWithoutValguard(h int64) string {
+	t := c.t
 	ctx := t.Context()
 	home := c.net.ReplicaHomes[0]
 	link := filepath.Join(home, "config", "priv_validator_key.json")
@@ -37,12 +32,28 @@ func TestStaleSignStateTrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := localnet.WaitHeight(ctx, c.rpc, 12); err != nil {
+	if err := localnet.WaitHeight(ctx, c.rpc, h); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	return home
+}
+
+// TestStaleSignStateTrap sets the trap of FACTS.md on purpose: validator 3
+// holds 20 of 50 (≥ 1/3) of the power, so a restarted node of it skips
+// block sync and, with a stale priv_validator_state.json, re-signs the
+// heights it already signed. The validator first signs from replica home 0
+// without valguard; that node is stopped (the chain halts without it), the
+// home is left with the key still linked and a fresh state file, and valguard
+// is started on it. valguard must unlink the key, sync as a voter, raise the
+// state before signing (S8), and bring the chain back with no conflicting
+// vote.
+func TestStaleSignStateTrap(t *testing.T) {
+	c := startChain(t, []int64{10, 10, 10, 20})
+	ctx := t.Context()
+	home := c.signWithoutValguard(12)
 	halted := c.height()
 	// The trap: a fresh sign state where the validator signed up to halted+1.
 	state := filepath.Join(home, "data", "priv_validator_state.json")
