@@ -129,6 +129,24 @@ func oneSignaturePerHRS(t *testing.T, rs ...*replica) {
 	t.Logf("signing logs: %d new signatures, %d height/round/steps, one sign-bytes value each, watermark only rising", signed, len(by))
 }
 
+// leaderAndStandby starts replica a until it leads and the validator
+// signs, then replica b as its standby; both logs' tails are printed if
+// the test fails.
+func (c *chain) leaderAndStandby(a, b *replica) {
+	t := c.t
+	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
+		}
+	})
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	c.firstSignedAfter(c.height(), 60*time.Second)
+}
+
 // samePID fails the test if replica r's node was restarted.
 func samePID(t *testing.T, r *replica, pid int) {
 	t.Helper()
@@ -147,16 +165,7 @@ func TestSignerModeEndToEnd(t *testing.T) {
 	ctx := t.Context()
 	c.migrateFromFileKey(5)
 	a, b := c.signerReplica("a", 0), c.signerReplica("b", 1)
-	defer func() {
-		if t.Failed() {
-			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
-		}
-	}()
-	a.start()
-	a.waitState("Validating", 90*time.Second)
-	b.start()
-	b.waitState("Voting", 90*time.Second)
-	c.firstSignedAfter(c.height(), 60*time.Second)
+	c.leaderAndStandby(a, b)
 	if c.keyLinked(0) || c.keyLinked(1) {
 		t.Fatal("signer mode linked the validator key into a node home (S1′)")
 	}
@@ -222,16 +231,7 @@ func TestSignerModeDeposition(t *testing.T) {
 	c.migrateFromFileKey(5)
 	a := c.signerReplica("a", 0)
 	b := c.signerReplica("b", 1, "--signer-depose-after", "2s", "--signer-depose-holdoff", "10s")
-	defer func() {
-		if t.Failed() {
-			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
-		}
-	}()
-	a.start()
-	a.waitState("Validating", 90*time.Second)
-	b.start()
-	b.waitState("Voting", 90*time.Second)
-	c.firstSignedAfter(c.height(), 60*time.Second)
+	c.leaderAndStandby(a, b)
 	pidB := b.nodePID()
 
 	hStop, stopAt := c.height(), time.Now()
@@ -408,16 +408,7 @@ func TestSignerModeLeaderCutOffFromConsul(t *testing.T) {
 	proxy := faultproxy.New(t, c.consul.Addr)
 	a := c.signerReplica("a", 0, "--consul-url", "http://"+proxy.Addr())
 	b := c.signerReplica("b", 1)
-	defer func() {
-		if t.Failed() {
-			t.Logf("a:\n%s\nb:\n%s", tailFile(a.logPath, 40), tailFile(b.logPath, 40))
-		}
-	}()
-	a.start()
-	a.waitState("Validating", 90*time.Second)
-	b.start()
-	b.waitState("Voting", 90*time.Second)
-	c.firstSignedAfter(c.height(), 60*time.Second)
+	c.leaderAndStandby(a, b)
 	pidA, pidB := a.nodePID(), b.nodePID()
 
 	hCut, cutAt := c.height(), time.Now()
