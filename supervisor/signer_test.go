@@ -141,16 +141,7 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
 	r, _ := newSignerRig(t)
 	r.validating()
-	r.cancel()
-	select {
-	case err := <-r.result:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
-	r.result <- nil
+	r.stop()
 	// The node was still running when the lock went: a standby takes over
 	// without waiting for this node to stop.
 	if r.j.index("release final= reaped=false") < 0 {
@@ -251,16 +242,7 @@ func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
 	r.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
 	eventually(t, 5*time.Second, "step down", func() bool { return r.j.index("release") >= 0 })
 	r.revokedBeforeEveryRelease()
-	r.cancel()
-	select {
-	case err := <-r.result:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
-	r.result <- nil
+	r.stop()
 	for _, e := range r.j.list() {
 		if strings.HasPrefix(e, "prepare:") || strings.HasPrefix(e, "start:") {
 			t.Fatalf("an unsupervised node was prepared or started:\n%s", strings.Join(r.j.list(), "\n"))

@@ -72,6 +72,21 @@ func (r *rig) waitState(s State) {
 	eventually(r.t, 5*time.Second, "state "+s.String(), func() bool { return r.sup.State() == s })
 }
 
+// stop cancels Run and fails the test unless it returns nil within 5 s.
+func (r *rig) stop() {
+	r.t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.result:
+		if err != nil {
+			r.t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		r.t.Fatal("Run did not return")
+	}
+	r.result <- nil // for the cleanup
+}
+
 // validating brings the rig to Validating.
 func (r *rig) validating() {
 	r.t.Helper()
@@ -183,16 +198,7 @@ func TestShutdownStopsNodeBeforeRelease(t *testing.T) {
 	r := newRig(t, nil)
 	r.node.watermark = []byte("h9")
 	r.validating()
-	r.cancel()
-	select {
-	case err := <-r.result:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
-	r.result <- nil // for the cleanup
+	r.stop()
 	if i := r.j.index("release final=h9 reaped=true"); i < 0 {
 		t.Fatalf("no release with the final watermark after the node was reaped:\n%s", strings.Join(r.j.list(), "\n"))
 	}
