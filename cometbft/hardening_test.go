@@ -129,9 +129,13 @@ func TestPrepareVoterUnlinksTheKeyWhenTheStateCannotBeKept(t *testing.T) {
 }
 
 // listen holds addr (host:port) open for the test.
-func listen(t *testing.T, addr string) {
+func listen(t *testing.T, addr string) { accept(t, "tcp", addr) }
+
+// accept accepts (and closes) connections on network address addr for the
+// test.
+func accept(t *testing.T, network, addr string) {
 	t.Helper()
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,26 +58,6 @@ func staleSocket(t *testing.T, path string) {
 	l.Close()
 }
 
-// serveSocket accepts (and closes) connections on a unix socket at path
-// for the test.
-func serveSocket(t *testing.T, path string) {
-	t.Helper()
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-}
-
 func TestSignerAddr(t *testing.T) {
 	dir := shortDir(t)
 	h, key := homeIn(t, dir, "")
@@ -255,7 +235,7 @@ func TestSignerModeRefusals(t *testing.T) {
 			}
 		}, func(_, sock string) string { return sock + " holds a symbolic link, not a socket" }},
 		{"another node serves the socket", func(t *testing.T, _, sock string) {
-			serveSocket(t, sock)
+			accept(t, "unix", sock)
 		}, func(_, sock string) string {
 			return "another process serves " + sock + " (a node left running?): stop it"
 		}},
