@@ -11,7 +11,7 @@ import (
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/rs/zerolog"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -85,16 +85,28 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	}
 
 	// Through the node's own RPC: the validator signs, and the floor
-	// finds it, moving up with the chain.
+	// finds it, moving up with the chain. The validator's first signature
+	// can come a few heights in (its node joins late), so this waits for
+	// five signed heights, not for a height.
 	began := time.Now()
 	var live int64
-	for live < 6 {
+	for {
 		if time.Since(began) > 90*time.Second {
-			t.Fatal("the HA validator signed nothing within 90 s")
+			t.Fatalf("the HA validator signed fewer than 5 heights within 90 s (floor %d)", live)
 		}
 		time.Sleep(500 * time.Millisecond)
 		if live, err = n.LastSignedHeight(ctx, 20); err != nil {
 			t.Fatal(err)
+		}
+		if live < 5 {
+			continue
+		}
+		signed, _, err := localnet.Signers(ctx, n.RPC(), 1, live, net.HAAddress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(signed) >= 5 {
+			break
 		}
 	}
 	if ok, err := localnet.SignedAt(ctx, n.RPC(), net.HAAddress, live); err != nil || !ok {

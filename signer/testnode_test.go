@@ -18,7 +18,7 @@ import (
 	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
 	"github.com/cometbft/cometbft/types"
 	"github.com/valguard/valguard/internal/testnet"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // testNode is a single-validator CometBFT chain (kvstore) on loopback

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/valguard/valguard/internal/consultest"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // chain is a running localnet with Consul, for end-to-end tests.

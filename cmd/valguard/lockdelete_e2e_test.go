@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/valguard/valguard/internal/consultest"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // lockKey is the lock key a replica logged at start.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/valguard/valguard/internal/testnet"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // valguardBin is built once by TestMain.

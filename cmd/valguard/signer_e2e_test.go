@@ -12,7 +12,7 @@ import (
 
 	"github.com/valguard/valguard/internal/faultproxy"
 	"github.com/valguard/valguard/internal/testnet"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // signerPowers give the HA validator 20 of 50, more than a third: the chain

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // signWithoutValguard makes the HA validator sign from replica home 0 with

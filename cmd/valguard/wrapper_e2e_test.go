@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // A cosmovisor-shaped node binary: it starts the daemon as its child,

@@ -2,7 +2,7 @@
 //
 // Every agent runs in dev mode (in-memory, a single server that elects
 // itself) on loopback ports of its own, so tests may start as many as they
-// like in parallel. The agent itself is started by scripts/localnet (which
+// like in parallel. The agent itself is started by internal/localnet (which
 // the demo uses too); this package adds what tests need: skip or fail when
 // consul is missing, a retry with new ports, cleanup. The consul binary
 // comes from scripts/install-deps.sh.
@@ -21,7 +21,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/valguard/valguard/internal/testnet"
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // Binary returns the path of the consul binary: $VALGUARD_CONSUL if set,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 func TestStats(t *testing.T) {

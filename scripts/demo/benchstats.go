@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // noFigure stands in a table cell for a figure the mode does not have.

@@ -15,7 +15,7 @@ import (
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/cometbft/cometbft/types"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 type demoEnv struct {

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 // timeline is one failover, from the signal to the first new signature.

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valguard/valguard/scripts/localnet"
+	"github.com/valguard/valguard/internal/localnet"
 )
 
 func main() {
