@@ -27,8 +27,8 @@ import (
 	ctypes "github.com/cometbft/cometbft/rpc/core/types"
 	"github.com/rs/zerolog"
 
-	"github.com/valguard/valguard/keylink"
 	"github.com/valguard/valguard/internal/localnet"
+	"github.com/valguard/valguard/keylink"
 	"github.com/valguard/valguard/supervisor"
 )
 

@@ -17,8 +17,8 @@ import (
 	"github.com/cometbft/cometbft/privval"
 	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
 	"github.com/cometbft/cometbft/types"
-	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/internal/localnet"
+	"github.com/valguard/valguard/internal/testnet"
 )
 
 // testNode is a single-validator CometBFT chain (kvstore) on loopback

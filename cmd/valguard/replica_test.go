@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/internal/localnet"
+	"github.com/valguard/valguard/internal/testnet"
 )
 
 // valguardBin is built once by TestMain.

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/valguard/valguard/internal/faultproxy"
-	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/internal/localnet"
+	"github.com/valguard/valguard/internal/testnet"
 )
 
 // signerPowers give the HA validator 20 of 50, more than a third: the chain

@@ -20,8 +20,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/valguard/valguard/internal/testnet"
 	"github.com/valguard/valguard/internal/localnet"
+	"github.com/valguard/valguard/internal/testnet"
 )
 
 // Binary returns the path of the consul binary: $VALGUARD_CONSUL if set,
