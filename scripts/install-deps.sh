@@ -63,14 +63,23 @@ install_cometbft() {
 }
 
 install_tools() {
-	# iproute2 and procps are used by drills and benchmarks; install when missing and root.
+	# Tools the tests, drills and benchmarks use; installed when missing and root.
 	local missing=()
 	command -v ps >/dev/null 2>&1 || missing+=(procps)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	# The protocol model (spin), the alert rules (promtool), the NixOS
+	# module (nix-instantiate), the systemd units (systemd-analyze) and
+	# the fault drills (ip netns).
+	command -v spin >/dev/null 2>&1 || missing+=(spin)
+	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+	command -v nix-instantiate >/dev/null 2>&1 || missing+=(nix-bin)
+	command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+	command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 	if [ ${#missing[@]} -gt 0 ]; then
 		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 			log "installing ${missing[*]} with apt-get"
-			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 		else
 			log "missing ${missing[*]}: install them with your package manager"
 			exit 1
