@@ -46,8 +46,15 @@ func cometbftOrSkip(t *testing.T) string {
 
 func startChain(t *testing.T, powers []int64) *chain {
 	t.Helper()
+	cometbftOrSkip(t)
+	return startChainOn(t, powers, consultest.Start(t))
+}
+
+// startChainOn is startChain with the Consul agent the replicas use by
+// default given (a server of a cluster, say).
+func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *chain {
+	t.Helper()
 	bin := cometbftOrSkip(t)
-	agent := consultest.Start(t)
 	dir := t.TempDir()
 	ctx := t.Context()
 	n, err := localnet.Create(ctx, localnet.Config{Dir: dir, Binary: bin, Powers: powers})

@@ -106,3 +106,59 @@ func NewClient(t testing.TB, addr string) *api.Client {
 func (a *Agent) Stop() {
 	a.stopOnce.Do(func() { _ = a.p.Kill() })
 }
+
+// Cluster is a running Consul cluster of server agents (see
+// localnet.StartConsulCluster), for tests that need Raft: a leader that
+// can be killed, a quorum that can be lost.
+type Cluster struct {
+	*localnet.ConsulCluster
+	t testing.TB
+}
+
+// StartCluster starts n server agents on free loopback ports, waits until
+// they have a leader and every one is in the catalog, and registers their
+// stop with t.Cleanup. On failure the test fails (or is skipped, see
+// Binary).
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	bin := Binary(t)
+	port := func() (int, error) { return testnet.FreePort(t), nil }
+	var errs []error
+	for attempt := 1; attempt <= 2; attempt++ {
+		dir := filepath.Join(t.TempDir(), "consul-cluster-"+strconv.Itoa(attempt))
+		c, err := localnet.StartConsulCluster(context.Background(), bin, dir, n, port)
+		if err == nil {
+			t.Cleanup(c.Kill)
+			return &Cluster{ConsulCluster: c, t: t}
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+	}
+	t.Fatalf("start consul cluster: %v", errors.Join(errs...))
+	return nil
+}
+
+// KillLeader SIGKILLs the server that is the Raft leader and returns its
+// index.
+func (c *Cluster) KillLeader() int {
+	c.t.Helper()
+	i, err := c.Leader(c.t.Context())
+	if err != nil {
+		c.t.Fatalf("find the consul leader: %v", err)
+	}
+	if err := c.Servers[i].Kill(); err != nil {
+		c.t.Fatalf("kill consul server %d: %v", i, err)
+	}
+	return i
+}
+
+// Restart starts server i again with its data and waits until the cluster
+// is whole (a leader, every running server in the catalog).
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	if err := c.Start(context.Background(), i); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.WaitReady(c.t.Context(), localnet.ConsulStartTimeout); err != nil {
+		c.t.Fatal(err)
+	}
+}
