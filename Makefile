@@ -38,9 +38,11 @@ demo: build
 # valguard's RSS; prints both modes side by side (min/median/max).
 # WIRING=dial-out (the default: only the replicas dial the validators, as
 # in production) or WIRING=mesh (the validators dial the replicas too).
+# CONSUL_SERVERS=3 (the default: a 3-server cluster, each replica on its
+# own server) or 1 (a -dev agent).
 bench: build
 	bash scripts/install-deps.sh >/dev/null
-	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out}
+	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out} --consul-servers $${CONSUL_SERVERS:-3}
 
 clean:
 	rm -rf bin

@@ -104,7 +104,11 @@ func NewClient(t testing.TB, addr string) *api.Client {
 // is safe to call more than once; Start already registers it with
 // t.Cleanup.
 func (a *Agent) Stop() {
-	a.stopOnce.Do(func() { _ = a.p.Kill() })
+	a.stopOnce.Do(func() {
+		if a.p != nil {
+			_ = a.p.Kill()
+		}
+	})
 }
 
 // Cluster is a running Consul cluster of server agents (see
@@ -161,4 +165,11 @@ func (c *Cluster) Restart(i int) {
 	if err := c.WaitReady(c.t.Context(), localnet.ConsulStartTimeout); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+// Agent returns server i as an Agent, for code that takes one (its Stop
+// does nothing: the cluster owns the process).
+func (c *Cluster) Agent(i int) *Agent {
+	s := c.Servers[i]
+	return &Agent{Addr: s.Addr, Node: s.Node, LogPath: s.LogPath}
 }

@@ -69,7 +69,7 @@ func runBench(ctx context.Context, env *demoEnv, runs int) error {
 		return err
 	}
 	fmt.Println()
-	printBench(os.Stdout, env.wiring, runs, restart, signer)
+	printBench(os.Stdout, env.wiring, env.consulKind(), runs, restart, signer)
 	fmt.Printf("\nrestart mode took %s, signer mode %s, the whole bench %s (set-up included: %s)\n",
 		restart.took.Round(time.Second), signer.took.Round(time.Second), time.Since(began).Round(time.Second),
 		time.Since(env.start).Round(time.Second))

@@ -125,10 +125,11 @@ func TestPrintBench(t *testing.T) {
 		kindDepose:   {tl(2.6, 2)},
 	}, fence: []float64{1, 2, 3}, reply: []float64{2, 3, 4}, rate: blockRate{from: 100, to: 172, span: 60 * time.Second}}
 	var b strings.Builder
-	printBench(&b, localnet.WiringMesh, 3, restart, signer)
+	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer)
 	out := b.String()
 	for _, want := range []string{
 		"wiring mesh",
+		"one Consul (3 servers, raft_multiplier 1)",
 		"| graceful (SIGTERM): kill → first signature (s), min / median / max | 1.40 / 1.50 / 2.20 | 0.90 / 0.90 / 0.90 |",
 		"| graceful (SIGTERM): missed heights, min / median / max | 1 / 1 / 2 | 0 / 0 / 0 |",
 		"| crash (SIGKILL), lease only: kill → first signature (s), min / median / max | 31.00 / 31.00 / 31.00 | 19.50 / 19.50 / 19.50 |",

@@ -84,9 +84,9 @@ func latencyCell(v []float64) string {
 }
 
 // printBench writes the two modes side by side as a Markdown table.
-func printBench(w io.Writer, wiring localnet.Wiring, runs int, restart, signer modeResult) {
+func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, restart, signer modeResult) {
 	row := func(what, a, b string) { fmt.Fprintf(w, "| %s | %s | %s |\n", what, a, b) }
-	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul for both modes\n\n", runs, wiring)
+	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for both modes\n\n", runs, wiring, consul)
 	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), "restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)")
 	row("---", "---", "---")
 	for _, kind := range []string{kindGraceful, kindCrash, kindDepose} {

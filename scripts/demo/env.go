@@ -22,7 +22,8 @@ type demoEnv struct {
 	dir      string
 	valguard string
 	wiring   localnet.Wiring
-	consul   *localnet.Consul
+	consul   *localnet.Consul        // a dev agent, or nil
+	cluster  *localnet.ConsulCluster // servers, or nil
 	net      *localnet.Net
 	nodes    []*localnet.Process
 	replicas []*replica
@@ -43,7 +44,10 @@ func (e *demoEnv) say(format string, args ...any) {
 
 // setUp starts Consul, the localnet wired as wiring says, and both
 // replicas in the restart mode.
-func setUp(ctx context.Context, dir, valguard string, wiring localnet.Wiring) (*demoEnv, error) {
+// With consulServers > 1 Consul is a cluster of that many servers (each
+// replica talking to a server of its own, as to a local agent); with 1, a
+// dev agent.
+func setUp(ctx context.Context, dir, valguard string, wiring localnet.Wiring, consulServers int) (*demoEnv, error) {
 	e := &demoEnv{dir: dir, valguard: valguard, wiring: wiring, start: time.Now()}
 	consulBin, err := localnet.ConsulBinary()
 	if err != nil {
@@ -53,10 +57,17 @@ func setUp(ctx context.Context, dir, valguard string, wiring localnet.Wiring) (*
 	if err != nil {
 		return e, err
 	}
-	if e.consul, err = localnet.StartConsul(ctx, consulBin, filepath.Join(dir, "consul"), nil); err != nil {
-		return e, err
+	if consulServers > 1 {
+		if e.cluster, err = localnet.StartConsulCluster(ctx, consulBin, filepath.Join(dir, "consul"), consulServers, nil); err != nil {
+			return e, err
+		}
+		e.say("consul cluster of %d servers (raft_multiplier %d) on %s", consulServers, localnet.ClusterRaftMultiplier, strings.Join(e.cluster.Addrs(), ", "))
+	} else {
+		if e.consul, err = localnet.StartConsul(ctx, consulBin, filepath.Join(dir, "consul"), nil); err != nil {
+			return e, err
+		}
+		e.say("consul agent on %s", e.consul.Addr)
 	}
-	e.say("consul agent on %s", e.consul.Addr)
 	if e.net, err = localnet.Create(ctx, localnet.Config{Dir: filepath.Join(dir, "chain"), Binary: cometBin, Wiring: wiring}); err != nil {
 		return e, err
 	}
@@ -98,6 +109,9 @@ func (e *demoEnv) tearDown() {
 	if e.consul != nil {
 		_ = e.consul.Stop(5 * time.Second)
 	}
+	if e.cluster != nil {
+		e.cluster.Kill()
+	}
 }
 
 type replica struct {
@@ -121,7 +135,7 @@ func (e *demoEnv) newReplica(id string, i int) (*replica, error) {
 	ln.Close()
 	r := &replica{e: e, id: id, metrics: addr, logPath: filepath.Join(e.dir, "logs", "valguard-"+id+".log")}
 	r.args = []string{"run", "--replica-id", id, "--node-home", e.net.ReplicaHomes[i], "--node-binary", e.net.Binary,
-		"--validator-key", e.net.ValidatorKey, "--consul-url", "http://" + e.consul.Addr,
+		"--validator-key", e.net.ValidatorKey, "--consul-url", "http://" + e.consulAddr(i),
 		"--metrics-addr", addr, "--log-format", "json"}
 	return r, nil
 }
@@ -187,7 +201,7 @@ func (e *demoEnv) leaderAndStandby(ctx context.Context) (*replica, *replica, err
 }
 
 func (e *demoEnv) activeValidator() string {
-	out, _ := exec.Command(e.valguard, "active-validator", "--consul-url", "http://"+e.consul.Addr,
+	out, _ := exec.Command(e.valguard, "active-validator", "--consul-url", "http://"+e.consulAddr(0),
 		"--validator-key", e.net.ValidatorKey).CombinedOutput()
 	return strings.TrimSpace(string(out))
 }
@@ -316,4 +330,21 @@ func (e *demoEnv) checkSafety(ctx context.Context) (safety, error) {
 		return s, fmt.Errorf("DOUBLE SIGN: evidence %v; log lines %v", ev, lines)
 	}
 	return s, nil
+}
+
+// consulAddr is the Consul HTTP address replica i talks to: the dev agent,
+// or server i of the cluster.
+func (e *demoEnv) consulAddr(i int) string {
+	if e.cluster != nil {
+		return e.cluster.Servers[i%len(e.cluster.Servers)].Addr
+	}
+	return e.consul.Addr
+}
+
+// consulKind says what Consul the bench ran against, for its report.
+func (e *demoEnv) consulKind() string {
+	if e.cluster != nil {
+		return fmt.Sprintf("%d servers, raft_multiplier %d", len(e.cluster.Servers), localnet.ClusterRaftMultiplier)
+	}
+	return "a -dev agent"
 }

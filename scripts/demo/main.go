@@ -24,10 +24,15 @@ func main() {
 	bench := flag.Bool("bench", false, "run the benchmark instead of the single demo failover")
 	runs := flag.Int("runs", 5, "benchmark runs of each kind")
 	keep := flag.Bool("keep", false, "keep the working directory (logs) afterwards")
+	consulServers := flag.Int("consul-servers", 1, "1: a Consul dev agent; 3 or 5: a cluster of that many servers, each replica talking to its own")
 	wiring := flag.String("wiring", string(localnet.WiringDialOut), "dial-out (only the replicas dial the validators, as in production) or mesh (the validators dial the replicas too)")
 	flag.Parse()
 	if *runs < 1 {
 		fmt.Fprintln(os.Stderr, "demo: --runs must be at least 1")
+		os.Exit(2)
+	}
+	if *consulServers < 1 {
+		fmt.Fprintln(os.Stderr, "demo: --consul-servers must be at least 1")
 		os.Exit(2)
 	}
 	if w := localnet.Wiring(*wiring); w != localnet.WiringDialOut && w != localnet.WiringMesh {
@@ -36,14 +41,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, *valguard, *bench, *runs, *keep, localnet.Wiring(*wiring))
+	err := run(ctx, *valguard, *bench, *runs, *keep, localnet.Wiring(*wiring), *consulServers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, valguard string, bench bool, runs int, keep bool, wiring localnet.Wiring) error {
+func run(ctx context.Context, valguard string, bench bool, runs int, keep bool, wiring localnet.Wiring, consulServers int) error {
 	bin, err := filepath.Abs(valguard)
 	if err != nil {
 		return err
@@ -60,7 +65,7 @@ func run(ctx context.Context, valguard string, bench bool, runs int, keep bool, 
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	env, err := setUp(ctx, dir, bin, wiring)
+	env, err := setUp(ctx, dir, bin, wiring, consulServers)
 	defer env.tearDown()
 	if err != nil {
 		return err
