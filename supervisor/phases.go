@@ -102,12 +102,16 @@ func (s *Supervisor) nodeExited() {
 	s.killNode("node exited")
 }
 
-// syncing waits for the node to be synced and for any step-down hold-off
-// to end.
+// syncing waits for the node to be synced, for any step-down hold-off to
+// end and for the Operator to let this replica take part; meanwhile it
+// logs the node's progress every ProgressInterval.
 func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
-	logged := false
+	logged, heldFor := false, ""
+	var meter progressMeter
+	var last Status
+	synced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,24 +120,40 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			s.nodeExited()
 			s.fails++
 			return Startup, "node exited"
+		case <-s.operatorChanged():
+			// Re-checked below with the last status.
 		case <-tick.C:
 			st, err := s.status(ctx)
 			if s.fatal != nil {
 				return Startup, "fatal error"
 			}
-			if err != nil || !st.Synced {
-				continue
-			}
-			s.fails = 0
-			if wait := time.Until(s.holdoff); wait > 0 {
-				if !logged {
-					s.log.Info().Dur("left", wait).Msg("synced; staying out of the election after stepping down")
-					logged = true
+			synced = err == nil && st.Synced
+			if err == nil {
+				last = st
+				if !st.Synced {
+					s.sampleProgress(&meter, st.Height, time.Now())
 				}
-				continue
 			}
-			return Registering, fmt.Sprintf("node synced at height %d", st.Height)
 		}
+		if !synced {
+			continue
+		}
+		s.fails = 0
+		if wait := time.Until(s.holdoff); wait > 0 {
+			if !logged {
+				s.log.Info().Dur("left", wait).Msg("synced; staying out of the election after stepping down")
+				logged = true
+			}
+			continue
+		}
+		if h := s.hold(); h != "" {
+			if h != heldFor {
+				s.log.Info().Str("hold", h).Msg("synced; staying out of the election on the operator's request")
+				heldFor = h
+			}
+			continue
+		}
+		return Registering, fmt.Sprintf("node synced at height %d", last.Height)
 	}
 }
 
@@ -143,6 +163,9 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	for attempt := 1; ; attempt++ {
+		if h := s.hold(); h != "" {
+			return Syncing, "out of the election: " + h
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 		sess, err := s.cfg.Elector.NewSession(cctx)
 		cancel()
@@ -168,6 +191,11 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 				if st, err := s.status(ctx); err != nil || !st.Synced {
 					retry.Stop()
 					return Syncing, "node no longer synced"
+				}
+			case <-s.operatorChanged():
+				if h := s.hold(); h != "" {
+					retry.Stop()
+					return Syncing, "out of the election: " + h
 				}
 			case <-retry.C:
 				break waiting
@@ -212,9 +240,16 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 			s.nodeExited()
 			s.fails++
 			return leave(Startup, "node exited")
+		case <-s.operatorChanged():
+			if h := s.hold(); h != "" {
+				return leave(Syncing, "out of the election: "+h)
+			}
 		case <-tick.C:
 			if st, err := s.status(ctx); err != nil || !st.Synced {
 				return leave(Syncing, "node no longer synced")
+			}
+			if h := s.hold(); h != "" {
+				return leave(Syncing, "out of the election: "+h)
 			}
 		}
 	}

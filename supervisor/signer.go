@@ -53,7 +53,14 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			s.nodeExited()
 			s.fails++
 			return Startup, "node exited; lock released"
+		case <-s.operatorChanged():
+			if h := s.hold(); h != "" {
+				return s.stepDownSigner("operator: "+h, 0)
+			}
 		case <-poll.C:
+			if h := s.hold(); h != "" {
+				return s.stepDownSigner("operator: "+h, 0)
+			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
 				lastHeight, progress, recovered = st.Height, time.Now(), false
@@ -67,14 +74,20 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 				continue
 			}
 			if stalled := time.Since(progress); stalled > s.cfg.MaxStall {
-				reason := fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp)
-				s.log.Warn().Str("reason", reason).Dur("holdoff", s.cfg.StepDownHoldoff).Msg("stepping down")
-				s.release(false)
-				s.holdoff = time.Now().Add(s.cfg.StepDownHoldoff)
-				return Syncing, "stepped down: " + reason
+				return s.stepDownSigner(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		}
 	}
+}
+
+// stepDownSigner releases the lock (signing revoked first, under the
+// signing mutex: S3′), keeps the node running and holds this replica out
+// of the election for holdoff.
+func (s *Supervisor) stepDownSigner(reason string, holdoff time.Duration) (State, string) {
+	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
+	s.release(false)
+	s.holdoff = time.Now().Add(holdoff)
+	return Syncing, "stepped down: " + reason
 }
 
 // needsRecovery reports a stall of the leader's node (no new height since

@@ -26,6 +26,7 @@ const (
 	DefaultMaxStartFailures = 5
 	DefaultRestartBackoff   = time.Second
 	DefaultMaxBackoff       = 30 * time.Second
+	DefaultProgressInterval = 10 * time.Second
 )
 
 // ErrCrashLoop is returned by Run when the node failed to start, or the
@@ -54,8 +55,15 @@ type Config struct {
 	// and valguard only signs for it and follows its status; it needs a
 	// Signer. Node.Status is used, Prepare and Command never are.
 	Unsupervised bool
-	Log          zerolog.Logger
-	Metrics      *Metrics // nil: no metrics
+	// Operator, when set, can keep this replica out of the election
+	// (drained, a hand-over to another replica) and make its leader step
+	// down cleanly. Nil: always in.
+	Operator Operator
+	// BestHeight, when set, is the best chain height known elsewhere (the
+	// other replicas' reports), for the progress logged while syncing.
+	BestHeight func() int64
+	Log        zerolog.Logger
+	Metrics    *Metrics // nil: no metrics
 
 	// Stdout and Stderr receive the node's output (default: ours, so that
 	// journald keeps it).
@@ -82,6 +90,8 @@ type Config struct {
 	PublishInterval time.Duration
 	// CallTimeout bounds watermark reads, publishes and releases.
 	CallTimeout time.Duration
+	// ProgressInterval is how often a syncing node's progress is logged.
+	ProgressInterval time.Duration
 	// MaxStartFailures consecutive failed starts make Run return ErrCrashLoop.
 	MaxStartFailures int
 	// RestartBackoff is the first wait after a failure; it doubles up to
@@ -106,6 +116,7 @@ func (c *Config) setDefaults() {
 	def(&c.CallTimeout, DefaultCallTimeout)
 	def(&c.RestartBackoff, DefaultRestartBackoff)
 	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.ProgressInterval, DefaultProgressInterval)
 	if c.MaxStartFailures == 0 {
 		c.MaxStartFailures = DefaultMaxStartFailures
 	}
@@ -134,6 +145,8 @@ type Supervisor struct {
 
 	fallbackLogged bool // the reason for no cgroup was logged
 
+	snap snapshot // what Snapshot reports
+
 	leaseMu sync.Mutex
 	lease   Session // s.sess, for other goroutines
 }
@@ -148,6 +161,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.RecoveryAfter < 0 || (cfg.RecoveryAfter > 0 && cfg.MaxStall > 0 && cfg.RecoveryAfter >= cfg.MaxStall) {
 		return nil, errors.New("supervisor: RecoveryAfter must be below MaxStall")
+	}
+	if cfg.ProgressInterval < 0 {
+		return nil, errors.New("supervisor: ProgressInterval must not be negative")
 	}
 	if cfg.Unsupervised && cfg.Signer == nil {
 		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")
@@ -194,6 +210,12 @@ func (s *Supervisor) enter(st State, reason string) {
 	old := s.State()
 	s.state.Store(int32(st))
 	s.cfg.Metrics.SetState(st)
+	s.snap.update(func(sn *Snapshot) {
+		sn.State, sn.Since, sn.Reason = st, time.Now(), reason
+		if st != Syncing {
+			sn.Progress = nil
+		}
+	})
 	s.log.Info().Str("state", st.String()).Str("from", old.String()).Str("reason", reason).Msg("state change")
 }
 
@@ -396,6 +418,7 @@ func (s *Supervisor) status(ctx context.Context) (Status, error) {
 	st, err := s.cfg.Node.Status(ctx)
 	if err == nil {
 		s.cfg.Metrics.nodeStatus(st)
+		s.snap.update(func(sn *Snapshot) { sn.Node, sn.NodeAt = st, time.Now() })
 	}
 	if errors.Is(err, ErrUnexpectedKey) && s.proc != nil && s.proc.role == RoleVoter && s.fatal == nil {
 		s.fatal = err

@@ -84,14 +84,21 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			s.vfails++
 			s.release(true)
 			return Startup, "validator node exited; lock released"
+		case <-s.operatorChanged():
+			if h := s.hold(); h != "" {
+				return s.stepDown("operator: "+h, 0)
+			}
 		case <-poll.C:
+			if h := s.hold(); h != "" {
+				return s.stepDown("operator: "+h, 0)
+			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
 				lastHeight, progress = st.Height, time.Now()
 				s.vfails = 0
 			}
 			if stalled := time.Since(progress); stalled > s.cfg.MaxStall {
-				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp))
+				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		case <-publish.C:
 			wm, err := s.cfg.Node.Watermark()
@@ -109,12 +116,16 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 	}
 }
 
-// stepDown stops a validator that is not keeping up, releases the lock so a
-// healthy standby takes over, and holds this replica out of the election.
-func (s *Supervisor) stepDown(reason string) (State, string) {
-	s.log.Warn().Str("reason", reason).Dur("holdoff", s.cfg.StepDownHoldoff).Msg("stepping down")
+// stepDown stops the validator node, releases the lock through the clean
+// path that a shutdown takes (node reaped, final watermark published, then
+// the lock released with the clean-release marker) so a standby takes
+// over at once, and holds this replica out of the election for holdoff: a
+// validator that is not keeping up, or (holdoff 0) one the operator asked
+// to hand over, which the Operator itself then keeps out.
+func (s *Supervisor) stepDown(reason string, holdoff time.Duration) (State, string) {
+	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
 	s.stopNode("step down")
 	s.release(true)
-	s.holdoff = time.Now().Add(s.cfg.StepDownHoldoff)
+	s.holdoff = time.Now().Add(holdoff)
 	return Startup, "stepped down: " + reason
 }
