@@ -21,6 +21,7 @@ func main() {
 			runCommand(),
 			activeValidatorCommand(),
 			stateCommand(),
+			statusCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/homelock"
+	"github.com/valguard/valguard/roster"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -148,8 +149,15 @@ func run(c *cli.Context) error {
 		}
 		defer home.Close()
 	}
+	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.lockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout})
+	if err != nil {
+		return err
+	}
+	rgy := newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: mode, NodeRPC: ns.status},
+		func() *supervisor.Supervisor { return sup }, func(error) { metrics.ConsulErrors.Inc() }, log)
 	sup, err = supervisor.New(supervisor.Config{
 		Node: ns.node, Elector: elector{el}, Signer: sig, Unsupervised: ns.unsupervised, Log: log, Metrics: metrics,
+		Operator: rgy.watcher, BestHeight: rgy.pub.BestHeight,
 		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
 		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
@@ -174,7 +182,10 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	if err := sup.Run(ctx); err != nil {
+	stopRegistry := rgy.start(ctx)
+	err = sup.Run(ctx)
+	stopRegistry()
+	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	log.Info().Msg("valguard stopped")

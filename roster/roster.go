@@ -1,0 +1,104 @@
+package roster
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Defaults.
+const (
+	DefaultCallTimeout = 2 * time.Second
+	// DefaultTTL is the report session's TTL: a dead replica is shown as
+	// no longer reporting within 2×TTL (Consul's bound).
+	DefaultTTL = 10 * time.Second
+	// DefaultHeartbeat is the longest time between two reports.
+	DefaultHeartbeat = 5 * time.Second
+	// reportLockDelay is the report session's lock-delay: a replica that
+	// restarts after a crash re-takes its own key at once.
+	reportLockDelay = time.Millisecond
+)
+
+// ErrNotDrained: undrain of a replica that is not drained.
+var ErrNotDrained = errors.New("replica is not drained")
+
+// ErrRequestChanged: the hand-over request changed under a
+// check-and-set (another operator, or its window ended).
+var ErrRequestChanged = errors.New("the hand-over request changed meanwhile")
+
+// Config names one validator's roster as seen by one client.
+type Config struct {
+	// Client talks to Consul. Required.
+	Client *api.Client
+	// ValidatorID is the lock id: the keys are under valguard/<id>/.
+	// Required, no '/'.
+	ValidatorID string
+	// ReplicaID is this replica (empty for a command-line reader).
+	ReplicaID string
+	// CallTimeout bounds every Consul call (a blocking query: its wait
+	// plus this). Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	// TTL of the report session; default DefaultTTL, at least 10 s.
+	TTL time.Duration
+	// Heartbeat is the longest time between two reports; default
+	// DefaultHeartbeat, below the TTL.
+	Heartbeat time.Duration
+	// Now is the wall clock; default time.Now.
+	Now func() time.Time
+}
+
+// Roster is one validator's roster. Safe for concurrent use.
+type Roster struct {
+	cfg    Config
+	prefix string
+}
+
+// New checks cfg and fills in its defaults.
+func New(cfg Config) (*Roster, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("roster config: Client is required")
+	case cfg.ValidatorID == "" || strings.Contains(cfg.ValidatorID, "/"):
+		return nil, fmt.Errorf("roster config: ValidatorID %q must be set and have no '/'", cfg.ValidatorID)
+	case strings.Contains(cfg.ReplicaID, "/"):
+		return nil, fmt.Errorf("roster config: ReplicaID %q must not contain '/'", cfg.ReplicaID)
+	case cfg.CallTimeout < 0 || cfg.TTL < 0 || cfg.Heartbeat < 0:
+		return nil, errors.New("roster config: durations must not be negative")
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.TTL < 10*time.Second {
+		return nil, fmt.Errorf("roster config: TTL %s is below the 10s Consul accepts", cfg.TTL)
+	}
+	if cfg.Heartbeat >= cfg.TTL {
+		return nil, fmt.Errorf("roster config: Heartbeat %s must be below the TTL %s", cfg.Heartbeat, cfg.TTL)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Roster{cfg: cfg, prefix: "valguard/" + cfg.ValidatorID + "/"}, nil
+}
+
+// ReportKey is the key of replica's report.
+func (r *Roster) ReportKey(replica string) string { return r.prefix + "replicas/" + replica }
+
+// DrainKey is the key that marks replica drained.
+func (r *Roster) DrainKey(replica string) string { return r.prefix + "control/drain/" + replica }
+
+// HandoverKey is the key of the hand-over request.
+func (r *Roster) HandoverKey() string { return r.prefix + "control/handover" }
+
+func (r *Roster) controlPrefix() string { return r.prefix + "control/" }
+func (r *Roster) reportPrefix() string  { return r.prefix + "replicas/" }
+
+func (r *Roster) now() time.Time { return r.cfg.Now() }
