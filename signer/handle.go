@@ -1,9 +1,11 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
@@ -160,7 +162,7 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 			if s.cfg.Now().Add(s.cfg.FenceTimeout).After(arrived.Add(replyBudget)) {
 				d = Decision{Result: Park, Reason: "too late to fence before the node's read timeout"}
 				hold = arrived // reply at once; the node asks again
-			} else if o, ok := s.signLocked(req, d); ok {
+			} else if o, ok := s.signLocked(req, d, arrived.Add(replyBudget)); ok {
 				s.mu.Unlock()
 				if o.result == resultSigned {
 					s.floorAfterFence(&o)
@@ -207,8 +209,9 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 // signLocked signs req, fences the new watermark and, once the fence
 // succeeded, makes it the watermark in memory and the floor. It reports
 // false after a failed fence: the signature is dropped and the signer is
-// demoted. Called with the signing mutex held, while leading.
-func (s *Signer) signLocked(req Request, d Decision) (outcome, bool) {
+// demoted. The fence, retries included, ends in time for a reply before
+// until. Called with the signing mutex held, while leading.
+func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, bool) {
 	sig, err := s.cfg.Key.Sign(req.SignBytes)
 	if err != nil {
 		return outcome{result: resultRefused, reason: "not signed: " + err.Error()}, true
@@ -218,11 +221,10 @@ func (s *Signer) signLocked(req Request, d Decision) (outcome, bool) {
 	if err != nil {
 		return outcome{result: resultRefused, reason: "watermark not encoded: " + err.Error()}, true
 	}
-	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
 	start := time.Now()
-	index, err := s.fencer.Fence(fctx, value, s.index)
+	index, attempts, err := s.fenceLocked(value, until)
 	took := time.Since(start)
-	cancel()
+	s.cfg.Metrics.fenceRetried(attempts - 1)
 	if err != nil {
 		reason := "error"
 		switch {
@@ -236,9 +238,60 @@ func (s *Signer) signLocked(req Request, d Decision) (outcome, bool) {
 		return outcome{}, false
 	}
 	s.cfg.Metrics.fenced(took, "")
+	if attempts > 1 {
+		s.cfg.Log.Warn().Int("attempts", attempts).Dur("fence_took", took).Int64("height", req.Height).
+			Msg("fence outcome was unknown; resolved by reading the watermark back")
+	}
 	s.wm, s.index = next, index
 	s.changedLocked(true)
 	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floor: next}, true
+}
+
+// fenceRetryPause is the pause before each read that resolves an unknown
+// fence outcome.
+const fenceRetryPause = 100 * time.Millisecond
+
+// fenceLocked fences value at the watermark's index. An outcome the
+// fencer reports unknown (ErrOutcomeUnknown: a timeout, Consul between two
+// Raft leaders) is resolved rather than taken as a refusal: a consistent
+// read that finds value stored means the fence was applied, under the
+// lock (the transaction checked the session when it applied); one that
+// finds the watermark still at its index means it was not applied, or not
+// yet, and the same value is fenced again at the same index — a
+// check-and-set that cannot apply twice, carrying the same signature, so
+// whichever attempt lands, one signature exists for the height/round/step.
+// A watermark at another index holding another value means another
+// leader fenced: the error stands. This goes on while one more fence fits
+// before until; any other error ends it at once. It returns the new index
+// and the number of fence transactions sent.
+func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attempts int, err error) {
+	for {
+		attempts++
+		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+		index, err = s.fencer.Fence(fctx, value, s.index)
+		cancel()
+		if err == nil || !errors.Is(err, ErrOutcomeUnknown) {
+			return index, attempts, err
+		}
+		for {
+			if s.cfg.Now().Add(fenceRetryPause + 2*s.cfg.FenceTimeout).After(until) {
+				return 0, attempts, fmt.Errorf("%w (unresolved after %d attempts, no time left before the reply is due)", err, attempts)
+			}
+			time.Sleep(fenceRetryPause)
+			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+			stored, at, rerr := s.cfg.Store.Read(rctx)
+			cancel()
+			switch {
+			case rerr != nil:
+				continue // Consul still does not answer: read again
+			case bytes.Equal(stored, value):
+				return at, attempts, nil
+			case at != s.index:
+				return 0, attempts, fmt.Errorf("%w; the watermark then moved to index %d with other data: another leader fenced", err, at)
+			}
+			break // not applied: fence again
+		}
+	}
 }
 
 // floorAfterFence writes the fenced watermark to the floor file before the

@@ -12,6 +12,7 @@ type Metrics struct {
 	requests      *prometheus.CounterVec
 	fence         prometheus.Histogram
 	fenceFailures *prometheus.CounterVec
+	fenceRetries  prometheus.Counter
 	height        prometheus.Gauge
 	round         prometheus.Gauge
 	step          prometheus.Gauge
@@ -36,6 +37,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "valguard_signer_fence_failures_total",
 			Help: "Fences that failed (each demotes) by reason: timeout, canceled, error.",
 		}, []string{"reason"}),
+		fenceRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_signer_fence_retries_total",
+			Help: "Fence transactions sent again after an unknown outcome that a read of the watermark showed not applied (Consul between two leaders, a timeout).",
+		}),
 		height: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "valguard_signer_watermark_height",
 			Help: "Height of the watermark in memory.",
@@ -62,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times this standby destroyed the holder's session because its own node stayed parked.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.height, m.round, m.step, m.parked, m.connected, m.depositions)
+	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions)
 	return m
 }
 
@@ -91,6 +96,12 @@ func (m *Metrics) fenced(d time.Duration, failure string) {
 	m.fence.Observe(d.Seconds())
 	if failure != "" {
 		m.fenceFailures.WithLabelValues(failure).Inc()
+	}
+}
+
+func (m *Metrics) fenceRetried(n int) {
+	if m != nil && n > 0 {
+		m.fenceRetries.Add(float64(n))
 	}
 }
 

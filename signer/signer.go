@@ -35,6 +35,10 @@ var (
 	ErrChainID = errors.New("watermark of another chain")
 	// ErrLeading: Lead while already leading.
 	ErrLeading = errors.New("already leading")
+	// ErrOutcomeUnknown: a Fencer's answer that leaves open whether the
+	// transaction was applied (no answer in time, no Raft leader). The
+	// signer resolves it with a read of the watermark.
+	ErrOutcomeUnknown = errors.New("fence outcome unknown")
 )
 
 // Store is where the fenced watermark lives (Consul), read without a lease.
@@ -50,8 +54,10 @@ type Store interface {
 
 // Fencer commits a watermark under the lease: one transaction that checks
 // the lock session and sets the watermark if it is still at index (0:
-// absent), returning the new index. Any error means the outcome is
-// unknown or failed: the signer demotes.
+// absent), returning the new index. An error wrapping ErrOutcomeUnknown
+// means the transaction may or may not have been applied: the signer
+// reads the watermark back and fences again while the request's time
+// allows, then demotes. Any other error is a refusal: the signer demotes.
 type Fencer interface {
 	Fence(ctx context.Context, value []byte, index uint64) (newIndex uint64, err error)
 }

@@ -1,0 +1,231 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	"github.com/hashicorp/consul/api"
+)
+
+// flakyFencer answers the first lost fences with ErrOutcomeUnknown: each
+// is applied first when applied is set (the answer was lost), or never
+// sent (Consul between two leaders). Then it fences for real. before, if
+// set, runs before the first attempt.
+type flakyFencer struct {
+	f       Fencer
+	lost    int
+	applied bool
+	before  func()
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakyFencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.mu.Unlock()
+	if n == 1 && f.before != nil {
+		f.before()
+	}
+	if n > f.lost {
+		return f.f.Fence(ctx, value, index)
+	}
+	if f.applied {
+		if _, err := f.f.Fence(ctx, value, index); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("%w: no cluster leader (test, attempt %d)", ErrOutcomeUnknown, n)
+}
+
+func (f *flakyFencer) attempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// stillLeading fails the test unless n leads and was not demoted.
+func stillLeading(t *testing.T, n *node) {
+	t.Helper()
+	select {
+	case <-n.s.Demoted():
+		t.Fatal("demoted")
+	default:
+	}
+	if !n.s.Leading() {
+		t.Fatal("not leading")
+	}
+}
+
+// An unknown outcome that Consul did not apply (the transaction never
+// reached a Raft leader) is fenced again at the same index once a read
+// shows the watermark unmoved: the leader keeps leading and the request is
+// answered with the signature, within the node's read timeout.
+func TestUnknownFenceNotAppliedIsRetried(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 3}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
+	v := mustSign(t, r)
+	if r.took >= NodeReadTimeout {
+		t.Fatalf("answered after %s, beyond the node's read timeout", r.took)
+	}
+	stillLeading(t, a)
+	if got := cl.stored(t); got.Height != 4 || got.Step != StepPrevote || !bytes.Equal(got.Signature, v.Signature) {
+		t.Fatalf("consul holds %s, want the returned prevote at 4", got)
+	}
+	if ff.attempts() != 4 {
+		t.Fatalf("%d fence attempts, want 4", ff.attempts())
+	}
+	if evs := a.logs.events("fence outcome was unknown; resolved by reading the watermark back"); len(evs) != 1 {
+		t.Fatalf("%d resolution events, want 1", len(evs))
+	}
+	// The next height fences at the new index: the index was taken from
+	// the successful attempt.
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+	t.Logf("3 lost fences resolved and retried: signature after %s", r.took.Round(time.Millisecond))
+}
+
+// An unknown outcome that Consul did apply (the answer was lost) is found
+// by the read: the stored value is this signature, so it is returned and
+// the leader keeps leading; the retry is never sent.
+func TestUnknownFenceAppliedIsResolvedByRead(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1, applied: true}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
+	stillLeading(t, a)
+	if got := cl.stored(t); !bytes.Equal(got.Signature, v.Signature) {
+		t.Fatalf("consul holds %s, not the returned signature", got)
+	}
+	if ff.attempts() != 1 {
+		t.Fatalf("%d fence attempts, want 1 (the read shows it applied)", ff.attempts())
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+}
+
+// An unknown outcome that never resolves (Consul gone for good) demotes
+// before the node's read timeout: the signature is dropped, the request
+// parks and gets its ping reply, nothing is stored.
+func TestUnknownFenceUnresolvedDemotes(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1 << 30}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
+	if r.kind != "ping" {
+		t.Fatalf("got %s, want the parked request's ping reply", r.kind)
+	}
+	if r.took >= NodeReadTimeout {
+		t.Fatalf("answered after %s, beyond the node's read timeout", r.took)
+	}
+	select {
+	case <-a.s.Demoted():
+	default:
+		t.Fatal("not demoted")
+	}
+	if got := cl.stored(t); got.Height != 0 {
+		t.Fatalf("consul holds %s, want nothing", got)
+	}
+	if ff.attempts() < 2 {
+		t.Fatalf("%d fence attempts, want retries before the demotion", ff.attempts())
+	}
+	t.Logf("unresolved: demoted after %d attempts, ping reply after %s", ff.attempts(), r.took.Round(time.Millisecond))
+}
+
+// An unknown outcome after which the read finds another leader's
+// watermark (the lock moved meanwhile) is a failure: the leader is
+// demoted and its signature never leaves, though it has another
+// sign-bytes value for the same height/round/step.
+func TestUnknownFenceAfterAnotherLeaderFenced(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	sessA, f := cl.lock(t)
+	other := Watermark{ChainID: testChain, Height: 4, Step: StepPrevote, SignBytes: []byte("other leader's vote"), Signature: []byte("other signature")}
+	ff := &flakyFencer{f: f, lost: 1 << 30, before: func() {
+		// The lock moves to another session, which fences its own vote.
+		if _, err := cl.c.Session().Destroy(sessA, nil); err != nil {
+			t.Error(err)
+			return
+		}
+		_, fb := cl.lock(t)
+		value, err := json.Marshal(other)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		p, _, err := cl.c.KV().Get(cl.wmKey, &api.QueryOptions{RequireConsistent: true})
+		var at uint64
+		if err == nil && p != nil {
+			at = p.ModifyIndex
+		}
+		if _, err := fb.Fence(context.Background(), value, at); err != nil {
+			t.Error(err)
+		}
+	}}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
+	if r.kind == "signed" {
+		t.Fatal("a signature left after another leader fenced the same height/round/step")
+	}
+	select {
+	case <-a.s.Demoted():
+	default:
+		t.Fatal("not demoted")
+	}
+	if ff.attempts() != 1 {
+		t.Fatalf("%d fence attempts, want 1: the read shows another leader's watermark", ff.attempts())
+	}
+	if got := cl.stored(t); !bytes.Equal(got.SignBytes, other.SignBytes) {
+		t.Fatalf("consul holds %s, want the other leader's vote", got)
+	}
+}
+
+// A refusal (not ErrOutcomeUnknown) is never retried.
+func TestFenceRefusalIsNotRetried(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	cl.lock(t)
+	calls := 0
+	refusing := fencerFunc(func(ctx context.Context, value []byte, index uint64) (uint64, error) {
+		calls++
+		return 0, errors.New("the lock key is held by another session (test)")
+	})
+	if err := a.s.Lead(context.Background(), refusing); err != nil {
+		t.Fatal(err)
+	}
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)); r.kind == "signed" {
+		t.Fatal("signed after a refused fence")
+	}
+	if calls != 1 {
+		t.Fatalf("%d fence attempts after a refusal, want 1", calls)
+	}
+}
+
+type fencerFunc func(ctx context.Context, value []byte, index uint64) (uint64, error)
+
+func (f fencerFunc) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
+	return f(ctx, value, index)
+}
