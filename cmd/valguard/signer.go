@@ -154,7 +154,7 @@ func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
 	if !ok {
 		return fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
 	}
-	err := g.s.Lead(ctx, es.Session)
+	err := g.s.Lead(ctx, fencer{es.Session})
 	if errors.Is(err, signer.ErrBelowFloor) || errors.Is(err, signer.ErrChainID) {
 		return fmt.Errorf("%w: %w", supervisor.ErrFatal, err)
 	}
@@ -164,6 +164,18 @@ func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
 func (g seam) Revoke()                  { g.s.Follow() }
 func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
 func (g seam) LastRequest() time.Time   { return g.s.LastRequest() }
+
+// fencer adapts *election.Session to signer.Fencer: election's unknown
+// outcome is the signer's, which it resolves with a read.
+type fencer struct{ s *election.Session }
+
+func (f fencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
+	n, err := f.s.Fence(ctx, value, index)
+	if errors.Is(err, election.ErrFenceUnknown) {
+		err = fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
+	}
+	return n, err
+}
 
 // store adapts *election.Election to signer.Store.
 type store struct{ e *election.Election }
