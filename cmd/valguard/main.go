@@ -22,6 +22,9 @@ func main() {
 			activeValidatorCommand(),
 			stateCommand(),
 			statusCommand(),
+			handoverCommand(),
+			drainCommand(),
+			undrainCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -25,8 +25,14 @@ type registry struct {
 func newRegistry(ro *roster.Roster, base roster.Report, sup func() *supervisor.Supervisor, onError func(error), log zerolog.Logger) *registry {
 	r := &registry{base: base, sup: sup}
 	lim := &errorLimiter{log: log, every: time.Minute}
-	r.watcher = ro.NewWatcher(func(err error) { onError(err); lim.warn(err, "could not read the operator's requests from consul; retrying") })
-	r.pub = ro.NewPublisher(r.report, func(err error) { onError(err); lim.warn(err, "could not publish this replica's report to consul; retrying") })
+	r.watcher = ro.NewWatcher(func(err error) {
+		onError(err)
+		lim.warn(err, "could not read the operator's requests from consul; retrying")
+	})
+	r.pub = ro.NewPublisher(r.report, func(err error) {
+		onError(err)
+		lim.warn(err, "could not publish this replica's report to consul; retrying")
+	})
 	return r
 }
 
