@@ -31,7 +31,7 @@ func moveFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "max-lag", Value: defaultMaxLag, Usage: "blocks a standby may be behind the best replica and still take over"},
 		&cli.DurationFlag{Name: "timeout", Value: defaultHandoverTimeout, Usage: "give up (saying where things stand) after this long"},
 		&cli.DurationFlag{Name: "window", Value: defaultHandoverWindow, Usage: "how long only the target may take the lock and the old leader stays out"},
-		&cli.StringSliceFlag{Name: "node-rpc", Usage: "CometBFT RPC (http://host:port) to watch the chain for the new leader's first signature (default: the RPCs the replicas report)", EnvVars: env("node-rpc")},
+		&cli.StringSliceFlag{Name: "node-rpc", Usage: "CometBFT RPC (http://host:port) to watch the chain for the new leader's first signature, best a node outside the hand-over (default: the RPCs the replicas report)", EnvVars: env("node-rpc")},
 	}
 }
 
@@ -246,7 +246,13 @@ func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw 
 	var hValidating, first int64
 	var missed []int64
 	next := h0 + 1
+	lastKnown := h0 // the last chain height read, for when a read fails
 	for {
+		if !validating && chain {
+			if h, err := cw.height(ctx); err == nil {
+				lastKnown = h
+			}
+		}
 		if l, err := f.el.Leader(ctx); err == nil {
 			if !released && (l == nil || l.ReplicaID != from) {
 				released = true
@@ -264,7 +270,10 @@ func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw 
 			if v, err := f.look(ctx); err == nil {
 				if e, ok := v.entry(newLeader); ok && e.State == "Validating" {
 					validating = true
-					hValidating, _ = cw.height(ctx)
+					if h, err := cw.height(ctx); err == nil {
+						lastKnown = h
+					}
+					hValidating = lastKnown
 					tl.log("%s Validating (chain height %d)", newLeader, hValidating)
 				}
 			}

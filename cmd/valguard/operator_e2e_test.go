@@ -18,7 +18,11 @@ import (
 // returns its output and exit code.
 func (c *chain) op(args ...string) (string, int) {
 	c.t.Helper()
-	full := append([]string{args[0], "--consul-url", "http://" + c.consul.Addr, "--validator-key", c.net.ValidatorKey}, args[1:]...)
+	full := []string{args[0], "--consul-url", "http://" + c.consul.Addr, "--validator-key", c.net.ValidatorKey}
+	if args[0] == "handover" || args[0] == "drain" {
+		full = append(full, "--node-rpc", c.rpc) // a validator outside the hand-over
+	}
+	full = append(full, args[1:]...)
 	out, err := valguardOut(full...)
 	code := 0
 	var ee *exec.ExitError
@@ -199,9 +203,11 @@ func TestOperatorJobsEndToEnd(t *testing.T) {
 }
 
 // TestSignerModeHandover: in the signer mode a hand-over restarts no node
-// and misses no height.
+// and misses no height (the validator holds 2/5 of the power, as in
+// TestSignerModeEndToEnd, so the chain halts if it does not sign).
 func TestSignerModeHandover(t *testing.T) {
-	c := startChain(t, nil)
+	c := startChain(t, signerPowers)
+	c.migrateFromFileKey(5)
 	a, b := c.signerReplica("a", 0), c.signerReplica("b", 1)
 	c.leaderAndStandby(a, b)
 	c.statusCode(0, 30*time.Second)
@@ -218,6 +224,6 @@ func TestSignerModeHandover(t *testing.T) {
 	if missed != "0" || missed2 != "0" {
 		t.Errorf("signer-mode hand-overs missed heights: %s and %s, want 0", missed, missed2)
 	}
-	c.noDoubleSign(10)
+	c.noDoubleSign(20)
 	oneSignaturePerHRS(t, a, b)
 }
