@@ -225,6 +225,16 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 	index, attempts, err := s.fenceLocked(value, until)
 	took := time.Since(start)
 	s.cfg.Metrics.fenceRetried(attempts - 1)
+	if errors.Is(err, errUnresolved) {
+		// Consul did not say, and the reply is due: the signature stays
+		// here and the request parks; the node asks again, and the next
+		// fence (at the same index) settles it. The lease, not this
+		// fence, decides whether this replica still leads.
+		s.cfg.Metrics.fenced(took, "unknown")
+		s.cfg.Log.Warn().Err(err).Int("attempts", attempts).Int64("height", req.Height).
+			Msg("fence outcome still unknown when the reply was due; the request parks, leadership stays with the lease")
+		return outcome{result: resultParked, reason: "fence outcome unknown: " + err.Error()}, true
+	}
 	if err != nil {
 		reason := "error"
 		switch {
@@ -251,6 +261,9 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 // fence outcome.
 const fenceRetryPause = 100 * time.Millisecond
 
+// errUnresolved: a fence outcome still unknown when the reply was due.
+var errUnresolved = errors.New("fence outcome unresolved")
+
 // fenceLocked fences value at the watermark's index. An outcome the
 // fencer reports unknown (ErrOutcomeUnknown: a timeout, Consul between two
 // Raft leaders) is resolved rather than taken as a refusal: a consistent
@@ -262,8 +275,9 @@ const fenceRetryPause = 100 * time.Millisecond
 // whichever attempt lands, one signature exists for the height/round/step.
 // A watermark at another index holding another value means another
 // leader fenced: the error stands. This goes on while one more fence fits
-// before until; any other error ends it at once. It returns the new index
-// and the number of fence transactions sent.
+// before until, then ends with errUnresolved; any other error ends it at
+// once. It returns the new index and the number of fence transactions
+// sent.
 func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attempts int, err error) {
 	for {
 		attempts++
@@ -275,7 +289,7 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 		}
 		for {
 			if s.cfg.Now().Add(fenceRetryPause + 2*s.cfg.FenceTimeout).After(until) {
-				return 0, attempts, fmt.Errorf("%w (unresolved after %d attempts, no time left before the reply is due)", err, attempts)
+				return 0, attempts, fmt.Errorf("%w after %d attempts: %w", errUnresolved, attempts, err)
 			}
 			time.Sleep(fenceRetryPause)
 			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)

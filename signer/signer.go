@@ -57,7 +57,8 @@ type Store interface {
 // absent), returning the new index. An error wrapping ErrOutcomeUnknown
 // means the transaction may or may not have been applied: the signer
 // reads the watermark back and fences again while the request's time
-// allows, then demotes. Any other error is a refusal: the signer demotes.
+// allows, then parks the request and keeps leading (the lease decides
+// that). Any other error is a refusal: the signer demotes.
 type Fencer interface {
 	Fence(ctx context.Context, value []byte, index uint64) (newIndex uint64, err error)
 }
