@@ -206,31 +206,13 @@ func (c *chain) doubleSignFindings(power int64) (int64, []string, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var out []string
-	ev, err := localnet.DuplicateVoteEvidence(ctx, c.rpc, 1, h)
-	if err != nil {
-		return h, nil, err
-	}
-	for _, e := range ev {
-		out = append(out, "evidence on chain: "+e)
-	}
 	logs, err := c.nodeLogs()
 	if err != nil {
 		return h, nil, err
 	}
-	lines, err := localnet.ConflictingVoteLines(logs...)
+	out, err := localnet.DoubleSignFindings(ctx, c.rpc, c.net.HAAddress, power, 1, h, logs)
 	if err != nil {
 		return h, nil, err
-	}
-	for _, l := range lines {
-		out = append(out, "node log: "+l)
-	}
-	p, err := localnet.Power(ctx, c.rpc, c.net.HAAddress)
-	if err != nil {
-		return h, nil, err
-	}
-	if p != power {
-		out = append(out, fmt.Sprintf("validator power %d, want %d", p, power))
 	}
 	return h, out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,77 +55,24 @@ func (c *chain) missedSince(from, to int64) int {
 	return len(missed)
 }
 
-// signEvent is one decision of a replica's signer, from its log.
-type signEvent struct {
-	replica string
-	at      time.Time
-	result  string
-	hrs     [3]int64
-	bytes   string // sign_bytes_sha256, timestamp zeroed
-}
-
-func signEvents(rs ...*replica) []signEvent {
-	var out []signEvent
-	for _, r := range rs {
-		for _, ev := range r.events() {
-			res, _ := ev["result"].(string)
-			if res == "" || ev["height"] == nil {
-				continue
-			}
-			at, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", fmt.Sprint(ev["time"]))
-			h, _ := ev["height"].(float64)
-			rd, _ := ev["round"].(float64)
-			st, _ := ev["step"].(float64)
-			b, _ := ev["sign_bytes_sha256"].(string)
-			out = append(out, signEvent{replica: r.id, at: at, result: res, hrs: [3]int64{int64(h), int64(rd), int64(st)}, bytes: b})
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
-	return out
-}
-
-func less(a, b [3]int64) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
-	}
-	return false
-}
-
 // oneSignaturePerHRS checks the replicas' signing logs: across all of
 // them, every height/round/step signed or re-served carries one sign-bytes
 // value (timestamps aside, S1″), and the fenced watermark — the HRS of each
-// new signature, in time order — only goes up.
+// new signature, in time order — only goes up (localnet.OneSignaturePerHRS).
 func oneSignaturePerHRS(t *testing.T, rs ...*replica) {
 	t.Helper()
-	evs := signEvents(rs...)
-	by := map[[3]int64]string{}
-	var last [3]int64
-	signed := 0
-	for _, e := range evs {
-		if e.result != "signed" && e.result != "reserved" {
-			continue
-		}
-		if e.bytes == "" {
-			t.Fatalf("%s: %s event at %v without sign_bytes_sha256", e.replica, e.result, e.hrs)
-		}
-		if prev, ok := by[e.hrs]; ok && prev != e.bytes {
-			t.Fatalf("two sign-bytes values at height/round/step %v: %s and %s (%s)", e.hrs, prev, e.bytes, e.replica)
-		}
-		by[e.hrs] = e.bytes
-		if e.result == "signed" {
-			signed++
-			if !less(last, e.hrs) {
-				t.Fatalf("%s fenced %v after %v: the watermark went back", e.replica, e.hrs, last)
-			}
-			last = e.hrs
-		}
+	logs := map[string]string{}
+	for _, r := range rs {
+		logs[r.id] = r.logPath
+	}
+	signed, hrs, findings := localnet.OneSignaturePerHRS(localnet.SignEvents(logs))
+	if len(findings) > 0 {
+		t.Fatalf("signing logs:\n%s", strings.Join(findings, "\n"))
 	}
 	if signed == 0 {
 		t.Fatal("no signed event in any replica's log: the check saw nothing")
 	}
-	t.Logf("signing logs: %d new signatures, %d height/round/steps, one sign-bytes value each, watermark only rising", signed, len(by))
+	t.Logf("signing logs: %d new signatures, %d height/round/steps, one sign-bytes value each, watermark only rising", signed, hrs)
 }
 
 // leaderAndStandby starts replica a until it leads and the validator
