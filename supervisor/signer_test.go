@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,7 +142,31 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
 	r, _ := newSignerRig(t)
 	r.validating()
+	pid := r.node.last(RoleVoter).Process.Pid
+	// Watch when the lock goes and when the node's process is gone.
+	var released, gone time.Time
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			if released.IsZero() && r.j.index("release") >= 0 {
+				released = time.Now()
+			}
+			if syscall.Kill(pid, 0) != nil {
+				gone = time.Now()
+				return
+			}
+		}
+	}()
 	r.stop()
+	<-watched
+	if released.IsZero() || gone.IsZero() {
+		t.Fatalf("release seen %v, node gone %v", !released.IsZero(), !gone.IsZero())
+	}
+	// The node gossips its last votes after the release, for the grace.
+	if ran := gone.Sub(released); ran < SignerGossipGrace-50*time.Millisecond {
+		t.Fatalf("node stopped %s after the release, want at least the gossip grace %s", ran, SignerGossipGrace)
+	}
 	// The node was still running when the lock went: a standby takes over
 	// without waiting for this node to stop.
 	if r.j.index("release final= reaped=false") < 0 {

@@ -29,6 +29,16 @@ const (
 	DefaultProgressInterval = 10 * time.Second
 )
 
+// SignerGossipGrace is how long, in signer mode, a leader that shuts down
+// keeps its node running after it revoked signing and released the lock:
+// the votes the node was given last reach its peers only by its gossip,
+// and the standby's node cannot cast them (a prevote or precommit fenced
+// for other data than the standby's node wants is refused to it, and with
+// a third of the power or more the height would halt on the lost vote
+// until this node replays its WAL). The standby leads meanwhile, so the
+// grace costs no failover time.
+const SignerGossipGrace = time.Second
+
 // ErrCrashLoop is returned by Run when the node failed to start, or the
 // validator node failed, MaxStartFailures times in a row.
 var ErrCrashLoop = errors.New("node keeps failing")
@@ -261,10 +271,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // node that cannot be reaped keeps the lock unreleased: the session is
 // abandoned to expire in Consul. In signer mode no node holds the key: the
 // lock goes first (signing revoked, S3′), so that a standby takes over
-// without waiting for the node to stop.
+// without waiting for the node to stop, and the node runs on for
+// SignerGossipGrace so that its last votes reach its peers.
 func (s *Supervisor) shutdown() {
 	if s.cfg.Signer != nil && s.sess != nil {
 		s.release(false)
+		if s.proc != nil && !s.proc.Exited() {
+			s.log.Info().Dur("grace", SignerGossipGrace).Msg("signing revoked and lock released; the node gossips its last votes before it stops")
+			time.Sleep(SignerGossipGrace)
+		}
 	}
 	validator := s.proc != nil && s.proc.role == RoleValidator
 	if s.proc != nil {
