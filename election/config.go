@@ -114,6 +114,13 @@ type Config struct {
 	// Nil: watermarks are opaque and every write replaces the stored one.
 	CompareWatermarks func(a, b []byte) (int, error)
 
+	// OnLateClose, if set, is called when a Close that Consul did not
+	// answer has been retried to its end (see Session.Close): with the
+	// number of attempts and the last error (nil: the lock was released
+	// and the session destroyed late; else Consul expires the session by
+	// itself). Meant for a log line.
+	OnLateClose func(attempts int, err error)
+
 	// OnConsulError, if set, is called with every failed Consul call (the
 	// error is also returned or, in the renew loop, retried). Meant for a
 	// metrics counter; it must return quickly.

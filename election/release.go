@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -29,7 +30,10 @@ import (
 //
 // Each call is bounded by ctx and CallTimeout; with ctx already ended
 // nothing is released and Consul frees the lock only at expiry, after
-// lock-delay. Close after Done is best effort: the release transaction
+// lock-delay. When Consul does not answer (no Raft leader, no quorum, out
+// of reach), Close returns the error and goes on trying in the background
+// every CloseRetryInterval until Consul answers or 2×TTL has passed (see
+// retryClose and Config.OnLateClose). Close after Done is best effort: the release transaction
 // checks the lock, so it is harmless, and its failure is returned. Close
 // is idempotent: later calls return the first call's result. Close after
 // Abandon releases nothing and returns an error wrapping ErrAbandoned.
@@ -70,8 +74,25 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 	clean := held && !s.e.now().Before(s.signAt)
 	s.mu.Unlock()
 
+	rel := s.releaseValue(value, clean)
+	given := ctx.Err() == nil // a caller that already gave up gets no retries
+	err := s.closeTry(ctx, final, rel, held, false)
+	if err != nil && given && !errors.Is(err, ErrLockTaken) && !errors.Is(err, ErrWatermarkLower) {
+		go s.retryClose(final, rel, held, err)
+	}
+	return err
+}
+
+// closeTry releases the lock and destroys the session, once. With
+// keepUnreleased, a release that got no answer leaves the session alone
+// (a destroy would free the lock without the clean-release marker and
+// under lock-delay): the next attempt releases first.
+func (s *Session) closeTry(ctx context.Context, final, value []byte, held, keepUnreleased bool) error {
 	var errs []error
-	if err := s.release(ctx, final, s.releaseValue(value, clean), held); err != nil {
+	if err := s.release(ctx, final, value, held); err != nil {
+		if keepUnreleased && !errors.Is(err, ErrLockTaken) && !errors.Is(err, ErrWatermarkLower) {
+			return err
+		}
 		errs = append(errs, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.e.cfg.CallTimeout)
@@ -82,6 +103,36 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// CloseRetryInterval is the pause between the attempts of a Close that
+// Consul did not answer.
+const CloseRetryInterval = time.Second
+
+// retryClose goes on with a Close that failed for want of an answer
+// (Consul between two Raft leaders, without quorum, or out of reach):
+// every CloseRetryInterval it releases the lock and destroys the session
+// again, until that succeeds or the time by which Consul expires the
+// session by itself (2×TTL from now) has passed. What Close was called for
+// holds for every attempt (the node has stopped, or signing is revoked),
+// so a late release is as safe as a prompt one, and it frees the lock as
+// soon as Consul answers instead of after the session's expiry: a leader
+// that lost its lease to a Consul outage gives the lock back the moment
+// the outage ends.
+func (s *Session) retryClose(final, value []byte, held bool, first error) {
+	until := s.e.now().Add(2 * s.e.cfg.TTL)
+	err, attempt := first, 1
+	for s.e.now().Before(until) {
+		time.Sleep(CloseRetryInterval)
+		attempt++
+		err = s.closeTry(context.Background(), final, value, held, true)
+		if err == nil || errors.Is(err, ErrLockTaken) || errors.Is(err, ErrWatermarkLower) {
+			break
+		}
+	}
+	if s.e.cfg.OnLateClose != nil {
+		s.e.cfg.OnLateClose(attempt, err)
+	}
 }
 
 // release unlocks the lock key, leaving value in it, with the final

@@ -115,6 +115,13 @@ func run(c *cli.Context) error {
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
 		Fenced:        mode == signSigner,
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
+		OnLateClose: func(attempts int, err error) {
+			if err != nil {
+				log.Warn().Err(err).Int("attempts", attempts).Msg("session close still failing; consul expires the session by itself")
+				return
+			}
+			log.Info().Int("attempts", attempts).Msg("session closed late, once consul answered again: the lock is free")
+		},
 		OnUncleanTakeover: func(reason string, wait time.Duration) {
 			log.Warn().Str("reason", reason).Dur("wait", wait).
 				Msg("lock taken without a clean release by the previous leader: waiting before signing, so that it has stopped")
