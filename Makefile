@@ -6,7 +6,7 @@ BIN     := bin/valguard
 DEPS     = $(shell bash scripts/install-deps.sh | tail -n 1)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build test lint demo bench deps clean
+.PHONY: build test lint demo bench chaos deps clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/valguard
@@ -43,6 +43,15 @@ demo: build
 bench: build
 	bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out} --consul-servers $${CONSUL_SERVERS:-3}
+
+# Fault drills (root: network namespaces): a 3-server Consul, a 4-validator
+# localnet, two replicas each in its own namespace; FAULTS faults per mode
+# from the schedule SEED (default: from the clock), the double-sign checker
+# after each; prints the table per fault kind and writes report.json and
+# timeline.svg into the run directory it names. MODE=restart|signer|both.
+chaos:
+	bash scripts/install-deps.sh >/dev/null
+	$(GO) run ./scripts/chaos --faults $${FAULTS:-200} --seed $${SEED:-0} --mode $${MODE:-both} $${CHAOS_ARGS:-}
 
 clean:
 	rm -rf bin

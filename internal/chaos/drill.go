@@ -1,0 +1,353 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valguard/valguard/internal/localnet"
+)
+
+// Config is a drill: a topology and a schedule.
+type Config struct {
+	RigConfig
+	// Faults is how many faults to inject.
+	Faults int
+	// Seed makes the schedule (kinds, targets, pauses) reproducible.
+	Seed uint64
+	// Kinds limits the drill to these kind names (nil: every kind that
+	// applies to the mode).
+	Kinds []string
+	// Recovery bounds the wait for a replica set back in shape (one
+	// leader, every other replica a standby) and a new signature.
+	Recovery time.Duration
+}
+
+// Fault is one injected fault and what it cost.
+type Fault struct {
+	N        int       `json:"n"`
+	Kind     string    `json:"kind"`
+	Target   *Replica  `json:"-"`
+	TargetID string    `json:"target"`
+	Leader   string    `json:"leader_before"`
+	After    string    `json:"leader_after"`
+	At       time.Time `json:"at"`
+	Height   int64     `json:"height"` // height at the injection
+	// FirstSigned is the first height above Height+1 the validator
+	// signed; Height+1 may still carry a signature made before the fault.
+	FirstSigned int64   `json:"first_signed"`
+	ToSign      float64 `json:"to_first_signature_s"`
+	Missed      int     `json:"missed_heights"`
+	Bound       float64 `json:"bound_s"`
+	OverBound   bool    `json:"over_bound"`
+	// NoFailover: a fault that needed a new leader (or the old one back)
+	// got no signature within its bound.
+	NoFailover bool     `json:"no_failover"`
+	Recovered  float64  `json:"recovered_s"`
+	Findings   []string `json:"findings,omitempty"`
+	Err        string   `json:"error,omitempty"`
+	Note       string   `json:"note,omitempty"`
+}
+
+// Drill runs a schedule of faults against a Rig.
+type Drill struct {
+	cfg     Config
+	rig     *Rig
+	checker *Checker
+	rnd     *rand.Rand
+	kinds   []Kind
+	Faults  []*Fault
+	tl      *timeline
+	logf    func(format string, args ...any)
+}
+
+// ErrDoubleSign is returned by Run when the checker found a double sign.
+var ErrDoubleSign = errors.New("double sign")
+
+// NewDrill builds the rig and the checker.
+func NewDrill(ctx context.Context, cfg Config) (*Drill, error) {
+	if cfg.Recovery == 0 {
+		cfg.Recovery = 4 * time.Minute
+	}
+	d := &Drill{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), logf: cfg.Logf}
+	if d.logf == nil {
+		d.logf = func(string, ...any) {}
+	}
+	for _, k := range Kinds {
+		if !contains(k.Modes, cfg.Mode) {
+			continue
+		}
+		if cfg.Kinds != nil && !contains(cfg.Kinds, k.Name) {
+			continue
+		}
+		d.kinds = append(d.kinds, k)
+	}
+	for _, name := range cfg.Kinds {
+		if k, ok := KindByName(name); !ok {
+			return nil, fmt.Errorf("unknown fault kind %q", name)
+		} else if !contains(k.Modes, cfg.Mode) {
+			d.logf("fault kind %s does not apply to the %s mode; left out", name, cfg.Mode)
+		}
+	}
+	if len(d.kinds) == 0 {
+		return nil, fmt.Errorf("no fault kind applies to the %s mode", cfg.Mode)
+	}
+	rig, err := NewRig(ctx, cfg.RigConfig)
+	if err != nil {
+		return nil, err
+	}
+	d.rig = rig
+	if d.checker, err = NewChecker(ctx, rig); err != nil {
+		rig.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Rig is the drill's topology.
+func (d *Drill) Rig() *Rig { return d.rig }
+
+// Close tears the topology down.
+func (d *Drill) Close() { d.rig.Close() }
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run starts the replicas, waits for a leader and a standby, then injects
+// cfg.Faults faults, each at a random instant, and after each waits for
+// recovery and runs the checker. It returns ErrDoubleSign (wrapped, with
+// the findings) as soon as the checker finds anything, and another error
+// when the replicas do not recover.
+func (d *Drill) Run(ctx context.Context) error {
+	d.tl = newTimeline(d.rig)
+	tlCtx, stopTL := context.WithCancel(ctx)
+	var tlWG sync.WaitGroup
+	tlWG.Add(1)
+	go func() { defer tlWG.Done(); d.tl.sample(tlCtx) }()
+	defer func() { stopTL(); tlWG.Wait() }()
+
+	first := d.rig.Replicas[0]
+	if err := first.Start(); err != nil {
+		return err
+	}
+	if err := d.waitState(ctx, first, "Validating", 3*time.Minute); err != nil {
+		return err
+	}
+	for _, r := range d.rig.Replicas[1:] {
+		if err := r.Start(); err != nil {
+			return err
+		}
+	}
+	if _, err := d.recover(ctx, 3*time.Minute); err != nil {
+		return fmt.Errorf("start-up: %w", err)
+	}
+	for i := 1; i <= d.cfg.Faults; i++ {
+		k := d.kinds[d.rnd.IntN(len(d.kinds))]
+		pause := time.Duration(2000+d.rnd.IntN(8000)) * time.Millisecond
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
+		f, err := d.inject(ctx, i, k)
+		if f != nil {
+			d.Faults = append(d.Faults, f)
+			d.tl.mark(f)
+		}
+		if err != nil {
+			return fmt.Errorf("fault %d (%s): %w", i, k.Name, err)
+		}
+		if len(f.Findings) > 0 {
+			return fmt.Errorf("fault %d (%s): %w:\n%s", i, k.Name, ErrDoubleSign, strings.Join(f.Findings, "\n"))
+		}
+	}
+	return nil
+}
+
+// inject runs one fault, its recovery, the measurements and the checks.
+func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
+	leader := d.leader(ctx)
+	if leader == nil {
+		return nil, errors.New("no leader before the fault")
+	}
+	target := leader
+	if k.Standby {
+		target = d.standby(leader)
+		if target == nil {
+			return nil, errors.New("no standby before the fault")
+		}
+	}
+	h, err := localnet.Height(ctx, d.rig.RPC)
+	if err != nil {
+		return nil, err
+	}
+	bound := k.Bound(d.cfg.Mode)
+	f := &Fault{N: n, Kind: k.Name, Target: target, TargetID: target.ID, Leader: leader.ID, At: time.Now(), Height: h, Bound: bound.Seconds()}
+	d.logf("fault %d/%d %s: target %s (leader %s) at height %d", n, d.cfg.Faults, k.Name, target.ID, leader.ID, h)
+	sig := make(chan struct{})
+	go func() {
+		defer close(sig)
+		f.FirstSigned, f.ToSign = d.firstSignature(ctx, h+1, f.At, d.cfg.Recovery+5*time.Minute)
+	}()
+	if err := k.Run(ctx, d, f); err != nil {
+		f.Err = err.Error()
+		d.logf("fault %d %s: %v", n, k.Name, err)
+	}
+	rec, err := d.recover(ctx, d.cfg.Recovery)
+	if err != nil {
+		return f, err
+	}
+	<-sig
+	f.Recovered = rec.Sub(f.At).Seconds()
+	if l := d.leader(ctx); l != nil {
+		f.After = l.ID
+	}
+	if f.FirstSigned == 0 {
+		return f, fmt.Errorf("no new signature within %s", d.cfg.Recovery+5*time.Minute)
+	}
+	_, missed, err := localnet.Signers(ctx, d.rig.RPC, h+1, f.FirstSigned-1, d.rig.Chain.HAAddress)
+	if err != nil {
+		return f, err
+	}
+	f.Missed = len(missed)
+	f.OverBound = f.ToSign > bound.Seconds()
+	f.NoFailover = k.Failover && f.OverBound
+	findings, err := d.checker.Check(ctx, 2*time.Minute)
+	f.Findings = findings
+	if err != nil {
+		return f, fmt.Errorf("checker: %w", err)
+	}
+	d.logf("fault %d %s: first signature at %d after %.1fs (bound %.0fs), %d missed, recovered after %.1fs, leader %s→%s %s",
+		n, k.Name, f.FirstSigned, f.ToSign, bound.Seconds(), f.Missed, f.Recovered, f.Leader, f.After, f.Note)
+	return f, nil
+}
+
+// firstSignature polls the chain for the first height above after that
+// the validator signed, and returns it with the time since at.
+func (d *Drill) firstSignature(ctx context.Context, after int64, at time.Time, limit time.Duration) (int64, float64) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	next := after + 1
+	for {
+		h, err := localnet.Height(ctx, d.rig.RPC)
+		for ; err == nil && next <= h; next++ {
+			ok, serr := localnet.SignedAt(ctx, d.rig.RPC, d.rig.Chain.HAAddress, next)
+			if serr != nil {
+				break
+			}
+			if ok {
+				return next, time.Since(at).Seconds()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// recover restarts every replica that exited and is not held down, and
+// waits until exactly one replica is Validating and every other one is
+// Voting. It returns when that was first seen.
+func (d *Drill) recover(ctx context.Context, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	var states []string
+	var since time.Time // when the shape was first seen, zero if not now
+	if err := sleep(ctx, time.Second); err != nil {
+		return time.Time{}, err
+	}
+	for time.Now().Before(deadline) {
+		for _, r := range d.rig.Replicas {
+			if restarted, err := r.Ensure(); err != nil {
+				return time.Time{}, err
+			} else if restarted {
+				d.logf("replica %s restarted", r.ID)
+			}
+		}
+		states = states[:0]
+		validating, voting := 0, 0
+		for _, r := range d.rig.Replicas {
+			s := r.State()
+			states = append(states, r.ID+"="+s)
+			switch s {
+			case "Validating":
+				validating++
+			case "Voting":
+				voting++
+			}
+		}
+		switch {
+		case validating != 1 || voting != len(d.rig.Replicas)-1:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= time.Second:
+			// Held for a second: not a leader about to notice its loss.
+			return since, nil
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return time.Time{}, fmt.Errorf("replicas not back to one leader and %d standbys within %s: %s",
+		len(d.rig.Replicas)-1, limit, strings.Join(states, " "))
+}
+
+// leader is the replica in Validating (waiting up to 10 s for one).
+func (d *Drill) leader(ctx context.Context) *Replica {
+	for range 40 {
+		for _, r := range d.rig.Replicas {
+			if r.State() == "Validating" {
+				return r
+			}
+		}
+		if sleep(ctx, 250*time.Millisecond) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// standby is a replica other than leader, chosen at random.
+func (d *Drill) standby(leader *Replica) *Replica {
+	var out []*Replica
+	for _, r := range d.rig.Replicas {
+		if r != leader {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out[d.rnd.IntN(len(out))]
+}
+
+func (d *Drill) waitState(ctx context.Context, r *Replica, want string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if r.State() == want {
+			return nil
+		}
+		if !r.Running() {
+			return fmt.Errorf("replica %s exited; log %s:\n%s", r.ID, r.Log, tail(r.Log, 20))
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("replica %s not %s within %s (state %q); log %s:\n%s", r.ID, want, limit, r.State(), r.Log, tail(r.Log, 20))
+}
+
+// FinalCheck runs the checker once more at the end of a drill.
+func (d *Drill) FinalCheck(ctx context.Context) ([]string, error) {
+	return d.checker.Check(ctx, 2*time.Minute)
+}

@@ -1,0 +1,158 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Stats are min, median, 95th percentile and max of a sample.
+type Stats struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	P95    float64 `json:"p95"`
+	Max    float64 `json:"max"`
+}
+
+func stats(xs []float64) Stats {
+	if len(xs) == 0 {
+		return Stats{}
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	q := func(p float64) float64 {
+		// nearest rank
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return Stats{Min: s[0], Median: q(0.5), P95: q(0.95), Max: s[len(s)-1]}
+}
+
+// KindRow is the report's line for one fault kind.
+type KindRow struct {
+	Kind        string  `json:"kind"`
+	What        string  `json:"what"`
+	Count       int     `json:"count"`
+	DoubleSigns int     `json:"double_signs"`
+	Missed      Stats   `json:"missed_heights"`
+	ToSign      Stats   `json:"to_first_signature_s"`
+	Bound       float64 `json:"bound_s"`
+	OverBound   int     `json:"over_bound"`
+	NoFailover  int     `json:"failovers_missing"`
+	Errors      int     `json:"errors"`
+}
+
+// Report is what a drill writes as JSON.
+type Report struct {
+	Mode      string    `json:"mode"`
+	Seed      uint64    `json:"seed"`
+	Faults    int       `json:"faults_asked"`
+	Injected  int       `json:"faults_injected"`
+	Started   time.Time `json:"started"`
+	Duration  float64   `json:"duration_s"`
+	Heights   [2]int64  `json:"heights"`
+	Result    string    `json:"result"` // "pass" or the error
+	Findings  []string  `json:"findings,omitempty"`
+	Kinds     []KindRow `json:"kinds"`
+	FaultList []*Fault  `json:"faults"`
+	Replay    string    `json:"replay"`
+}
+
+// NewReport builds the per-kind table from the faults.
+func NewReport(mode string, seed uint64, asked int, faults []*Fault) *Report {
+	r := &Report{Mode: mode, Seed: seed, Faults: asked, Injected: len(faults), FaultList: faults,
+		Replay: fmt.Sprintf("make chaos MODE=%s FAULTS=%d SEED=%d", mode, asked, seed)}
+	by := map[string][]*Fault{}
+	for _, f := range faults {
+		by[f.Kind] = append(by[f.Kind], f)
+	}
+	for _, k := range Kinds {
+		fs := by[k.Name]
+		if len(fs) == 0 {
+			continue
+		}
+		row := KindRow{Kind: k.Name, What: k.What, Count: len(fs), Bound: k.Bound(mode).Seconds()}
+		var missed, toSign []float64
+		for _, f := range fs {
+			if len(f.Findings) > 0 {
+				row.DoubleSigns++
+			}
+			if f.OverBound {
+				row.OverBound++
+			}
+			if f.NoFailover {
+				row.NoFailover++
+			}
+			if f.Err != "" {
+				row.Errors++
+			}
+			if f.FirstSigned > 0 {
+				missed = append(missed, float64(f.Missed))
+				toSign = append(toSign, f.ToSign)
+			}
+		}
+		row.Missed, row.ToSign = stats(missed), stats(toSign)
+		r.Kinds = append(r.Kinds, row)
+	}
+	return r
+}
+
+// WriteTable prints the table an operator reads.
+func (r *Report) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "mode %s, seed %d, %d of %d faults, %.0f s, heights %d..%d: %s\n", r.Mode, r.Seed, r.Injected, r.Faults, r.Duration, r.Heights[0], r.Heights[1], r.Result)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "fault kind\tcount\tdouble-signs\tmissed heights min/med/p95/max\tto first signature (s) min/med/p95/max\tbound (s)\tover bound\tfailovers missing\terrors\t")
+	for _, k := range r.Kinds {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f\t%d\t%d\t%d\t\n", k.Kind, k.Count, k.DoubleSigns,
+			fmtStats(k.Missed, "%.0f"), fmtStats(k.ToSign, "%.1f"), k.Bound, k.OverBound, k.NoFailover, k.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "replay: %s\n", r.Replay)
+}
+
+// Markdown is the table as a README table.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, k := range r.Kinds {
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.0f | %d | %d |\n", k.Kind, k.Count, k.DoubleSigns,
+			strings.ReplaceAll(fmtStats(k.Missed, "%.0f"), "/", " / "), strings.ReplaceAll(fmtStats(k.ToSign, "%.1f"), "/", " / "), k.Bound, k.OverBound, k.NoFailover)
+	}
+	return b.String()
+}
+
+func fmtStats(s Stats, f string) string {
+	return fmt.Sprintf(f+"/"+f+"/"+f+"/"+f, s.Min, s.Median, s.P95, s.Max)
+}
+
+// WriteJSON writes the report to path.
+func (r *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return lastLinesN(string(data), n)
+}
+
+func lastLinesN(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}

@@ -1,0 +1,362 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valguard/valguard/internal/localnet"
+)
+
+// Sign modes of Config.Mode.
+const (
+	ModeRestart = "restart"
+	ModeSigner  = "signer"
+)
+
+// Timing the replicas run with, and the bounds derive from.
+const (
+	sessionTTL  = 10 * time.Second
+	watchdogInterval = 3 * time.Second
+	// deposeAfter is --signer-depose-after in the signer mode.
+	deposeAfter = 2 * time.Second
+	// homeSize is the tmpfs each replica's node home lives on, small
+	// enough to fill on purpose.
+	homeSize = 256 << 20
+)
+
+// lockDelay is the lock-delay valguard uses in mode (its defaults).
+func lockDelay(mode string) time.Duration {
+	if mode == ModeSigner {
+		return time.Millisecond
+	}
+	return sessionTTL
+}
+
+// RigConfig describes a drill's topology.
+type RigConfig struct {
+	Mode     string // ModeRestart or ModeSigner
+	Dir      string // everything the run writes: homes, logs, report
+	Replicas int    // replicas of the HA validator; default 2
+	Valguard string // the valguard binary
+	Consul   string // the consul binary
+	CometBFT string // the cometbft binary
+	Logf     func(format string, args ...any)
+}
+
+// Rig is a running topology: network, Consul cluster, localnet, replicas.
+type Rig struct {
+	cfg        RigConfig
+	ctx        context.Context
+	cancel     context.CancelFunc
+	Net        *Network
+	Consul     *Cluster
+	Chain      *localnet.Net
+	RPC        string // validator 0's RPC, for the chain checks
+	Replicas   []*Replica
+	validators []*localnet.Process
+	closeOnce  sync.Once
+}
+
+// Replica is one valguard and its node, in namespace NS.
+type Replica struct {
+	ID       string
+	Index    int
+	NS       string
+	Home     string
+	Log      string
+	Metrics  string // host:port of /metrics
+	RPC      string // its node's RPC
+	Proxy    *Proxy // its Consul path
+	Watchdog *Watchdog
+
+	rig     *Rig
+	args    []string
+	mu      sync.Mutex
+	proc    *localnet.Process
+	held    bool // kept down on purpose by a fault
+	stopped bool // SIGSTOPped
+	runs    int
+}
+
+// NewRig builds the topology and starts it: network, Consul (3 servers),
+// the localnet's validators, the replicas (the first one started first, so
+// that it leads). On error everything started is torn down.
+func NewRig(ctx context.Context, cfg RigConfig) (r *Rig, err error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 2
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r = &Rig{cfg: cfg, ctx: ctx, cancel: cancel}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.Net, err = NewNetwork(ctx); err != nil {
+		return nil, err
+	}
+	cfg.Logf("network %s: chain 10.213.%d.0/24, consul 10.214.%d.0/24", r.Net.Prefix, r.Net.Subnet, r.Net.Subnet)
+	if r.Consul, err = startCluster(ctx, r.Net, cfg.Consul, cfg.Dir, 3); err != nil {
+		return nil, err
+	}
+	if err = r.startChain(ctx); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Replicas {
+		if err = r.addReplica(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *Rig) startChain(ctx context.Context) error {
+	n, err := localnet.Create(ctx, localnet.Config{Dir: filepath.Join(r.cfg.Dir, "chain"), Binary: r.cfg.CometBFT, Replicas: r.cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	r.Chain = n
+	// Every node listens on its host's bridge address instead of 127.0.0.1.
+	ipOf := map[string]string{}
+	hosts := map[string]string{}
+	for i, h := range n.Homes {
+		if i != n.HA {
+			hosts[h] = r.Net.ChainIP(1)
+		}
+	}
+	for i, h := range n.ReplicaHomes {
+		hosts[h] = r.Net.ChainIP(10 + i)
+	}
+	for h, ip := range hosts {
+		u, _ := url.Parse(n.RPC(h))
+		ipOf[u.Port()] = ip
+		_, p2p, _ := strings.Cut(n.P2P(h), "@127.0.0.1:")
+		ipOf[p2p] = ip
+	}
+	for h := range hosts {
+		path := filepath.Join(h, "config", "config.toml")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		s := string(data)
+		for port, ip := range ipOf {
+			s = strings.ReplaceAll(s, "127.0.0.1:"+port+"\"", ip+":"+port+"\"")
+			s = strings.ReplaceAll(s, "127.0.0.1:"+port+",", ip+":"+port+",")
+		}
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			return err
+		}
+	}
+	u, _ := url.Parse(n.RPC(n.Homes[0]))
+	r.RPC = "http://" + r.Net.ChainIP(1) + ":" + u.Port()
+	procs, err := n.StartValidators(r.ctx, filepath.Join(r.cfg.Dir, "logs"))
+	if err != nil {
+		return err
+	}
+	r.validators = procs
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	return localnet.WaitHeight(wctx, r.RPC, 3)
+}
+
+// HomeRPC is the RPC address of a replica home after the move to its
+// namespace.
+func (r *Rig) homeRPC(i int) string {
+	u, _ := url.Parse(r.Chain.RPC(r.Chain.ReplicaHomes[i]))
+	return "http://" + r.Net.ChainIP(10+i) + ":" + u.Port()
+}
+
+func (r *Rig) addReplica(ctx context.Context, i int) error {
+	id := "r" + strconv.Itoa(i)
+	ns, err := r.Net.AddHost(ctx, id, 10+i, true, true)
+	if err != nil {
+		return err
+	}
+	home := r.Chain.ReplicaHomes[i]
+	// The home moves onto a small tmpfs of its own (the disk-full fault).
+	tmp := home + ".orig"
+	if err := os.Rename(home, tmp); err != nil {
+		return err
+	}
+	if err := r.Net.Mount(ctx, home, homeSize); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "cp", "-a", tmp+"/.", home+"/").CombinedOutput(); err != nil {
+		return fmt.Errorf("copy home: %w: %s", err, out)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	targets := r.Consul.Addrs()
+	targets = append(targets[i%len(targets):], targets[:i%len(targets)]...)
+	px, err := NewProxy(r.Net.ConsulIP(1)+":0", targets)
+	if err != nil {
+		return err
+	}
+	rep := &Replica{
+		ID: id, Index: i, NS: ns, Home: home, rig: r, Proxy: px,
+		Log:     filepath.Join(r.cfg.Dir, "logs", "valguard-"+id+".log"),
+		Metrics: r.Net.ChainIP(10+i) + ":2233",
+		RPC:     r.homeRPC(i),
+	}
+	rep.Watchdog, err = NewWatchdog(filepath.Join(os.TempDir(), r.Net.Prefix+"-"+id+".notify"), watchdogInterval, rep.watchdogKill)
+	if err != nil {
+		return err
+	}
+	rep.args = []string{"run", "--replica-id", id, "--metrics-addr", rep.Metrics, "--log-format", "json",
+		"--node-home", home, "--node-binary", r.cfg.CometBFT, "--validator-key", r.Chain.ValidatorKey,
+		"--consul-url", "http://" + px.Addr(), "--session-ttl", sessionTTL.String(), "--stop-timeout", "10s"}
+	if r.cfg.Mode == ModeSigner {
+		rep.args = append(rep.args, "--sign-mode", "signer", "--signer-depose-after", deposeAfter.String())
+	}
+	r.Replicas = append(r.Replicas, rep)
+	return nil
+}
+
+// Close stops every process, removes the network and unmounts the homes.
+// Logs and homes stay in the run directory.
+func (r *Rig) Close() {
+	r.closeOnce.Do(func() {
+		for _, rep := range r.Replicas {
+			rep.mu.Lock()
+			rep.held = true
+			rep.mu.Unlock()
+			if rep.Watchdog != nil {
+				rep.Watchdog.Close()
+			}
+			if rep.Proxy != nil {
+				rep.Proxy.Close()
+			}
+			KillNS(rep.NS)
+		}
+		r.cancel()
+		for _, p := range r.validators {
+			_ = p.Kill()
+		}
+		if r.Consul != nil {
+			for j := range r.Consul.Servers {
+				r.Consul.Kill(j)
+			}
+		}
+		if r.Net != nil {
+			r.Net.Close()
+		}
+	})
+}
+
+// NodeLogs are every log of the run's nodes and valguards (*.log under
+// the run directory).
+func (r *Rig) NodeLogs() []string {
+	var out []string
+	_ = filepath.WalkDir(r.cfg.Dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".log") && !strings.Contains(p, "consul-") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// Start runs valguard (again) in the replica's namespace, under its
+// watchdog socket.
+func (rep *Replica) Start() error {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.held = false
+	return rep.startLocked()
+}
+
+func (rep *Replica) startLocked() error {
+	if rep.proc != nil && !rep.proc.Exited() {
+		return nil
+	}
+	p, err := localnet.StartProcess(rep.rig.ctx, rep.Log, rep.Watchdog.Env(), "nsenter",
+		append([]string{"--net=/run/netns/" + rep.NS, "--", rep.rig.cfg.Valguard}, rep.args...)...)
+	if err != nil {
+		return err
+	}
+	rep.proc, rep.stopped = p, false
+	rep.runs++
+	return nil
+}
+
+// Running reports whether this replica's valguard runs.
+func (rep *Replica) Running() bool {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	return rep.proc != nil && !rep.proc.Exited()
+}
+
+// PID is valguard's pid, 0 when it does not run.
+func (rep *Replica) PID() int {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if rep.proc == nil || rep.proc.Exited() {
+		return 0
+	}
+	return rep.proc.PID
+}
+
+// Signal sends sig to valguard alone (its node must react to its
+// supervisor's fate by itself).
+func (rep *Replica) Signal(sig syscall.Signal) {
+	if pid := rep.PID(); pid > 0 {
+		_ = syscall.Kill(pid, sig)
+		rep.mu.Lock()
+		switch sig {
+		case syscall.SIGSTOP:
+			rep.stopped = true
+		case syscall.SIGCONT:
+			rep.stopped = false
+		}
+		rep.mu.Unlock()
+	}
+}
+
+// Hold keeps the replica down: Ensure does not restart it.
+func (rep *Replica) Hold(on bool) {
+	rep.mu.Lock()
+	rep.held = on
+	rep.mu.Unlock()
+}
+
+// Ensure restarts valguard if it exited and is not held down, and says
+// whether it did.
+func (rep *Replica) Ensure() (bool, error) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if rep.held || (rep.proc != nil && !rep.proc.Exited()) {
+		return false, nil
+	}
+	return true, rep.startLocked()
+}
+
+// watchdogKill is the watchdog's action: every process of the unit (the
+// namespace's: valguard, its node, its guard) gets SIGKILL; the unit is
+// restarted a second later, as systemd's Restart=always would.
+func (rep *Replica) watchdogKill() {
+	KillNS(rep.NS)
+	go func() {
+		time.Sleep(time.Second)
+		_, _ = rep.Ensure()
+	}()
+}
+
+// State is the replica's valguard_state, "" when it does not answer.
+func (rep *Replica) State() string { return localnet.ValguardState(rep.Metrics) }
+
+// NodePID is the pid of the last node valguard started.
+func (rep *Replica) NodePID() int { return localnet.LastNodePID(rep.Log) }

@@ -1,0 +1,186 @@
+package chaos
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cometbft/cometbft/libs/protoio"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+)
+
+func TestStats(t *testing.T) {
+	s := stats([]float64{5, 1, 3, 2, 4, 100, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19})
+	if s.Min != 1 || s.Max != 100 || s.Median != 10 || s.P95 != 19 {
+		t.Fatalf("stats %+v", s)
+	}
+	if (stats(nil) != Stats{}) {
+		t.Fatal("stats of nothing")
+	}
+}
+
+func stateFile(t *testing.T, h int64, r int32, step int8, ts time.Time, block byte) []byte {
+	t.Helper()
+	v := cmtproto.CanonicalVote{Type: cmtproto.PrevoteType, Height: h, Round: int64(r), Timestamp: ts, ChainID: "c"}
+	if block != 0 {
+		v.BlockID = &cmtproto.CanonicalBlockID{Hash: bytes.Repeat([]byte{block}, 32)}
+	}
+	sb, err := protoio.MarshalDelimited(&v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(map[string]any{"height": "7", "round": r, "step": step, "signbytes": strings.ToUpper(hex.EncodeToString(sb))})
+	return data
+}
+
+func TestStateDigestIgnoresTimestamp(t *testing.T) {
+	now := time.Now()
+	hrs, a, ok := stateDigest(stateFile(t, 7, 0, 2, now, 1))
+	if !ok || hrs != [3]int64{7, 0, 2} {
+		t.Fatalf("hrs %v ok %v", hrs, ok)
+	}
+	_, b, _ := stateDigest(stateFile(t, 7, 0, 2, now.Add(time.Second), 1))
+	_, c, _ := stateDigest(stateFile(t, 7, 0, 2, now, 0))
+	if a != b {
+		t.Fatal("a timestamp-only difference changed the digest")
+	}
+	if a == c {
+		t.Fatal("a nil vote and a block vote have one digest")
+	}
+	if _, _, ok := stateDigest([]byte(`{"height":"7","round":0,"step":0}`)); ok {
+		t.Fatal("a state without sign bytes counted as a signature")
+	}
+}
+
+func TestProxyModes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var got atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { n, _ := io.Copy(c, io.TeeReader(c, countWriter{&got})); _ = n; c.Close() }()
+		}
+	}()
+	// The first target refuses: the proxy falls back to the second.
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	p, err := NewProxy("127.0.0.1:0", []string{deadAddr, ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo := func(d time.Duration) (time.Duration, bool) {
+		start := time.Now()
+		_ = c.SetDeadline(time.Now().Add(d))
+		if _, err := c.Write([]byte("x")); err != nil {
+			return 0, false
+		}
+		buf := make([]byte, 1)
+		_, err := c.Read(buf)
+		return time.Since(start), err == nil
+	}
+	if _, ok := echo(time.Second); !ok {
+		t.Fatal("pass: no echo")
+	}
+	p.Degrade(150*time.Millisecond, 0)
+	if d, ok := echo(2 * time.Second); !ok || d < 300*time.Millisecond {
+		t.Fatalf("delay: echo after %s (ok %v), want ≥ 300ms", d, ok)
+	}
+	p.OneWay()
+	before := got.Load()
+	if _, ok := echo(300 * time.Millisecond); ok {
+		t.Fatal("one-way: an answer came back")
+	}
+	if got.Load() == before {
+		t.Fatal("one-way: the request did not reach the server")
+	}
+	p.Blackhole()
+	before = got.Load()
+	_, _ = echo(300 * time.Millisecond)
+	if got.Load() != before {
+		t.Fatal("blackhole: the request reached the server")
+	}
+}
+
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(p []byte) (int, error) { w.n.Add(int64(len(p))); return len(p), nil }
+
+func TestWatchdogKillsSilentUnit(t *testing.T) {
+	killed := make(chan struct{}, 1)
+	w, err := NewWatchdog(t.TempDir()+"/notify", 300*time.Millisecond, func() { killed <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c, err := net.Dial("unixgram", w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-killed:
+		t.Fatal("killed before READY=1")
+	case <-time.After(500 * time.Millisecond):
+	}
+	_, _ = c.Write([]byte("READY=1"))
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		_, _ = c.Write([]byte("WATCHDOG=1"))
+	}
+	select {
+	case <-killed:
+		t.Fatal("killed while fed")
+	default:
+	}
+	select {
+	case <-killed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("not killed after the pings stopped")
+	}
+	if len(w.Kills()) != 1 {
+		t.Fatalf("kills %v", w.Kills())
+	}
+}
+
+func TestReportTable(t *testing.T) {
+	fs := []*Fault{
+		{Kind: "handover", FirstSigned: 10, ToSign: 1.5, Missed: 0},
+		{Kind: "handover", FirstSigned: 20, ToSign: 30, Missed: 9, OverBound: true, NoFailover: true},
+		{Kind: "kill-standby", FirstSigned: 30, ToSign: 1, Findings: []string{"evidence on chain: x"}},
+	}
+	r := NewReport(ModeSigner, 5, 3, fs)
+	if len(r.Kinds) != 2 || r.Kinds[0].Kind != "kill-standby" && r.Kinds[0].Kind != "handover" {
+		t.Fatalf("kinds %+v", r.Kinds)
+	}
+	var b strings.Builder
+	r.WriteTable(&b)
+	for _, want := range []string{"handover", "kill-standby", "make chaos MODE=signer FAULTS=3 SEED=5"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	md := r.Markdown()
+	if !strings.Contains(md, "| handover | 2 | 0 | 0 / 0 / 9 / 9 |") || !strings.Contains(md, "| kill-standby | 1 | 1 |") {
+		t.Fatalf("markdown:\n%s", md)
+	}
+}
