@@ -34,9 +34,9 @@ type Checker struct {
 	power   int64
 	scanned int64 // blocks 1..scanned were scanned for evidence
 
-	mu      sync.Mutex
-	states  map[[3]int64]stateSeen // key-file mode: what each HRS was signed with
-	found   []string
+	mu     sync.Mutex
+	states map[[3]int64]stateSeen // key-file mode: what each HRS was signed with
+	found  []string
 }
 
 type stateSeen struct {

@@ -24,7 +24,7 @@ const (
 
 // Timing the replicas run with, and the bounds derive from.
 const (
-	sessionTTL  = 10 * time.Second
+	sessionTTL       = 10 * time.Second
 	watchdogInterval = 3 * time.Second
 	// deposeAfter is --signer-depose-after in the signer mode.
 	deposeAfter = 2 * time.Second
