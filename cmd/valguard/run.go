@@ -185,7 +185,13 @@ func run(c *cli.Context) error {
 		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
 	go newWatchdog(log, wdInterval, sup.LeaseDeadline).run(ctx)
 	if signerMode != nil {
-		if err := signerMode.start(ctx); err != nil {
+		// The node's signer outlives the signal: a node being stopped may
+		// wait on a sign request, and without an answer its shutdown hangs
+		// until SIGKILL. Signing itself is revoked before the lock goes;
+		// what is served after that is a standby's answers.
+		serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopServe()
+		if err := signerMode.start(serveCtx); err != nil {
 			return err
 		}
 	}

@@ -93,8 +93,9 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 }
 
 // start serves the node's privval socket and follows the watermark until
-// ctx ends. It runs before the supervisor starts the node: a node that
-// finds no signer within 3 s exits.
+// ctx ends. It runs before the supervisor starts the node (a node that
+// finds no signer within 3 s exits), and ctx must end only after the
+// supervisor stopped the node.
 func (ss *signerSetup) start(ctx context.Context) error {
 	cfg := signer.ConnConfig{Addr: ss.addr, Log: ss.log, OnConnected: ss.m.SetConnected}
 	if network, _, err := signer.ParseAddr(ss.addr); err != nil {
