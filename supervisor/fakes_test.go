@@ -151,7 +151,8 @@ type fakeElector struct {
 	sessions   []*fakeSession
 	createErrs int // NewSession fails this many times first
 	watermark  []byte
-	acquireErr error // Acquire fails with it at once
+	acquireErr error  // Acquire fails with it at once
+	onAcquire  func() // runs just before a granted Acquire returns
 }
 
 func newFakeElector(j *journal, n *fakeNode) *fakeElector {
@@ -213,6 +214,12 @@ func (s *fakeSession) Acquire(ctx context.Context) error {
 		return s.err
 	case <-s.e.grant:
 		s.e.j.add("lock:acquired")
+		s.e.mu.Lock()
+		hook := s.e.onAcquire
+		s.e.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
 		return nil
 	}
 }

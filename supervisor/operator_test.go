@@ -66,6 +66,33 @@ func TestHeldReplicaStaysOutOfTheElection(t *testing.T) {
 	}
 }
 
+// A hold that lands as the lock is taken (a drain mark or a hand-over
+// request read just then) keeps the replica from leading: it releases the
+// lock with only its voter running and leaves the election.
+func TestHoldAtTheTakeIsHonoured(t *testing.T) {
+	op := newFakeOperator()
+	r := newRig(t, func(c *Config) { c.Operator = op })
+	r.run()
+	r.waitState(Voting)
+	r.el.mu.Lock()
+	r.el.onAcquire = func() {
+		op.mu.Lock()
+		op.hold = "drained" // read by Hold, Changed not yet signalled
+		op.mu.Unlock()
+	}
+	r.el.mu.Unlock()
+	sess := r.el.current()
+	r.el.grant <- struct{}{}
+	r.waitState(Syncing)
+	eventually(t, time.Second, "lock released", func() bool { return sess.isClosed() })
+	if n := r.node.starts(RoleValidator); n != 0 || r.j.index("start:validator") >= 0 {
+		t.Fatalf("a replica held at the take started its validator:\n%s", strings.Join(r.j.list(), "\n"))
+	}
+	if st := r.sup.Snapshot(); !strings.Contains(st.Reason, "drained") {
+		t.Fatalf("state reason %q", st.Reason)
+	}
+}
+
 // TestOperatorHandOverStepsDownCleanly: a leader told to hold stops its
 // node, publishes the final watermark and releases the lock (the shutdown
 // path), then stays out while held and comes back as a voter after.

@@ -233,6 +233,13 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 				s.release(false)
 				return Registering, fmt.Sprintf("session lost: %v", err)
 			}
+			// A hold that arrived with the take (not yet signalled, or
+			// lost to the select) is honoured before anything signs:
+			// only a voter runs, so the release is a plain one.
+			if h := s.hold(); h != "" {
+				s.release(false)
+				return Syncing, "out of the election: " + h
+			}
 			return s.promote(ctx)
 		case <-ctx.Done():
 			return leave(Shutdown, "signal")

@@ -26,6 +26,7 @@ func (s *Supervisor) promoteSigner(ctx context.Context) (State, string) {
 		s.release(false)
 		return Registering, fmt.Sprintf("signing not granted: %v; lock released", err)
 	}
+	s.granted = true
 	s.cfg.Metrics.failover()
 	return Validating, "lock acquired; signing granted, node not restarted"
 }

@@ -152,6 +152,7 @@ type Supervisor struct {
 	vfails  int      // consecutive validator failures
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
+	granted bool  // signer mode: signing granted and not yet revoked
 
 	fallbackLogged bool // the reason for no cgroup was logged
 
@@ -275,8 +276,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // SignerGossipGrace so that its last votes reach its peers.
 func (s *Supervisor) shutdown() {
 	if s.cfg.Signer != nil && s.sess != nil {
+		signed := s.granted
 		s.release(false)
-		if s.proc != nil && !s.proc.Exited() {
+		if signed && s.proc != nil && !s.proc.Exited() {
 			s.log.Info().Dur("grace", SignerGossipGrace).Msg("signing revoked and lock released; the node gossips its last votes before it stops")
 			time.Sleep(SignerGossipGrace)
 		}
@@ -394,6 +396,7 @@ func (s *Supervisor) release(withWatermark bool) {
 	s.setLeading(nil)
 	if s.cfg.Signer != nil {
 		s.cfg.Signer.Revoke()
+		s.granted = false
 	}
 	if s.proc != nil && s.proc.role == RoleValidator && !s.proc.Exited() {
 		s.sess.Abandon()
