@@ -98,7 +98,32 @@ func (r *Roster) DrainKey(replica string) string { return r.prefix + "control/dr
 // HandoverKey is the key of the hand-over request.
 func (r *Roster) HandoverKey() string { return r.prefix + "control/handover" }
 
+// ControlPrefix is the prefix of the operator's requests (drain marks,
+// hand-over request), which every replica must be able to read.
+func (r *Roster) ControlPrefix() string { return r.controlPrefix() }
+
 func (r *Roster) controlPrefix() string { return r.prefix + "control/" }
 func (r *Roster) reportPrefix() string  { return r.prefix + "replicas/" }
 
 func (r *Roster) now() time.Time { return r.cfg.Now() }
+
+// ErrNoReadAccess: Consul refused to let this token read the operator's
+// requests. A replica that cannot read them stays out of the election
+// (fail-closed): a drain mark it cannot see must not be ignored.
+var ErrNoReadAccess = errors.New("the Consul token may not read the operator's requests")
+
+// explain adds, to a refused read of control/, the key and the fix.
+func (r *Roster) explain(err error) error {
+	if !permissionDenied(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w; this replica stays out of the election until it can read them: "+
+		"grant its token read on key prefix %q (Consul policy: key_prefix %q { policy = \"write\" }, "+
+		"which valguard run needs for its lock, reports and watermark anyway)", ErrNoReadAccess, err, r.controlPrefix(), r.prefix)
+}
+
+// permissionDenied reports whether err is Consul refusing the token.
+func permissionDenied(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "403") || strings.Contains(msg, "Permission denied") || strings.Contains(msg, "ACL not found")
+}

@@ -3,8 +3,11 @@ package roster
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/valguard/valguard/internal/consultest"
 )
@@ -132,5 +135,51 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("not within %s: %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestClockWarning(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		until time.Duration
+		warn  string
+	}{
+		{"window ahead", 30 * time.Second, ""},
+		{"ten minutes ahead", MaxWindowAhead, ""},
+		{"past", -5 * time.Second, "ago on this replica's clock"},
+		{"far ahead", MaxWindowAhead + time.Minute, "ahead on this replica's clock"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ClockWarning(Handover{ID: "r", From: "a", Until: now.Add(tc.until)}, now)
+			if (got == "") != (tc.warn == "") || !strings.Contains(got, tc.warn) {
+				t.Fatalf("ClockWarning = %q, want %q", got, tc.warn)
+			}
+		})
+	}
+}
+
+// TestExplainRefusedRead: a read of control/ that Consul refused names the
+// key prefix and the policy to grant, and the watcher's Hold says so.
+func TestExplainRefusedRead(t *testing.T) {
+	client, err := api.NewClient(api.DefaultConfig()) // never called
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Client: client, ValidatorID: "V1", ReplicaID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.explain(errors.New("Unexpected response code: 403 (Permission denied: token with AccessorID 'x' lacks permission 'key:read' on \"valguard/V1/control/\")"))
+	if !errors.Is(err, ErrNoReadAccess) || !strings.Contains(err.Error(), `key_prefix "valguard/V1/"`) || !strings.Contains(err.Error(), "valguard/V1/control/") {
+		t.Fatalf("explained: %v", err)
+	}
+	if other := errors.New("connection refused"); r.explain(other) != other {
+		t.Fatal("an unrelated error was rewritten")
+	}
+	w := r.NewWatcher(nil)
+	w.denied = true
+	if h := w.Hold(); !strings.Contains(h, "valguard/V1/control/") {
+		t.Fatalf("Hold while refused: %q", h)
 	}
 }

@@ -3,6 +3,8 @@ package roster
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +15,11 @@ import (
 // notRead is Hold's answer before the first successful read.
 const notRead = "the operator's requests not read from Consul yet"
 
+// MaxWindowAhead is how far ahead of a replica's clock a hand-over
+// request's Until may be when the replica first sees it before it warns
+// of clock skew; valguard handover refuses a longer --window.
+const MaxWindowAhead = 10 * time.Minute
+
 // maxWatchWait caps a blocking query's wait.
 const maxWatchWait = 5 * time.Minute
 
@@ -22,13 +29,40 @@ const maxWatchWait = 5 * time.Minute
 type Watcher struct {
 	r       *Roster
 	onError func(error)
+	onClock func(h Handover, warning string)
 
 	mu      sync.Mutex
 	read    bool
+	denied  bool // the last read was refused (ErrNoReadAccess)
 	drain   *Drain
 	req     *Handover
+	seen    string // the ID of the last request seen (Run's goroutine only)
 	timer   *time.Timer
 	changed chan struct{}
+}
+
+// OnClockWarning sets f (call before Run) to get every hand-over request
+// whose window looks wrong on this replica's clock when first seen
+// (ClockWarning).
+func (w *Watcher) OnClockWarning(f func(h Handover, warning string)) { w.onClock = f }
+
+// ClockWarning says why a request's window looks wrong at now on the
+// reader's clock, "" when it does not: its Until is already past, or
+// more than MaxWindowAhead ahead. Either is a sign that the operator's
+// clock and this one disagree (or, for a past Until, of a request left
+// behind by a command that could not remove it).
+func ClockWarning(h Handover, now time.Time) string {
+	switch left := h.Until.Sub(now); {
+	case left <= 0:
+		return fmt.Sprintf("hand-over request %s from %s ends at %s, %s ago on this replica's clock, although it is new to this replica: "+
+			"the clocks of the operator's host and this replica may disagree by more than the window (check NTP on both); "+
+			"the request has no effect here", h.ID, h.From, h.Until.Format(time.RFC3339), (-left).Round(time.Second))
+	case left > MaxWindowAhead:
+		return fmt.Sprintf("hand-over request %s from %s ends at %s, %s ahead on this replica's clock (more than %s): "+
+			"the clocks of the operator's host and this replica may disagree (check NTP on both); "+
+			"this replica obeys it until then or until the request is removed", h.ID, h.From, h.Until.Format(time.RFC3339), left.Round(time.Second), MaxWindowAhead)
+	}
+	return ""
 }
 
 // NewWatcher returns a watcher of r's replica; onError (optional) gets
@@ -42,10 +76,7 @@ func (r *Roster) NewWatcher(onError func(error)) *Watcher {
 func (w *Watcher) Hold() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.read {
-		return notRead
-	}
-	return HoldFor(w.r.cfg.ReplicaID, w.drain, w.req, w.r.now())
+	return w.holdLocked()
 }
 
 // Drained reports whether this replica is marked drained.
@@ -78,6 +109,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	var index uint64
 	for ctx.Err() == nil {
 		pairs, next, err := w.list(ctx, index)
+		w.mu.Lock()
+		w.denied = errors.Is(err, ErrNoReadAccess)
+		w.mu.Unlock()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -109,7 +143,7 @@ func (w *Watcher) list(ctx context.Context, index uint64) (api.KVPairs, uint64, 
 	q := &api.QueryOptions{WaitIndex: index, WaitTime: wait, RequireConsistent: true}
 	pairs, meta, err := w.r.cfg.Client.KV().List(w.r.controlPrefix(), q.WithContext(qctx))
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, w.r.explain(fmt.Errorf("read %s: %w", w.r.controlPrefix(), err))
 	}
 	return pairs, meta.LastIndex, nil
 }
@@ -128,6 +162,12 @@ func (w *Watcher) apply(pairs api.KVPairs) {
 			if json.Unmarshal(p.Value, &req) == nil && strings.TrimSpace(req.From) != "" {
 				h = &req
 			}
+		}
+	}
+	if h != nil && h.ID != w.seen {
+		w.seen = h.ID
+		if msg := ClockWarning(*h, w.r.now()); msg != "" && w.onClock != nil {
+			w.onClock(*h, msg)
 		}
 	}
 	w.mu.Lock()
@@ -150,6 +190,9 @@ func (w *Watcher) apply(pairs api.KVPairs) {
 }
 
 func (w *Watcher) holdLocked() string {
+	if !w.read && w.denied {
+		return notRead + ": the Consul token may not read " + w.r.controlPrefix() + " (grant it read on that key prefix)"
+	}
 	if !w.read {
 		return notRead
 	}

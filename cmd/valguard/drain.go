@@ -61,11 +61,16 @@ func drain(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
+	if err := checkWindow(c); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
 	f, err := openFleet(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	ctx, stop := interruptible(c.Context)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
 	defer cancel()
 	v, err := f.look(ctx)
 	if err != nil {

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,6 +26,13 @@ const (
 	// holdOutWait bounds the wait for the replicas other than a named
 	// target to leave the election before the leader steps down.
 	holdOutWait = 5 * time.Second
+	// freeNoTaker is how long the lock may stay free after the leader
+	// released it, with nobody taking it, before the request is ended
+	// early so that any synced standby (or the old leader) may lead.
+	freeNoTaker = time.Second
+	// targetLook is how often follow reads the reports while nobody
+	// has taken the lock (is the target still running?).
+	targetLook = time.Second
 )
 
 // moveFlags are shared by handover and drain.
@@ -30,7 +40,11 @@ func moveFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.Int64Flag{Name: "max-lag", Value: defaultMaxLag, Usage: "blocks a standby may be behind the best replica and still take over"},
 		&cli.DurationFlag{Name: "timeout", Value: defaultHandoverTimeout, Usage: "give up (saying where things stand) after this long"},
-		&cli.DurationFlag{Name: "window", Value: defaultHandoverWindow, Usage: "how long only the target may take the lock and the old leader stays out"},
+		// The window is checked by each replica against its own wall
+		// clock: the operator's host and the replicas are assumed to
+		// agree within a second (NTP). See the README, "Hand-over",
+		// for what a larger skew does.
+		&cli.DurationFlag{Name: "window", Value: defaultHandoverWindow, Usage: "how long only the target may take the lock and the old leader stays out (at most 10m; each replica checks it against its own wall clock, assumed within a second of this host's)"},
 		&cli.StringSliceFlag{Name: "node-rpc", Usage: "CometBFT RPC (http://host:port) to watch the chain for the new leader's first signature, best a node outside the hand-over (default: the RPCs the replicas report)", EnvVars: env("node-rpc")},
 	}
 }
@@ -51,11 +65,16 @@ func handover(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("unexpected arguments %q: name the target with --to", c.Args().Slice()), 1)
 	}
+	if err := checkWindow(c); err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
 	f, err := openFleet(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	ctx, stop := interruptible(c.Context)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
 	defer cancel()
 	v, err := f.preparedMove(ctx, c, c.String("to"))
 	if err != nil {
@@ -65,6 +84,31 @@ func handover(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	return nil
+}
+
+// interruptible is ctx ended by SIGINT or SIGTERM, so that handover and
+// drain remove their request on the way out instead of leaving it in
+// Consul until its window ends (with a named target that died, nobody
+// could lead meanwhile). A second signal after stop kills as usual.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// checkWindow refuses a --window that is not positive or is longer than
+// the replicas accept without warning of clock skew.
+func checkWindow(c *cli.Context) error {
+	if w := c.Duration("window"); w <= 0 || w > roster.MaxWindowAhead {
+		return fmt.Errorf("--window %s: must be above 0 and at most %s", w, roster.MaxWindowAhead)
+	}
+	return nil
+}
+
+// ended says why ctx ended, for a message.
+func ended(ctx context.Context, c *cli.Context) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Sprintf("not confirmed within --timeout %s", c.Duration("timeout"))
+	}
+	return "interrupted"
 }
 
 // preparedMove checks that leadership can move to to ("" any synced
@@ -160,6 +204,8 @@ func (f *fleetCtx) move(ctx context.Context, c *cli.Context, v *view, to string,
 		defer cancel()
 		if err := f.ro.EndHandover(ectx, req.ID); err != nil {
 			fmt.Fprintf(c.App.ErrWriter, "valguard: could not remove the hand-over request (it ends by itself at %s): %v\n", req.Until.Format(time.RFC3339), err)
+		} else if ctx.Err() != nil {
+			fmt.Fprintf(c.App.Writer, "hand-over %s %s: request removed\n", req.ID, ended(ctx, c))
 		}
 	}()
 	fmt.Fprintf(c.App.Writer, "hand-over %s: %s → %s (window %s)\n", req.ID, from, orAny(to), c.Duration("window"))
@@ -170,7 +216,9 @@ func (f *fleetCtx) move(ctx context.Context, c *cli.Context, v *view, to string,
 	}
 	if !req.Go {
 		if len(others) > 0 {
-			f.awaitHeldOut(ctx, tl, req.ID, others)
+			if err := f.awaitHeldOut(ctx, c, tl, req.ID, to, others); err != nil {
+				return err
+			}
 		}
 		if beforeGo != nil {
 			if err := beforeGo(ctx); err != nil {
@@ -183,30 +231,58 @@ func (f *fleetCtx) move(ctx context.Context, c *cli.Context, v *view, to string,
 		}
 	}
 	tl.log("%s asked to step down", from)
-	return f.follow(ctx, c, tl, cw, from, to, h0, herr == nil)
+	return f.follow(ctx, c, tl, cw, req, h0, herr == nil)
 }
 
 // awaitHeldOut waits (at most holdOutWait) until the replicas in others
 // report that the request holds them out, or are not in the election.
-func (f *fleetCtx) awaitHeldOut(ctx context.Context, tl *timeline, id string, others []string) {
-	ctx, cancel := context.WithTimeout(ctx, holdOutWait)
+// If some did not confirm, one of them might take the lock instead of
+// the target: it refuses, naming them, unless force, which goes ahead
+// with a warning.
+func (f *fleetCtx) awaitHeldOut(ctx context.Context, c *cli.Context, tl *timeline, id, to string, others []string) error {
+	wctx, cancel := context.WithTimeout(ctx, holdOutWait)
 	defer cancel()
+	var left []string
+	why := map[string]string{}
 	for {
-		v, err := f.look(ctx)
+		v, err := f.look(wctx)
 		if err == nil {
-			left := slices.DeleteFunc(slices.Clone(others), func(r string) bool {
+			left = slices.DeleteFunc(slices.Clone(others), func(r string) bool {
 				e, ok := v.entry(r)
-				return !ok || !v.reporting(e) || strings.Contains(e.Hold, id) || (e.State != "Voting" && e.State != "Registering")
+				out := !ok || !v.reporting(e) || strings.Contains(e.Hold, id) || (e.State != "Voting" && e.State != "Registering")
+				if !out {
+					why[r] = fmt.Sprintf("%s (state %s, hold %q, report %s old)", r, e.State, e.Hold, ago(v.at, e.Updated))
+				}
+				return out
 			})
 			if len(left) == 0 {
 				tl.log("other replicas out of the election: %s", strings.Join(others, ", "))
-				return
+				return nil
 			}
 		}
 		select {
-		case <-ctx.Done():
-			tl.log("other replicas not all seen out of the election within %s; going ahead", holdOutWait)
-			return
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return fmt.Errorf("hand-over %s while waiting for the other replicas to leave the election", ended(ctx, c))
+			}
+			if len(left) == 0 {
+				left = others // never read
+			}
+			var named []string
+			for _, r := range left {
+				if why[r] == "" {
+					why[r] = r + " (Consul not read)"
+				}
+				named = append(named, why[r])
+			}
+			if !c.Bool("force") {
+				return fmt.Errorf("not handed over: within %s these replicas did not confirm they left the election, so one of them could take the lock instead of %s: %s; "+
+					"the request is removed and the leader keeps leading; check their valguard (valguard status), or --force to go ahead anyway",
+					holdOutWait, to, strings.Join(named, "; "))
+			}
+			tl.log("WARNING: --force: going ahead although these replicas did not confirm they left the election (one of them may take the lock instead of %s): %s",
+				to, strings.Join(named, "; "))
+			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -239,9 +315,15 @@ func (f *fleetCtx) chainWatch(c *cli.Context, v *view, to string) *chainWatch {
 }
 
 // follow waits for the lock to move, the new leader to validate and its
-// first signature on chain, then for the old leader to rejoin.
-func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw *chainWatch, from, to string, h0 int64, chain bool) error {
-	var released, taken, validating bool
+// first signature on chain, then for the old leader to rejoin. When
+// nobody takes the lock within freeNoTaker of its release, or the named
+// target stops reporting before it took the lock, it ends the request
+// early (so that any synced standby, or the old leader, may lead) and
+// says so.
+func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw *chainWatch, req roster.Handover, h0 int64, chain bool) error {
+	from, to := req.From, req.To
+	var released, taken, validating, endedEarly bool
+	var freeSince, lastLook time.Time
 	var newLeader string
 	var hValidating, first int64
 	var missed []int64
@@ -258,11 +340,43 @@ func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw 
 				released = true
 				tl.log("lock released by %s", from)
 			}
+			if endedEarly && !taken && l != nil && l.ReplicaID == from {
+				tl.log("%s holds the lock (again)", from)
+				return fmt.Errorf("nothing moved: the request was ended early and %s leads; see valguard status", from)
+			}
 			if !taken && l != nil && l.ReplicaID != from {
 				taken, newLeader = true, l.ReplicaID
 				tl.log("lock taken by %s", newLeader)
 				if to != "" && newLeader != to {
 					tl.log("WARNING: %s took the lock, not %s", newLeader, to)
+				}
+			}
+			switch {
+			case l != nil:
+				freeSince = time.Time{}
+			case released && freeSince.IsZero():
+				freeSince = time.Now()
+			}
+		}
+		if !taken && !endedEarly {
+			why := ""
+			if !freeSince.IsZero() && time.Since(freeSince) >= freeNoTaker {
+				why = fmt.Sprintf("the lock has been free for %s and nobody took it", time.Since(freeSince).Round(100*time.Millisecond))
+			}
+			if why == "" && to != "" && time.Since(lastLook) >= targetLook {
+				lastLook = time.Now()
+				if v, err := f.look(ctx); err == nil {
+					if e, ok := v.entry(to); !ok || !v.reporting(e) {
+						why = fmt.Sprintf("the target %s stopped reporting (its valguard is not running, hung or cut off from Consul)", to)
+					}
+				}
+			}
+			if why != "" {
+				endedEarly = true
+				if err := f.ro.EndHandover(ctx, req.ID); err != nil {
+					tl.log("%s; could not end the request early (it ends by itself at %s): %v", why, req.Until.Format(time.RFC3339), f.hint(err))
+				} else {
+					tl.log("%s: request ended early, so that any synced standby (or %s again) may take the lock", why, from)
 				}
 			}
 		}
@@ -312,7 +426,7 @@ func (f *fleetCtx) follow(ctx context.Context, c *cli.Context, tl *timeline, cw 
 			if validating && chain {
 				where += fmt.Sprintf(", no signature of it on chain yet (checked up to height %d)", next-1)
 			}
-			return fmt.Errorf("hand-over not confirmed within --timeout %s: %s; see valguard status", c.Duration("timeout"), where)
+			return fmt.Errorf("hand-over %s: %s; the request is removed; see valguard status", ended(ctx, c), where)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -27,7 +27,11 @@ func newRegistry(ro *roster.Roster, base roster.Report, sup func() *supervisor.S
 	lim := &errorLimiter{log: log, every: time.Minute}
 	r.watcher = ro.NewWatcher(func(err error) {
 		onError(err)
-		lim.warn(err, "could not read the operator's requests from consul; retrying")
+		lim.warn(err, "could not read the operator's requests ("+ro.ControlPrefix()+") from consul: this replica stays out of the election until it has read them once; retrying")
+	})
+	r.watcher.OnClockWarning(func(h roster.Handover, warning string) {
+		log.Warn().Str("request", h.ID).Str("from", h.From).Str("to", h.To).
+			Time("requested_at", h.RequestedAt).Time("until", h.Until).Msg(warning)
 	})
 	r.pub = ro.NewPublisher(r.report, func(err error) {
 		onError(err)

@@ -16,6 +16,7 @@ import (
 // Failover kinds of the benchmark, in table order.
 const (
 	kindGraceful = "graceful (SIGTERM)"
+	kindHandover = "voluntary hand-over (valguard handover --to)"
 	kindCrash    = "crash (SIGKILL), lease only"
 	kindDepose   = "crash (SIGKILL), deposition after 2 s"
 )
@@ -77,9 +78,9 @@ func runBench(ctx context.Context, env *demoEnv, runs int) error {
 }
 
 // benchMode measures the mode the replicas run in now: valguard's RSS and
-// the block rate while a replica leads, then runs graceful and crash
-// failovers (and, in the signer mode, crashes with deposition), then the
-// safety check.
+// the block rate while a replica leads, then runs graceful failovers,
+// voluntary hand-overs and crash failovers (and, in the signer mode,
+// crashes with deposition), then the safety check.
 func (e *demoEnv) benchMode(ctx context.Context, name string, runs int) (modeResult, error) {
 	res := modeResult{name: name, runs: map[string][]timeline{}}
 	began := time.Now()
@@ -101,6 +102,9 @@ func (e *demoEnv) benchMode(ctx context.Context, name string, runs int) (modeRes
 	}
 	e.say("%s mode: %s", name, res.rate)
 	if res.runs[kindGraceful], err = e.failovers(ctx, kindGraceful, syscall.SIGTERM, runs); err != nil {
+		return res, err
+	}
+	if res.runs[kindHandover], err = e.handovers(ctx, runs); err != nil {
 		return res, err
 	}
 	if res.runs[kindCrash], err = e.failovers(ctx, kindCrash, syscall.SIGKILL, runs); err != nil {

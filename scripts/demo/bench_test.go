@@ -117,10 +117,12 @@ func TestPrintBench(t *testing.T) {
 	}
 	restart := modeResult{name: "restart", runs: map[string][]timeline{
 		kindGraceful: {tl(1.5, 1), tl(2.2, 2), tl(1.4, 1)},
+		kindHandover: {tl(2.5, 1), tl(1.8, 0)},
 		kindCrash:    {tl(31, 21)},
 	}, rate: blockRate{from: 10, to: 70, span: 60 * time.Second}}
 	signer := modeResult{name: "signer", runs: map[string][]timeline{
 		kindGraceful: {tl(0.9, 0)},
+		kindHandover: {tl(1.1, 0), tl(1.0, 0)},
 		kindCrash:    {tl(19.5, 12)},
 		kindDepose:   {tl(2.6, 2)},
 	}, fence: []float64{1, 2, 3}, reply: []float64{2, 3, 4}, rate: blockRate{from: 100, to: 172, span: 60 * time.Second}}
@@ -132,6 +134,8 @@ func TestPrintBench(t *testing.T) {
 		"one Consul (3 servers, raft_multiplier 1)",
 		"| graceful (SIGTERM): kill → first signature (s), min / median / max | 1.40 / 1.50 / 2.20 | 0.90 / 0.90 / 0.90 |",
 		"| graceful (SIGTERM): missed heights, min / median / max | 1 / 1 / 2 | 0 / 0 / 0 |",
+		"| voluntary hand-over (valguard handover --to): request → first signature (s), min / median / max | 1.80 / 2.50 / 2.50 | 1.00 / 1.10 / 1.10 |",
+		"| voluntary hand-over (valguard handover --to): missed heights, min / median / max | 0 / 1 / 1 | 0 / 0 / 0 |",
 		"| crash (SIGKILL), lease only: kill → first signature (s), min / median / max | 31.00 / 31.00 / 31.00 | 19.50 / 19.50 / 19.50 |",
 		"| crash (SIGKILL), deposition after 2 s: kill → first signature (s), min / median / max | — | 2.60 / 2.60 / 2.60 |",
 		"| 3 runs each, wiring mesh | restart mode",
@@ -147,5 +151,22 @@ func TestPrintBench(t *testing.T) {
 	}
 	if strings.Contains(out, "restart mode, deposition runs") {
 		t.Errorf("a deposition line for the restart mode:\n%s", out)
+	}
+}
+
+// TestParseHandover reads the closing line valguard handover prints.
+func TestParseHandover(t *testing.T) {
+	out := "hand-over 1a2b: a → b (window 30s)\n" +
+		"  +0.000s  request written at chain height 41\n" +
+		"hand-over a → b done: first signature 1.234s after the request, at height 43; missed heights since the request (height 41): 1 [42]\n"
+	got, err := parseHandover(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (handoverResult{secs: 1.234, first: 43, height: 41, missed: 1}); got != want {
+		t.Fatalf("parseHandover = %+v, want %+v", got, want)
+	}
+	if _, err := parseHandover("hand-over a → b done (1.0s); the chain was not watched"); err == nil {
+		t.Fatal("a hand-over without a first signature parsed")
 	}
 }

@@ -89,10 +89,14 @@ func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, re
 	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for both modes\n\n", runs, wiring, consul)
 	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), "restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)")
 	row("---", "---", "---")
-	for _, kind := range []string{kindGraceful, kindCrash, kindDepose} {
+	for _, kind := range []string{kindGraceful, kindHandover, kindCrash, kindDepose} {
 		rs, rm := failoverCells(restart.runs[kind])
 		ss, sm := failoverCells(signer.runs[kind])
-		row(kind+": kill → first signature (s), min / median / max", rs, ss)
+		start := "kill"
+		if kind == kindHandover {
+			start = "request"
+		}
+		row(kind+": "+start+" → first signature (s), min / median / max", rs, ss)
 		row(kind+": missed heights, min / median / max", rm, sm)
 	}
 	row("fence (ms), p50 / p99 / max, from the leaders' sign-request logs", latencyCell(restart.fence), latencyCell(signer.fence))
@@ -124,5 +128,7 @@ func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, re
 	fmt.Fprintln(w, "\n"+strings.TrimSpace(`
 kill: the signal to the leader's valguard (SIGKILL: its node dies with it); first signature: the
 timestamp of the validator's first commit signature above the height at the kill; missed heights:
-heights from the kill to that signature the validator did not sign.`))
+heights from the kill to that signature the validator did not sign. Hand-over: the same from the
+start of valguard handover --to <standby> (no valguard stopped; the runs alternate direction) to
+the new leader's first commit signature.`))
 }
