@@ -60,8 +60,13 @@ func (f consulFencer) Fence(ctx context.Context, value []byte, index uint64) (ui
 	}
 	if !ok {
 		var msgs []string
+		lockFailed := false
 		for _, e := range resp.Errors {
 			msgs = append(msgs, e.What)
+			lockFailed = lockFailed || e.OpIndex == 0
+		}
+		if !lockFailed {
+			return 0, fmt.Errorf("%w: fence refused: %s", ErrMoved, strings.Join(msgs, "; "))
 		}
 		return 0, fmt.Errorf("fence refused: %s", strings.Join(msgs, "; "))
 	}

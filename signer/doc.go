@@ -21,9 +21,15 @@
 // The leader (Lead, after its caller took the lock) signs a new
 // height/round/step in memory, then commits the new watermark with one
 // Fence transaction (lock session check plus check-and-set of the
-// watermark), then raises its floor file, then replies. A failed, timed-out
-// or unknown fence demotes (Demoted is closed), drops the signature and
-// parks the request. Run follows the watermark with blocking queries so a
+// watermark), then raises its floor file, then replies. A refused fence
+// (the lock or the watermark moved under it) demotes (Demoted is closed),
+// drops the signature and parks the request. An unknown outcome (no
+// answer in time, no Raft leader) is resolved by reading the watermark
+// back and fencing the same value again at the same index; one still
+// unknown when the reply is due parks the request, and the lease decides
+// whether this replica still leads. A watermark that moved under this
+// leader's own lock holds one of its own earlier fences that applied late:
+// it is adopted and the request decided again. Run follows the watermark with blocking queries so a
 // standby re-serves the leader's signatures byte for byte, and deposes a
 // holder that leaves its node parked (Config.DeposeAfter).
 //

@@ -168,6 +168,9 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 					s.floorAfterFence(&o)
 				}
 				return o
+			} else if s.leading {
+				s.mu.Unlock()
+				continue // an own late fence was adopted: decide again
 			} else {
 				d = Decide(s.leading, s.wm, req) // demoted: parks
 			}
@@ -209,8 +212,10 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 // signLocked signs req, fences the new watermark and, once the fence
 // succeeded, makes it the watermark in memory and the floor. It reports
 // false after a failed fence: the signature is dropped and the signer is
-// demoted. The fence, retries included, ends in time for a reply before
-// until. Called with the signing mutex held, while leading.
+// demoted, or, still leading, it adopted an own earlier fence that applied
+// late and the request must be decided again. The fence, retries
+// included, ends in time for a reply before until. Called with the signing
+// mutex held, while leading.
 func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, bool) {
 	sig, err := s.cfg.Key.Sign(req.SignBytes)
 	if err != nil {
@@ -225,6 +230,20 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 	index, attempts, err := s.fenceLocked(value, until)
 	took := time.Since(start)
 	s.cfg.Metrics.fenceRetried(attempts - 1)
+	var late *ownLateFence
+	if errors.As(err, &late) {
+		s.cfg.Metrics.fenced(took, "moved")
+		if ferr := s.raiseFloor(late.wm); ferr != nil {
+			s.cfg.Metrics.fenced(0, "error")
+			s.demoteLocked(ferr)
+			return outcome{}, false
+		}
+		s.cfg.Log.Warn().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
+			Msg("an own earlier fence applied late: adopted, the request is decided again")
+		s.wm, s.index = late.wm, late.index
+		s.changedLocked(true)
+		return outcome{}, false
+	}
 	if errors.Is(err, errUnresolved) {
 		// Consul did not say, and the reply is due: the signature stays
 		// here and the request parks; the node asks again, and the next
@@ -264,6 +283,45 @@ const fenceRetryPause = 100 * time.Millisecond
 // errUnresolved: a fence outcome still unknown when the reply was due.
 var errUnresolved = errors.New("fence outcome unresolved")
 
+// ownLateFence is what fenceLocked returns when the watermark moved under
+// this leader's lock to another value of its own: an earlier fence whose
+// outcome was unknown applied late.
+type ownLateFence struct {
+	wm    Watermark
+	index uint64
+}
+
+func (o *ownLateFence) Error() string {
+	return fmt.Sprintf("an own earlier fence applied late: watermark %s at index %d", o.wm, o.index)
+}
+
+// movedLocked handles a fence the Fencer refused with ErrMoved: the lock
+// check passed but the watermark was no longer at s.index. Under this
+// session's lock only this leader fences (Lead read the watermark after
+// the take), so what moved it is an own fence applied late: a read that
+// finds value means that was this very one (success); another value above
+// the watermark in memory is adopted (ownLateFence). Anything else — a
+// read that fails, a value not above — stands as the refusal.
+func (s *Signer) movedLocked(value []byte, attempts int, moved error) (uint64, int, error) {
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+	stored, at, err := s.cfg.Store.Read(rctx)
+	cancel()
+	switch {
+	case err != nil:
+		return 0, attempts, fmt.Errorf("%w; read back: %v", moved, err)
+	case bytes.Equal(stored, value):
+		return at, attempts, nil
+	}
+	wm, err := s.parseStored(stored)
+	if err != nil {
+		return 0, attempts, fmt.Errorf("%w; read back: %v", moved, err)
+	}
+	if wm.ChainID != s.cfg.ChainID || Compare(wm, s.wm) <= 0 {
+		return 0, attempts, fmt.Errorf("%w; read back %s, not above %s", moved, wm, s.wm)
+	}
+	return 0, attempts, &ownLateFence{wm: wm, index: at}
+}
+
 // fenceLocked fences value at the watermark's index. An outcome the
 // fencer reports unknown (ErrOutcomeUnknown: a timeout, Consul between two
 // Raft leaders) is resolved rather than taken as a refusal: a consistent
@@ -284,6 +342,9 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
 		index, err = s.fencer.Fence(fctx, value, s.index)
 		cancel()
+		if errors.Is(err, ErrMoved) {
+			return s.movedLocked(value, attempts, err)
+		}
 		if err == nil || !errors.Is(err, ErrOutcomeUnknown) {
 			return index, attempts, err
 		}
@@ -301,7 +362,7 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			case bytes.Equal(stored, value):
 				return at, attempts, nil
 			case at != s.index:
-				return 0, attempts, fmt.Errorf("%w; the watermark then moved to index %d with other data: another leader fenced", err, at)
+				return 0, attempts, fmt.Errorf("fence outcome unknown (%v); the watermark then moved to index %d with other data: another leader fenced", err, at)
 			}
 			break // not applied: fence again
 		}

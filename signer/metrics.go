@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		fenceFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "valguard_signer_fence_failures_total",
-			Help: "Fences that failed by reason: timeout, canceled, error (each demotes) or unknown (Consul did not say in time; the request parks and the leader stays).",
+			Help: "Fences that failed by reason: timeout, canceled, error (each demotes) or unknown (Consul did not say in time; the request parks and the leader stays), moved (an own earlier fence applied late; adopted, the request decided again).",
 		}, []string{"reason"}),
 		fenceRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_signer_fence_retries_total",

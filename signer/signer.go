@@ -39,6 +39,10 @@ var (
 	// transaction was applied (no answer in time, no Raft leader). The
 	// signer resolves it with a read of the watermark.
 	ErrOutcomeUnknown = errors.New("fence outcome unknown")
+	// ErrMoved: a Fencer's refusal because the watermark was not at the
+	// index, while the lock check passed. The signer reads it back: under
+	// its own lock, only its own late fence can have moved it.
+	ErrMoved = errors.New("the watermark moved under the lock")
 )
 
 // Store is where the fenced watermark lives (Consul), read without a lease.
@@ -58,7 +62,8 @@ type Store interface {
 // means the transaction may or may not have been applied: the signer
 // reads the watermark back and fences again while the request's time
 // allows, then parks the request and keeps leading (the lease decides
-// that). Any other error is a refusal: the signer demotes.
+// that). An error wrapping ErrMoved (lock held, watermark moved) is read
+// back too. Any other error is a refusal: the signer demotes.
 type Fencer interface {
 	Fence(ctx context.Context, value []byte, index uint64) (newIndex uint64, err error)
 }
@@ -79,8 +84,9 @@ type Config struct {
 	// arrival, before the ping reply that makes the node ask again.
 	// Default DefaultParkHold; below NodeReadTimeout.
 	ParkHold time.Duration
-	// FenceTimeout bounds each fence and Lead's read; a fence that times
-	// out demotes. Default DefaultFenceTimeout; below ParkHold.
+	// FenceTimeout bounds each fence transaction and each read, Lead's
+	// included; a fence that times out is resolved by reading back (see
+	// Fencer). Default DefaultFenceTimeout; below ParkHold.
 	FenceTimeout time.Duration
 	// FloorFile keeps the highest watermark this replica fenced or saw
 	// (atomic writes). Required.
@@ -111,15 +117,17 @@ type Signer struct {
 	pub     cryptoproto.PublicKey
 	address string // the validator's address, upper-case hex
 
-	mu       sync.Mutex // the signing mutex: decide, sign, fence, update
-	wm       Watermark  // the watermark in memory
-	index    uint64     // the watermark's index (the leader's CAS index)
-	leading  bool
-	fencer   Fencer
-	demoted  chan struct{}
-	changed  chan struct{} // closed and replaced when wm or the role changes
-	leftAt   time.Time     // when leadership last ended (zero: never led)
-	deposeAt time.Time     // when this replica last deposed (zero: never)
+	mu      sync.Mutex // the signing mutex: decide, sign, fence, update
+	wm      Watermark  // the watermark in memory
+	index   uint64     // the watermark's index (the leader's CAS index)
+	leading bool
+	fencer  Fencer
+	demoted chan struct{}
+	// demotedCh is demoted, for Demoted to read without the mutex.
+	demotedCh atomic.Pointer[chan struct{}]
+	changed   chan struct{} // closed and replaced when wm or the role changes
+	leftAt    time.Time     // when leadership last ended (zero: never led)
+	deposeAt  time.Time     // when this replica last deposed (zero: never)
 
 	// deposition bookkeeping, under mu
 	parking     int       // requests parked now
@@ -185,6 +193,8 @@ func New(cfg Config) (*Signer, error) {
 		wm:      Watermark{ChainID: cfg.ChainID},
 		demoted: make(chan struct{}), changed: make(chan struct{}),
 	}
+	ch := s.demoted
+	s.demotedCh.Store(&ch)
 	return s, nil
 }
 
@@ -243,7 +253,9 @@ func (s *Signer) Lead(ctx context.Context, f Fencer) error {
 	}
 	s.wm, s.index = wm, index
 	s.leading, s.fencer = true, f
-	s.demoted = make(chan struct{})
+	ch := make(chan struct{})
+	s.demoted = ch
+	s.demotedCh.Store(&ch)
 	s.changedLocked(true)
 	s.cfg.Log.Info().Str("watermark", wm.String()).Uint64("index", index).Msg("signer leading")
 	return nil
@@ -280,12 +292,12 @@ func (s *Signer) endLeadLocked() {
 }
 
 // Demoted is closed when the current leadership ended by itself: a fence
-// failed, timed out or had an unknown outcome. Follow does not close it.
-// Each successful Lead starts a new channel.
+// was refused (the lock or the watermark moved), or another leader's
+// watermark was found. Follow does not close it. Each successful Lead
+// starts a new channel. It does not wait for the signing mutex, which a
+// fence being resolved holds for up to the node's read timeout.
 func (s *Signer) Demoted() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.demoted
+	return *s.demotedCh.Load()
 }
 
 // Watermark is the watermark in memory.

@@ -23,20 +23,31 @@ type flakyFencer struct {
 	lost    int
 	applied bool
 	before  func()
+	// lateAt: on this call, the value is applied first at the index the
+	// call names (an earlier transaction of the same value landing late),
+	// then the fence is sent as asked.
+	lateAt int
 
 	mu    sync.Mutex
 	calls int
+	last  []byte // the value of the last call
 }
 
 func (f *flakyFencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	f.mu.Lock()
 	f.calls++
-	n := f.calls
+	n, lost, late := f.calls, f.lost, f.lateAt
+	f.last = append([]byte(nil), value...)
 	f.mu.Unlock()
 	if n == 1 && f.before != nil {
 		f.before()
 	}
-	if n > f.lost {
+	if n == late {
+		if _, err := f.f.Fence(ctx, value, index); err != nil {
+			return 0, err
+		}
+	}
+	if n > lost {
 		return f.f.Fence(ctx, value, index)
 	}
 	if f.applied {
@@ -236,4 +247,67 @@ type fencerFunc func(ctx context.Context, value []byte, index uint64) (uint64, e
 
 func (f fencerFunc) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	return f(ctx, value, index)
+}
+
+// The first transaction's outcome is unknown and a read shows it not
+// applied; it then lands while the same value is fenced again, whose
+// check-and-set fails (ErrMoved): the read-back finds this very value, so
+// the signature is returned and the leader stays.
+func TestOwnFenceLandingLateIsSuccess(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1, lateAt: 2}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
+	stillLeading(t, a)
+	if got := cl.stored(t); !bytes.Equal(got.Signature, v.Signature) {
+		t.Fatalf("consul holds %s, not the returned signature", got)
+	}
+	if ff.attempts() != 2 {
+		t.Fatalf("%d fence attempts, want 2", ff.attempts())
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+}
+
+// A fence still unknown when the reply was due parks the request; the
+// transaction lands later; the node asks again with a new timestamp (other
+// sign bytes), whose fence finds the watermark moved (ErrMoved): the
+// leader adopts its own late fence and re-serves its signature, with the
+// first timestamp, instead of demoting.
+func TestOwnLateFenceWithOtherTimestampIsReserved(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1 << 30}
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	_, index0, err := cl.store().Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)); r.kind != "ping" {
+		t.Fatalf("got %s, want the parked request's ping reply", r.kind)
+	}
+	ff.mu.Lock()
+	first := ff.last
+	ff.lost = 0
+	ff.mu.Unlock()
+	if _, err := f.Fence(context.Background(), first, index0); err != nil { // the first transaction lands
+		t.Fatal(err)
+	}
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0.Add(time.Second)))
+	v := mustSign(t, r)
+	stillLeading(t, a)
+	stored := cl.stored(t)
+	if !bytes.Equal(v.Signature, stored.Signature) || !v.Timestamp.Equal(t0) {
+		t.Fatalf("got signature for %v, want the stored one with the first timestamp %v", v.Timestamp, t0)
+	}
+	if evs := a.logs.events("an own earlier fence applied late: adopted, the request is decided again"); len(evs) != 1 {
+		t.Fatalf("%d adoption events, want 1", len(evs))
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
 }

@@ -117,8 +117,9 @@ type Signer interface {
 	// nothing when signing is not granted.
 	Revoke()
 	// Revoked is closed when the current grant ended by itself (a fence
-	// that failed, timed out or has an unknown outcome): the replica must
-	// give up the lease.
+	// refused: the lock or the watermark moved): the replica must give up
+	// the lease. An unknown fence outcome does not close it; the lease
+	// decides.
 	Revoked() <-chan struct{}
 	// LastRequest is when the node last asked for a signature; zero if
 	// never. A leader whose chain stalls while its node asks for nothing
