@@ -172,8 +172,11 @@ type fencer struct{ s *election.Session }
 
 func (f fencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	n, err := f.s.Fence(ctx, value, index)
-	if errors.Is(err, election.ErrFenceUnknown) {
+	switch {
+	case errors.Is(err, election.ErrFenceUnknown):
 		err = fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
+	case errors.Is(err, election.ErrWatermarkMoved):
+		err = fmt.Errorf("%w: %w", signer.ErrMoved, err)
 	}
 	return n, err
 }
