@@ -74,11 +74,10 @@ func (s *Session) close(ctx context.Context, final []byte) error {
 	clean := held && !s.e.now().Before(s.signAt)
 	s.mu.Unlock()
 
-	rel := s.releaseValue(value, clean)
 	given := ctx.Err() == nil // a caller that already gave up gets no retries
-	err := s.closeTry(ctx, final, rel, held, false)
+	err := s.closeTry(ctx, final, s.releaseValue(value, clean), held, false)
 	if err != nil && given && !errors.Is(err, ErrLockTaken) && !errors.Is(err, ErrWatermarkLower) {
-		go s.retryClose(final, rel, held, err)
+		go s.retryClose(final, value, clean, held, err)
 	}
 	return err
 }
@@ -119,14 +118,20 @@ const CloseRetryInterval = time.Second
 // soon as Consul answers instead of after the session's expiry: a leader
 // that lost its lease to a Consul outage gives the lock back the moment
 // the outage ends.
-func (s *Session) retryClose(final, value []byte, held bool, first error) {
+func (s *Session) retryClose(final, value []byte, clean, held bool, first error) {
 	until := s.e.now().Add(2 * s.e.cfg.TTL)
 	err, attempt := first, 1
 	for s.e.now().Before(until) {
 		time.Sleep(CloseRetryInterval)
 		attempt++
-		err = s.closeTry(context.Background(), final, value, held, true)
-		if err == nil || errors.Is(err, ErrLockTaken) || errors.Is(err, ErrWatermarkLower) {
+		// The release value is made again: its release time is now.
+		err = s.closeTry(context.Background(), final, s.releaseValue(value, clean), held, true)
+		if errors.Is(err, ErrLockTaken) {
+			// Not this session's any more: an earlier attempt's release
+			// or destroy went through after all.
+			err = nil
+		}
+		if err == nil || errors.Is(err, ErrWatermarkLower) {
 			break
 		}
 	}
