@@ -345,9 +345,10 @@ func TestExternalNodes(t *testing.T) {
 
 // TestSignerModeLeaderCutOffFromConsul blackholes the leader's Consul
 // traffic (a fault proxy between its valguard and the agent) while it
-// keeps its chain peers: its next fence times out, it is demoted and signs
-// nothing more; the standby leads once Consul expires the old session, and
-// the chain, at 2/5 of the power, resumes with no double sign.
+// keeps its chain peers: its fences time out and stay unresolved, so it
+// signs nothing more, and it leaves Validating when its lease's local
+// deadline passes; the standby leads once Consul expires the old session,
+// and the chain, at 2/5 of the power, resumes with no double sign.
 func TestSignerModeLeaderCutOffFromConsul(t *testing.T) {
 	c := startChain(t, signerPowers)
 	c.migrateFromFileKey(5)
