@@ -37,8 +37,12 @@ type Fault struct {
 	After    string    `json:"leader_after"`
 	At       time.Time `json:"at"`
 	Height   int64     `json:"height"` // height at the injection
-	// FirstSigned is the first height above Height+1 the validator
-	// signed; Height+1 may still carry a signature made before the fault.
+	// FirstSigned is the height that ended the outage: the first one the
+	// validator signed after the last height it missed up to the
+	// recovery (sigWatch.back), counted from Height+2 (Height+1 may still
+	// carry a signature made before the fault); ToSign is when the drill
+	// saw it, from the injection; Missed counts the heights from Height+2
+	// to it that the validator did not sign.
 	FirstSigned int64   `json:"first_signed"`
 	ToSign      float64 `json:"to_first_signature_s"`
 	Missed      int     `json:"missed_heights"`
@@ -71,7 +75,7 @@ var ErrDoubleSign = errors.New("double sign")
 // NewDrill builds the rig and the checker.
 func NewDrill(ctx context.Context, cfg Config) (*Drill, error) {
 	if cfg.Recovery == 0 {
-		cfg.Recovery = 4 * time.Minute
+		cfg.Recovery = 7 * time.Minute
 	}
 	d := &Drill{cfg: cfg, rnd: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), logf: cfg.Logf}
 	if d.logf == nil {
@@ -151,8 +155,13 @@ func (d *Drill) Run(ctx context.Context) error {
 	if _, err := d.recover(ctx, 3*time.Minute); err != nil {
 		return fmt.Errorf("start-up: %w", err)
 	}
+	// Every kind once, in a shuffled order, then kinds at random.
+	order := d.rnd.Perm(len(d.kinds))
 	for i := 1; i <= d.cfg.Faults; i++ {
 		k := d.kinds[d.rnd.IntN(len(d.kinds))]
+		if i <= len(order) {
+			k = d.kinds[order[i-1]]
+		}
 		pause := time.Duration(2000+d.rnd.IntN(8000)) * time.Millisecond
 		if err := sleep(ctx, pause); err != nil {
 			return err
@@ -192,11 +201,10 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 	bound := k.Bound(d.cfg.Mode)
 	f := &Fault{N: n, Kind: k.Name, Target: target, TargetID: target.ID, Leader: leader.ID, At: time.Now(), Height: h, Bound: bound.Seconds()}
 	d.logf("fault %d/%d %s: target %s (leader %s) at height %d", n, d.cfg.Faults, k.Name, target.ID, leader.ID, h)
-	sig := make(chan struct{})
-	go func() {
-		defer close(sig)
-		f.FirstSigned, f.ToSign = d.firstSignature(ctx, h+1, f.At, d.cfg.Recovery+5*time.Minute)
-	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	sw := &sigWatch{}
+	go sw.run(wctx, d, h+2)
 	if err := k.Run(ctx, d, f); err != nil {
 		f.Err = err.Error()
 		d.logf("fault %d %s: %v", n, k.Name, err)
@@ -205,19 +213,19 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 	if err != nil {
 		return f, err
 	}
-	<-sig
 	f.Recovered = rec.Sub(f.At).Seconds()
 	if l := d.leader(ctx); l != nil {
 		f.After = l.ID
 	}
-	if f.FirstSigned == 0 {
-		return f, fmt.Errorf("no new signature within %s", d.cfg.Recovery+5*time.Minute)
-	}
-	_, missed, err := localnet.Signers(ctx, d.rig.RPC, h+1, f.FirstSigned-1, d.rig.Chain.HAAddress)
+	hRec, err := localnet.Height(ctx, d.rig.RPC)
 	if err != nil {
 		return f, err
 	}
-	f.Missed = len(missed)
+	first, at, missed, ok := sw.back(ctx, hRec, 5*time.Minute)
+	if !ok {
+		return f, fmt.Errorf("the validator did not sign again within 5m of the recovery at height %d", hRec)
+	}
+	f.FirstSigned, f.ToSign, f.Missed = first, at.Sub(f.At).Seconds(), missed
 	f.OverBound = f.ToSign > bound.Seconds()
 	f.NoFailover = k.Failover && f.OverBound
 	findings, err := d.checker.Check(ctx, 2*time.Minute)
@@ -230,29 +238,77 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 	return f, nil
 }
 
-// firstSignature polls the chain for the first height above after that
-// the validator signed, and returns it with the time since at.
-func (d *Drill) firstSignature(ctx context.Context, after int64, at time.Time, limit time.Duration) (int64, float64) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	next := after + 1
+// sigWatch follows the chain from a height on: whether the validator
+// signed each height, and when the drill first saw it.
+type sigWatch struct {
+	mu  sync.Mutex
+	obs []heightSeen
+}
+
+type heightSeen struct {
+	h      int64
+	signed bool
+	at     time.Time
+}
+
+func (w *sigWatch) run(ctx context.Context, d *Drill, from int64) {
+	next := from
 	for {
 		h, err := localnet.Height(ctx, d.rig.RPC)
 		for ; err == nil && next <= h; next++ {
 			ok, serr := localnet.SignedAt(ctx, d.rig.RPC, d.rig.Chain.HAAddress, next)
-			if serr != nil {
+			if serr != nil || (!ok && next == h) {
+				// The tip's commit is the node's seen commit, which may
+				// lack a precommit the canonical one (in the next block)
+				// carries: a miss counts only below the tip.
 				break
 			}
-			if ok {
-				return next, time.Since(at).Seconds()
-			}
+			w.mu.Lock()
+			w.obs = append(w.obs, heightSeen{h: next, signed: ok, at: time.Now()})
+			w.mu.Unlock()
 		}
 		select {
 		case <-ctx.Done():
-			return 0, 0
+			return
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// back waits for the validator to be back: the first height it signed
+// after the last height up to hRec (the height when the replicas had
+// recovered) that it missed — or, when it missed none, the first height it
+// signed. A leader that is frozen or cut off can go on signing for a while
+// before it stops, so the first signature after the fault is not always
+// the one that ends the outage. It returns that height, when it was seen
+// and how many heights from the watch's start up to it were missed.
+func (w *sigWatch) back(ctx context.Context, hRec int64, limit time.Duration) (int64, time.Time, int, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		var lastMiss int64
+		for _, o := range w.obs {
+			if !o.signed && o.h <= hRec {
+				lastMiss = o.h
+			}
+		}
+		missed := 0
+		for _, o := range w.obs {
+			if !o.signed {
+				missed++
+				continue
+			}
+			if o.h > lastMiss {
+				w.mu.Unlock()
+				return o.h, o.at, missed, true
+			}
+		}
+		w.mu.Unlock()
+		if sleep(ctx, 200*time.Millisecond) != nil {
+			break
+		}
+	}
+	return 0, time.Time{}, 0, false
 }
 
 // recover restarts every replica that exited and is not held down, and

@@ -66,7 +66,9 @@ func Execute(ctx context.Context, cfg Config) (*Report, error) {
 	defer d.Close()
 	runErr := d.Run(ctx)
 	var findings []string
-	if runErr == nil || !errors.Is(runErr, ErrDoubleSign) {
+	// An interrupted run has lost its chain (its processes end with ctx):
+	// no final check then.
+	if ctx.Err() == nil && (runErr == nil || !errors.Is(runErr, ErrDoubleSign)) {
 		f, err := d.FinalCheck(context.WithoutCancel(ctx))
 		findings = f
 		if len(f) > 0 {

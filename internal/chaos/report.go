@@ -42,6 +42,7 @@ type KindRow struct {
 	DoubleSigns int     `json:"double_signs"`
 	Missed      Stats   `json:"missed_heights"`
 	ToSign      Stats   `json:"to_first_signature_s"`
+	Back        Stats   `json:"replicas_back_s"`
 	Bound       float64 `json:"bound_s"`
 	OverBound   int     `json:"over_bound"`
 	NoFailover  int     `json:"failovers_missing"`
@@ -78,7 +79,7 @@ func NewReport(mode string, seed uint64, asked int, faults []*Fault) *Report {
 			continue
 		}
 		row := KindRow{Kind: k.Name, What: k.What, Count: len(fs), Bound: k.Bound(mode).Seconds()}
-		var missed, toSign []float64
+		var missed, toSign, back []float64
 		for _, f := range fs {
 			if len(f.Findings) > 0 {
 				row.DoubleSigns++
@@ -96,8 +97,11 @@ func NewReport(mode string, seed uint64, asked int, faults []*Fault) *Report {
 				missed = append(missed, float64(f.Missed))
 				toSign = append(toSign, f.ToSign)
 			}
+			if f.Recovered > 0 {
+				back = append(back, f.Recovered)
+			}
 		}
-		row.Missed, row.ToSign = stats(missed), stats(toSign)
+		row.Missed, row.ToSign, row.Back = stats(missed), stats(toSign), stats(back)
 		r.Kinds = append(r.Kinds, row)
 	}
 	return r
@@ -107,10 +111,10 @@ func NewReport(mode string, seed uint64, asked int, faults []*Fault) *Report {
 func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "mode %s, seed %d, %d of %d faults, %.0f s, heights %d..%d: %s\n", r.Mode, r.Seed, r.Injected, r.Faults, r.Duration, r.Heights[0], r.Heights[1], r.Result)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault kind\tcount\tdouble-signs\tmissed heights min/med/p95/max\tto first signature (s) min/med/p95/max\tbound (s)\tover bound\tfailovers missing\terrors\t")
+	fmt.Fprintln(tw, "fault kind\tcount\tdouble-signs\tmissed heights min/med/p95/max\tto first signature (s) min/med/p95/max\tbound (s)\tover bound\tfailovers missing\treplicas back (s) med/max\terrors\t")
 	for _, k := range r.Kinds {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f\t%d\t%d\t%d\t\n", k.Kind, k.Count, k.DoubleSigns,
-			fmtStats(k.Missed, "%.0f"), fmtStats(k.ToSign, "%.1f"), k.Bound, k.OverBound, k.NoFailover, k.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%.0f\t%d\t%d\t%.0f/%.0f\t%d\t\n", k.Kind, k.Count, k.DoubleSigns,
+			fmtStats(k.Missed, "%.0f"), fmtStats(k.ToSign, "%.1f"), k.Bound, k.OverBound, k.NoFailover, k.Back.Median, k.Back.Max, k.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "replay: %s\n", r.Replay)
@@ -119,11 +123,11 @@ func (r *Report) WriteTable(w io.Writer) {
 // Markdown is the table as a README table.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing | replicas back (s) med / max |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range r.Kinds {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.0f | %d | %d |\n", k.Kind, k.Count, k.DoubleSigns,
-			strings.ReplaceAll(fmtStats(k.Missed, "%.0f"), "/", " / "), strings.ReplaceAll(fmtStats(k.ToSign, "%.1f"), "/", " / "), k.Bound, k.OverBound, k.NoFailover)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.0f | %d | %d | %.0f / %.0f |\n", k.Kind, k.Count, k.DoubleSigns,
+			strings.ReplaceAll(fmtStats(k.Missed, "%.0f"), "/", " / "), strings.ReplaceAll(fmtStats(k.ToSign, "%.1f"), "/", " / "), k.Bound, k.OverBound, k.NoFailover, k.Back.Median, k.Back.Max)
 	}
 	return b.String()
 }

@@ -143,8 +143,8 @@ func (d *Drill) WriteSVG(ctx context.Context, w io.Writer) error {
 	const left, laneH, gap, top = 90.0, 26.0, 14.0, 70.0
 	scale := min(6.0, max(0.4, 1800.0/float64(h1-h0)))
 	x := func(h int64) float64 { return left + float64(h-h0)*scale }
-	width := x(h1) + 40
-	height := top + float64(n+1)*(laneH+gap) + 60
+	width := max(x(h1)+40, 900)
+	height := top + float64(n+1)*(laneH+gap) + 130
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
@@ -152,7 +152,7 @@ func (d *Drill) WriteSVG(ctx context.Context, w io.Writer) error {
 	lx := 10.0
 	for _, st := range []string{"Validating", "Voting", "Registering", "Syncing", "Startup", "Shutdown", "down"} {
 		fmt.Fprintf(&b, `<rect x="%.0f" y="24" width="12" height="10" fill="%s"/><text x="%.0f" y="33">%s</text>`+"\n", lx, stateColor[st], lx+15, st)
-		lx += 20 + 7*float64(len(st))
+		lx += 24 + 7.5*float64(len(st))
 	}
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="26" x2="%.0f" y2="34" stroke="black"/><text x="%.0f" y="33">signed by this replica</text>`+"\n", lx, lx, lx+4)
 	lx += 140
