@@ -508,7 +508,24 @@ func TestWatchWatermark(t *testing.T) {
 func TestFenceLatency(t *testing.T) {
 	t.Parallel()
 	agent := consultest.Start(t)
-	r := newReplica(t, agent.Client(t), validatorID(t), "a", fenced)
+	measureFences(t, agent.Client(t), "a -dev agent")
+}
+
+// TestFenceLatencyCluster measures the fence on a 3-server cluster, as
+// production runs it (Raft commits to a quorum, log fsynced), through a
+// follower, as a replica whose local agent is not the Raft leader does.
+func TestFenceLatencyCluster(t *testing.T) {
+	t.Parallel()
+	c := consultest.StartCluster(t, 3)
+	leader, err := c.Leader(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	measureFences(t, consultest.NewClient(t, c.Servers[(leader+1)%3].Addr), "3 servers, through a follower")
+}
+
+func measureFences(t *testing.T, client *api.Client, what string) {
+	r := newReplica(t, client, validatorID(t), "a", fenced)
 	s := r.session(t)
 	mustAcquire(t, s, fencedAcquire)
 	value := bytes.Repeat([]byte("x"), 300)
@@ -524,7 +541,7 @@ func TestFenceLatency(t *testing.T) {
 		index, took = next, append(took, d)
 	}
 	slices.Sort(took)
-	t.Logf("500 fences of 300 bytes: p50 %s, p99 %s, max %s",
+	t.Logf("%s: 500 fences of 300 bytes: p50 %s, p99 %s, max %s", what,
 		took[len(took)/2].Round(time.Microsecond), took[len(took)*99/100].Round(time.Microsecond), took[len(took)-1].Round(time.Microsecond))
 }
 
