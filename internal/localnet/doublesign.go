@@ -50,8 +50,13 @@ func DoubleSignFindings(ctx context.Context, rpc, addrHex string, power, from, t
 // ...).
 type SignEvent struct {
 	Replica string
-	At      time.Time
-	Result  string
+	At      time.Time // when the event was logged, after the reply
+	// Fenced is when the fence of a new signature started: At less the
+	// fence's and the floor file's durations. A valguard frozen between
+	// its fence and its log line logs the event late; the fence itself
+	// happened before.
+	Fenced time.Time
+	Result string
 	HRS     [3]int64 // height, round, step
 	Bytes   string   // sign_bytes_sha256, timestamp zeroed
 }
@@ -71,7 +76,10 @@ func SignEvents(logs map[string]string) []SignEvent {
 			rd, _ := ev["round"].(float64)
 			st, _ := ev["step"].(float64)
 			b, _ := ev["sign_bytes_sha256"].(string)
-			out = append(out, SignEvent{Replica: replica, At: at, Result: res, HRS: [3]int64{int64(h), int64(rd), int64(st)}, Bytes: b})
+			fence, _ := ev["fence_took"].(float64)
+			floor, _ := ev["floor_took"].(float64)
+			fenced := at.Add(-time.Duration((fence + floor) * float64(time.Millisecond)))
+			out = append(out, SignEvent{Replica: replica, At: at, Fenced: fenced, Result: res, HRS: [3]int64{int64(h), int64(rd), int64(st)}, Bytes: b})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
@@ -91,12 +99,14 @@ func HRSLess(a, b [3]int64) bool {
 // OneSignaturePerHRS checks signing events (SignEvents, across every
 // replica of one validator): every height/round/step signed or re-served
 // carries one sign-bytes value (timestamps aside, S1″), and the fenced
-// watermark — the HRS of each new signature, in time order — only goes
-// up. It returns the number of new signatures, of distinct
-// height/round/steps, and one line per violation.
+// watermark — the HRS of each new signature, in the order their fences
+// started (Fenced) — only goes up. It returns the number of new
+// signatures, of distinct height/round/steps, and one line per violation.
 func OneSignaturePerHRS(evs []SignEvent) (signed, hrs int, findings []string) {
 	by := map[[3]int64]string{}
 	var last [3]int64
+	evs = append([]SignEvent(nil), evs...)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Fenced.Before(evs[j].Fenced) })
 	for _, e := range evs {
 		if e.Result != "signed" && e.Result != "reserved" {
 			continue
