@@ -21,6 +21,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
+# The Promela models of the hand-over protocol, checked with spin
+# (model/README.md).
+model:
+	$(GO) test -count=1 -v ./model/
+
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: run gofmt -w on the files above"; exit 1; }
 	$(GO) vet ./...

@@ -1,0 +1,152 @@
+// Package model checks the Promela models of valguard's hand-over protocol
+// (keyfile.pml, signer.pml) with spin: the real models must hold every
+// property, each mutant (a safety ordering removed) must give a
+// counterexample, and the documented exceptions must show theirs. See
+// README.md in this directory.
+package model
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// check is one spin run: a model, its -D flags, how pan is compiled and
+// run, and whether spin must find an error.
+type check struct {
+	name  string
+	model string   // keyfile.pml or signer.pml
+	defs  []string // -D flags for spin (the model's switches)
+	cc    []string // -D flags for gcc (pan's search mode)
+	pan   []string // pan's run-time flags
+	fail  bool     // true: a counterexample is required (mutant, finding, exception)
+	why   string   // what the result shows
+}
+
+// fixed is the key-file model with the proposed fix of finding F1; the
+// key-file checks and mutants run on it.
+const fixed = "-DFIX_FINAL_ON_LOSS"
+
+var checks = []check{
+	// signer mode: exhaustive
+	{name: "signer/safety", model: "signer.pml", cc: []string{"-DSAFETY"}, pan: []string{"-m100000"},
+		why: "one signature per level, the watermark never decreases"},
+	{name: "signer/mutant-reply-before-fence", model: "signer.pml", defs: []string{"-DMUT_REPLY_FIRST"},
+		cc: []string{"-DSAFETY", "-DBFS"}, fail: true,
+		why: "a deposed leader's signature leaves before its fence fails; the new leader signs other data at that level"},
+	{name: "signer/liveness-same-data", model: "signer.pml", defs: []string{"-DLIVENESS", "-DSAME_DATA"},
+		pan: []string{"-a", "-f", "-m100000"}, why: "after the leader crashes, the standby signs"},
+	{name: "signer/liveness-no-crash-in-window", model: "signer.pml", defs: []string{"-DLIVENESS", "-DNO_CRASH_IN_WINDOW"},
+		pan: []string{"-a", "-f", "-m100000"}, why: "the standby signs unless the crash falls between fence and reply"},
+	{name: "signer/liveness-exception", model: "signer.pml", defs: []string{"-DLIVENESS"},
+		pan: []string{"-a", "-f", "-m100000"}, fail: true,
+		why: "documented exception: fenced, crashed before the reply, the standby's node wants other data: refused, stuck"},
+
+	// key-file mode
+	{name: "keyfile/finding-F1", model: "keyfile.pml", cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+		why: "open finding F1: lease-lost release writes the clean marker without the final watermark; the standby's raise misses a height"},
+	{name: "keyfile/safety-crash", model: "keyfile.pml", defs: []string{fixed},
+		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		why: "never two nodes with the key, one signer per height, the watermark never lowered (replica crash, node death, loss, delays)"},
+	{name: "keyfile/safety-delete-key", model: "keyfile.pml", defs: []string{fixed, "-DDELKEY", "-DMAXCRASH=0"},
+		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		why: "the same, with the lock key deleted under the leader"},
+	{name: "keyfile/mutant-release-before-reap", model: "keyfile.pml", defs: []string{fixed, "-DMUT_RELEASE_FIRST"},
+		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+		why: "a clean release before the reap: the standby takes at once and loads the key beside the running node"},
+	{name: "keyfile/mutant-no-raise", model: "keyfile.pml", defs: []string{fixed, "-DMUT_NO_RAISE"},
+		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+		why: "the new validator starts from its stale sign state and signs a height the old one signed"},
+	{name: "keyfile/mutant-no-marker-check", model: "keyfile.pml", defs: []string{fixed, "-DDELKEY", "-DMUT_NO_MARKER"},
+		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+		why: "the lock key deleted: the standby takes the absent key without waiting while the old node still runs"},
+	{name: "keyfile/mutant-receive-time-deadline", model: "keyfile.pml",
+		defs: []string{fixed, "-DDELKEY", "-DMUT_RECV_DEADLINE", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
+		cc:   []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+		why: "late renew answers stretch the deadline past the standby's unclean wait after the key was deleted"},
+	{name: "keyfile/receive-time-deadline-control", model: "keyfile.pml",
+		defs: []string{fixed, "-DDELKEY", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
+		cc:   []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		why: "the previous scenario with send-time deadlines holds"},
+}
+
+var (
+	reErrors = regexp.MustCompile(`errors: (\d+)`)
+	reStored = regexp.MustCompile(`(\d+) states, stored`)
+)
+
+func TestModels(t *testing.T) {
+	for _, tool := range []string{"spin", "gcc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found: install it (scripts/install-deps.sh)", tool)
+			}
+			t.Skipf("%s not found; the model checks need spin and gcc", tool)
+		}
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sem := make(chan struct{}, 2) // the machine has 2 cores
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			runCheck(t, dir, c)
+		})
+	}
+}
+
+func runCheck(t *testing.T, src string, c check) {
+	work := t.TempDir()
+	model, err := os.ReadFile(filepath.Join(src, c.model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, c.model), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = work
+		out, err := cmd.CombinedOutput()
+		if err != nil && name != "./pan" {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	start := time.Now()
+	run("spin", append(append([]string{}, c.defs...), "-a", c.model)...)
+	run("gcc", append(append([]string{"-O2", "-w", "-DMEMLIM=1500", "-o", "pan"}, c.cc...), "pan.c")...)
+	out := run("./pan", c.pan...)
+	took := time.Since(start)
+	m := reErrors.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no result from pan:\n%s", out)
+	}
+	errs, _ := strconv.Atoi(m[1])
+	states := "?"
+	if s := reStored.FindStringSubmatch(out); s != nil {
+		states = s[1]
+	}
+	_, trailErr := os.Stat(filepath.Join(work, c.model+".trail"))
+	trail := trailErr == nil
+	t.Logf("%s: %s states, errors %d, trail %v, %s (%s)", c.name, states, errs, trail, took.Round(10*time.Millisecond), c.why)
+	if strings.Contains(out, "out of memory") || strings.Contains(out, "max search depth too small") {
+		t.Errorf("search incomplete:\n%s", out)
+	}
+	switch {
+	case c.fail && (errs == 0 || !trail):
+		t.Errorf("expected a counterexample, spin found none (a mutant or documented exception that passes means the model no longer checks what it claims):\n%s", out)
+	case !c.fail && errs != 0:
+		t.Errorf("expected no error, spin found %d; replay with: spin -t -p %s %s\n%s",
+			errs, strings.Join(c.defs, " "), c.model, out)
+	}
+}
