@@ -171,11 +171,11 @@ func (d *Drill) Run(ctx context.Context) error {
 			d.Faults = append(d.Faults, f)
 			d.tl.mark(f)
 		}
+		if f != nil && len(f.Findings) > 0 {
+			return fmt.Errorf("fault %d (%s): %w:\n%s", i, k.Name, ErrDoubleSign, strings.Join(f.Findings, "\n"))
+		}
 		if err != nil {
 			return fmt.Errorf("fault %d (%s): %w", i, k.Name, err)
-		}
-		if len(f.Findings) > 0 {
-			return fmt.Errorf("fault %d (%s): %w:\n%s", i, k.Name, ErrDoubleSign, strings.Join(f.Findings, "\n"))
 		}
 	}
 	return nil
@@ -211,6 +211,11 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 	}
 	rec, err := d.recover(ctx, d.cfg.Recovery)
 	if err != nil {
+		// A double sign matters more than a replica set that did not
+		// recover: look for one before giving up.
+		if findings, cerr := d.checker.Check(ctx, time.Minute); cerr == nil {
+			f.Findings = findings
+		}
 		return f, err
 	}
 	f.Recovered = rec.Sub(f.At).Seconds()

@@ -160,3 +160,22 @@ func lastLinesN(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// KindsMarkdown lists the fault kinds: what each does and its bound per
+// mode ("—" where it does not apply).
+func KindsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| fault kind | what | bound (s), restart / signer |\n|---|---|---|\n")
+	for _, k := range Kinds {
+		var bs []string
+		for _, m := range []string{ModeRestart, ModeSigner} {
+			if contains(k.Modes, m) {
+				bs = append(bs, fmt.Sprintf("%.0f", k.Bound(m).Seconds()))
+			} else {
+				bs = append(bs, "—")
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", k.Name, k.What, strings.Join(bs, " / "))
+	}
+	return b.String()
+}

@@ -29,7 +29,12 @@ func main() {
 	kinds := flag.String("kinds", "", "comma-separated fault kinds (default: every kind of the mode)")
 	replicas := flag.Int("replicas", 2, "replicas of the validator (2 or 3)")
 	broken := flag.Bool("broken", false, "run a valguard built with the chaosbroken tag (the checker must fail)")
+	list := flag.Bool("list", false, "list the fault kinds with their bounds (markdown) and exit")
 	flag.Parse()
+	if *list {
+		fmt.Print(chaos.KindsMarkdown())
+		return
+	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano() % 1_000_000)
 	}
