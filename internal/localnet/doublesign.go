@@ -57,8 +57,8 @@ type SignEvent struct {
 	// happened before.
 	Fenced time.Time
 	Result string
-	HRS     [3]int64 // height, round, step
-	Bytes   string   // sign_bytes_sha256, timestamp zeroed
+	HRS    [3]int64 // height, round, step
+	Bytes  string   // sign_bytes_sha256, timestamp zeroed
 }
 
 // SignEvents reads the signing decisions from valguard logs (replica name
