@@ -48,13 +48,13 @@ var checks = []check{
 		why: "documented exception: fenced, crashed before the reply, the standby's node wants other data: refused, stuck"},
 
 	// key-file mode
-	{name: "keyfile/finding-F1", model: "keyfile.pml", cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
+	{name: "keyfile/finding-F1", model: "keyfile.pml", cc: []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
 		why: "open finding F1: lease-lost release writes the clean marker without the final watermark; the standby's raise misses a height"},
 	{name: "keyfile/safety-crash", model: "keyfile.pml", defs: []string{fixed},
-		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w25", "-m100000"},
 		why: "never two nodes with the key, one signer per height, the watermark never lowered (replica crash, node death, loss, delays)"},
 	{name: "keyfile/safety-delete-key", model: "keyfile.pml", defs: []string{fixed, "-DDELKEY", "-DMAXCRASH=0"},
-		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w24", "-m100000"},
 		why: "the same, with the lock key deleted under the leader"},
 	{name: "keyfile/mutant-release-before-reap", model: "keyfile.pml", defs: []string{fixed, "-DMUT_RELEASE_FIRST"},
 		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
@@ -71,7 +71,7 @@ var checks = []check{
 		why: "late renew answers stretch the deadline past the standby's unclean wait after the key was deleted"},
 	{name: "keyfile/receive-time-deadline-control", model: "keyfile.pml",
 		defs: []string{fixed, "-DDELKEY", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
-		cc:   []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w26"},
+		cc:   []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w24", "-m100000"},
 		why: "the previous scenario with send-time deadlines holds"},
 }
 
