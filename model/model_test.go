@@ -78,6 +78,7 @@ var checks = []check{
 var (
 	reErrors = regexp.MustCompile(`errors: (\d+)`)
 	reStored = regexp.MustCompile(`(\d+) states, stored`)
+	reHash   = regexp.MustCompile(`hash factor: ([0-9.e+]+)`)
 )
 
 func TestModels(t *testing.T) {
@@ -135,6 +136,9 @@ func runCheck(t *testing.T, src string, c check) {
 	states := "?"
 	if s := reStored.FindStringSubmatch(out); s != nil {
 		states = s[1]
+	}
+	if h := reHash.FindStringSubmatch(out); h != nil {
+		states += " (bitstate, hash factor " + h[1] + ")"
 	}
 	_, trailErr := os.Stat(filepath.Join(work, c.model+".trail"))
 	trail := trailErr == nil
