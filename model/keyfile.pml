@@ -22,8 +22,9 @@
  *   DELKEY             an operator may delete the lock key (once)
  *   NO_NODE_DEATH      validator nodes do not die on their own
  *   MAXH, MAXCRASH     heights that can be signed (2), replica crashes (1)
- *   LIVENESS           replica 0 crashes for good while validating, no loss,
- *                      no voluntary step-down; check with -a and weak fairness
+ *   LIVENESS           replica 0 crashes for good while validating; no loss,
+ *                      no step-down, renews timely (partial synchrony);
+ *                      check with -a -f (weak fairness)
  */
 
 #ifndef TTL
@@ -97,7 +98,15 @@ bool rpIn[2]; byte rpAge[2]; bool rpValid[2]; bool rpHeld[2];
 #define lost(r)     (done[r] || dl[r] == 0)
 #define fenceDue(r) (keyed[r] && dl[r] == 0)
 #define expDue(i)   (alive[i] && sage[i] >= 2*TTL)
-#define tickOK      (!fenceDue(0) && !fenceDue(1) && \
+#ifdef LIVENESS
+/* partial synchrony for the liveness check: a due renew is sent and its
+ * answer handled within the tick */
+#define renewDue(r) (ph[r] >= P_WAIT && ph[r] <= P_VAL && !lost(r) && !waiting[r] && rn[r] == 0)
+#define timely      (!renewDue(0) && !renewDue(1) && !rpIn[0] && !rpIn[1])
+#else
+#define timely      1
+#endif
+#define tickOK      (!fenceDue(0) && !fenceDue(1) && timely && \
                      !expDue(0) && !expDue(1) && !expDue(2) && !expDue(3))
 
 inline dec(x)      { if :: x > 0 -> x-- :: else fi }
@@ -215,16 +224,10 @@ inline take(r) {
 	absent = 0; marker = 0; mage = 0; fage = 0
 }
 
-proctype replica(byte r) {
-end_replica:
+/* The renew loop, a goroutine of its own (Session.renewLoop). */
+proctype renewer(byte r) {
+end_renewer:
 	do
-	/* ---- Startup, Syncing, Registering: voter node, new session */
-	:: atomic { ph[r] == P_START && !nodeUp[r] -> nodeUp[r] = 1 }   /* voter node started */
-	:: atomic { ph[r] == P_START && nodeUp[r] && obs[r] == chain && k[r] < 2 ->   /* synced */ ses[r] = 2*r + k[r]; k[r]++; alive[ses[r]] = 1; sage[ses[r]] = 0;
-		ph[r] = P_VOTE }
-	:: atomic { ph[r] == P_START && k[r] >= 2 -> ph[r] = P_OUT }
-
-	/* ---- renew loop */
 	:: atomic { ph[r] >= P_WAIT && ph[r] <= P_VAL && !lost(r) && !waiting[r] && rn[r] == 0 ->
 		waiting[r] = 1;
 		if
@@ -253,6 +256,18 @@ end_replica:
 			if :: rpAge[r] < RI -> rn[r] = RI - rpAge[r] :: else -> rn[r] = 0 fi
 		fi;
 		rpIn[r] = 0; rpAge[r] = 0; rpValid[r] = 0; rpHeld[r] = 0 }
+
+	od
+}
+
+proctype replica(byte r) {
+end_replica:
+	do
+	/* ---- Startup, Syncing, Registering: voter node, new session */
+	:: atomic { ph[r] == P_START && !nodeUp[r] -> nodeUp[r] = 1 }   /* voter node started */
+	:: atomic { ph[r] == P_START && nodeUp[r] && obs[r] == chain && k[r] < 2 ->   /* synced */ ses[r] = 2*r + k[r]; k[r]++; alive[ses[r]] = 1; sage[ses[r]] = 0;
+		ph[r] = P_VOTE }
+	:: atomic { ph[r] == P_START && k[r] >= 2 -> ph[r] = P_OUT }
 
 	/* ---- Voting: take the free key; a lost answer shows on the next read.
 	 * The take counts as a renew sent and received at that instant. */
@@ -326,7 +341,8 @@ end_replica:
 init {
 	atomic {
 		ph[0] = P_START; ph[1] = P_START;
-		run replica(0); run replica(1)
+		run replica(0); run replica(1);
+		run renewer(0); run renewer(1)
 	}
 }
 
