@@ -15,9 +15,10 @@
  *   MUT_NO_RAISE       start the validator without raising its sign state
  *   MUT_RECV_DEADLINE  local deadline from the time the renew answer arrived
  *   MUT_NO_MARKER      treat every free lock key as cleanly released
- * The code as it is (no switch) has an open finding, F1 in README.md:
- *   FIX_FINAL_ON_LOSS  the proposed fix: the lease-lost release carries the
- *                      final watermark too; the checks and mutants use it
+ *   MUT_NO_FINAL_ON_LOSS  the lease-lost release carries no final watermark
+ *                      (finding F1 in README.md, fixed in the code: the
+ *                      release writes the clean marker, so the standby
+ *                      raises its state from an older publish)
  * Scenario switches:
  *   DELKEY             an operator may delete the lock key (once)
  *   NO_NODE_DEATH      validator nodes do not die on their own
@@ -299,11 +300,13 @@ end_replica:
 	:: atomic { ph[r] == P_VAL && !lost(r) && nodeUp[r] && !stepped ->   /* step down, shutdown */
 		stepped = 1; final[r] = 1; ph[r] = P_KILL }
 #endif
-#ifdef FIX_FINAL_ON_LOSS
+#ifndef MUT_NO_FINAL_ON_LOSS
+	/* validating: lease lost -> killNode -> release(true): the final
+	 * watermark goes with the release (finding F1, fixed) */
 	:: atomic { ph[r] == P_VAL && lost(r) -> final[r] = 1; ph[r] = P_KILL }
 #else
-	/* validating: lease lost -> killNode -> release(false): no final
-	 * watermark, yet Close writes the clean marker (open finding F1) */
+	/* the code before the fix: no final watermark, yet Close writes the
+	 * clean marker */
 	:: atomic { ph[r] == P_VAL && lost(r) -> ph[r] = P_KILL }
 #endif
 	:: atomic { ph[r] == P_VAL && !nodeUp[r] -> final[r] = 1; ph[r] = P_REL }  /* the validator exited */

@@ -28,10 +28,6 @@ type check struct {
 	why   string   // what the result shows
 }
 
-// fixed is the key-file model with the proposed fix of finding F1; the
-// key-file checks and mutants run on it.
-const fixed = "-DFIX_FINAL_ON_LOSS"
-
 var checks = []check{
 	// signer mode: exhaustive
 	{name: "signer/safety", model: "signer.pml", cc: []string{"-DSAFETY"}, pan: []string{"-m100000"},
@@ -48,32 +44,33 @@ var checks = []check{
 		why: "documented exception: fenced, crashed before the reply, the standby's node wants other data: refused, stuck"},
 
 	// key-file mode
-	{name: "keyfile/finding-F1", model: "keyfile.pml", cc: []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
-		why: "open finding F1: lease-lost release writes the clean marker without the final watermark; the standby's raise misses a height"},
-	{name: "keyfile/safety-crash", model: "keyfile.pml", defs: []string{fixed},
+	{name: "keyfile/mutant-no-final-on-loss", model: "keyfile.pml", defs: []string{"-DMUT_NO_FINAL_ON_LOSS"},
+		cc: []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "finding F1 (fixed): a lease-lost release writes the clean marker without the final watermark; the standby's raise misses a height"},
+	{name: "keyfile/safety-crash", model: "keyfile.pml",
 		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w25", "-m100000"},
 		why: "never two nodes with the key, one signer per height, the watermark never lowered (replica crash, node death, loss, delays)"},
-	{name: "keyfile/safety-delete-key", model: "keyfile.pml", defs: []string{fixed, "-DDELKEY", "-DMAXCRASH=0"},
+	{name: "keyfile/safety-delete-key", model: "keyfile.pml", defs: []string{"-DDELKEY", "-DMAXCRASH=0"},
 		cc: []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w24", "-m100000"},
 		why: "the same, with the lock key deleted under the leader"},
-	{name: "keyfile/liveness", model: "keyfile.pml", defs: []string{fixed, "-DLIVENESS"},
+	{name: "keyfile/liveness", model: "keyfile.pml", defs: []string{"-DLIVENESS"},
 		cc: []string{"-DNFAIR=3"}, pan: []string{"-a", "-f", "-m200000"},
 		why: "after the leader crashes, the standby loads the key (weak fairness, timely renews after the crash)"},
-	{name: "keyfile/mutant-release-before-reap", model: "keyfile.pml", defs: []string{fixed, "-DMUT_RELEASE_FIRST"},
+	{name: "keyfile/mutant-release-before-reap", model: "keyfile.pml", defs: []string{"-DMUT_RELEASE_FIRST"},
 		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
 		why: "a clean release before the reap: the standby takes at once and loads the key beside the running node"},
-	{name: "keyfile/mutant-no-raise", model: "keyfile.pml", defs: []string{fixed, "-DMUT_NO_RAISE"},
+	{name: "keyfile/mutant-no-raise", model: "keyfile.pml", defs: []string{"-DMUT_NO_RAISE"},
 		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
 		why: "the new validator starts from its stale sign state and signs a height the old one signed"},
-	{name: "keyfile/mutant-no-marker-check", model: "keyfile.pml", defs: []string{fixed, "-DDELKEY", "-DMUT_NO_MARKER"},
+	{name: "keyfile/mutant-no-marker-check", model: "keyfile.pml", defs: []string{"-DDELKEY", "-DMUT_NO_MARKER"},
 		cc: []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
 		why: "the lock key deleted: the standby takes the absent key without waiting while the old node still runs"},
 	{name: "keyfile/mutant-receive-time-deadline", model: "keyfile.pml",
-		defs: []string{fixed, "-DDELKEY", "-DMUT_RECV_DEADLINE", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
+		defs: []string{"-DDELKEY", "-DMUT_RECV_DEADLINE", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
 		cc:   []string{"-DSAFETY", "-DBFS", "-DCOLLAPSE"}, fail: true,
 		why: "late renew answers stretch the deadline past the standby's unclean wait after the key was deleted"},
 	{name: "keyfile/receive-time-deadline-control", model: "keyfile.pml",
-		defs: []string{fixed, "-DDELKEY", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
+		defs: []string{"-DDELKEY", "-DTTL=4", "-DMAXCRASH=0", "-DNO_NODE_DEATH", "-DMAXH=1"},
 		cc:   []string{"-DSAFETY", "-DBITSTATE"}, pan: []string{"-w24", "-m100000"},
 		why: "the previous scenario with send-time deadlines holds"},
 }

@@ -25,7 +25,7 @@ func TestLeaseDeadlineOnlyWhileLeading(t *testing.T) {
 		t.Fatalf("leader's lease = %v, %v; want its session's deadline %v", d, held, r.el.current().deadline)
 	}
 	r.el.current().lose(errors.New("local lease deadline passed"))
-	r.before("release final= reaped=true", "prepare:voter")
+	r.before("release final=", "prepare:voter")
 	eventually(t, 5*time.Second, "no lease after the release", func() bool {
 		_, held := r.sup.LeaseDeadline()
 		return !held

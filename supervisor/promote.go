@@ -62,7 +62,7 @@ func (s *Supervisor) failPromotion(reason string) (State, string) {
 	if s.proc != nil {
 		s.stopNode(reason)
 	}
-	s.release(false)
+	s.release(true) // a validator that started may have signed (F1)
 	return Startup, reason
 }
 
@@ -228,7 +228,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		if !signal {
 			s.vfails++
 		}
-		s.release(false)
+		s.release(true) // the node may have signed with the key before it was killed (F1)
 		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
 	}
 	s.log.Info().Int("pid", p.PID()).Dur("took", time.Since(start)).Msg("hot promotion confirmed by the node")

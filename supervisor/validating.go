@@ -75,9 +75,15 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			return Shutdown, "signal"
 		case <-s.sess.Done():
 			// The fence is killing the node; wait for the reap it does.
+			// The release carries the node's final sign state: Consul
+			// may still hold the session (the local deadline comes
+			// first), and a release that writes the clean-release marker
+			// lets the standby in at once, so it must find every height
+			// this node signed in the watermark, not only what the last
+			// publish had (model finding F1).
 			s.killNode("lease lost")
 			reason := fmt.Sprintf("lease lost: %v", s.sess.Err())
-			s.release(false)
+			s.release(true)
 			return Startup, reason
 		case <-s.proc.Done():
 			s.nodeExited()
