@@ -184,7 +184,10 @@ var Kinds = []Kind{
 			return sleep(ctx, 20*time.Second)
 		}},
 	{Name: "asymmetric-consul", What: "the leader's Consul path drops answers only (requests still apply) for 25 s",
-		Modes: both, Failover: true, Bound: crashBound,
+		// Consul keeps receiving the renewals until the leader stops
+		// sending them (its watchdog or its lease deadline, within a
+		// TTL), and counts its expiry from the last one received.
+		Modes: both, Failover: true, Bound: plus(crashBound, sessionTTL),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Proxy.OneWay()
 			defer f.Target.Proxy.Pass()

@@ -46,7 +46,9 @@ type KindRow struct {
 	Bound       float64 `json:"bound_s"`
 	OverBound   int     `json:"over_bound"`
 	NoFailover  int     `json:"failovers_missing"`
-	Errors      int     `json:"errors"`
+	// Errors counts faults whose action failed or was refused (a
+	// hand-over refused, say); the drill goes on.
+	Errors int `json:"errors"`
 }
 
 // Report is what a drill writes as JSON.
@@ -123,17 +125,30 @@ func (r *Report) WriteTable(w io.Writer) {
 // Markdown is the table as a README table.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing | replicas back (s) med / max |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing | replicas back (s) med / max | refused |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, k := range r.Kinds {
-		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.0f | %d | %d | %.0f / %.0f |\n", k.Kind, k.Count, k.DoubleSigns,
-			strings.ReplaceAll(fmtStats(k.Missed, "%.0f"), "/", " / "), strings.ReplaceAll(fmtStats(k.ToSign, "%.1f"), "/", " / "), k.Bound, k.OverBound, k.NoFailover, k.Back.Median, k.Back.Max)
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %.0f | %d | %d | %.0f / %.0f | %d |\n", k.Kind, k.Count, k.DoubleSigns,
+			strings.ReplaceAll(fmtStats(k.Missed, "%.0f"), "/", " / "), strings.ReplaceAll(fmtStats(k.ToSign, "%.1f"), "/", " / "), k.Bound, k.OverBound, k.NoFailover, k.Back.Median, k.Back.Max, k.Errors)
 	}
 	return b.String()
 }
 
 func fmtStats(s Stats, f string) string {
 	return fmt.Sprintf(f+"/"+f+"/"+f+"/"+f, s.Min, s.Median, s.P95, s.Max)
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(path string) (*Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // WriteJSON writes the report to path.

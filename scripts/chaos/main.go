@@ -30,9 +30,18 @@ func main() {
 	replicas := flag.Int("replicas", 2, "replicas of the validator (2 or 3)")
 	broken := flag.Bool("broken", false, "run a valguard built with the chaosbroken tag (the checker must fail)")
 	list := flag.Bool("list", false, "list the fault kinds with their bounds (markdown) and exit")
+	markdown := flag.String("markdown", "", "print the table of a report.json as markdown and exit")
 	flag.Parse()
 	if *list {
 		fmt.Print(chaos.KindsMarkdown())
+		return
+	}
+	if *markdown != "" {
+		rep, err := chaos.ReadReport(*markdown)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(rep.Markdown())
 		return
 	}
 	if *seed == 0 {
