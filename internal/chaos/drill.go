@@ -291,6 +291,14 @@ func (w *sigWatch) back(ctx context.Context, hRec int64, limit time.Duration) (i
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		w.mu.Lock()
+		if n := len(w.obs); n == 0 || w.obs[n-1].h < hRec {
+			// Not every height up to the recovery looked at yet.
+			w.mu.Unlock()
+			if sleep(ctx, 200*time.Millisecond) != nil {
+				break
+			}
+			continue
+		}
 		var lastMiss int64
 		for _, o := range w.obs {
 			if !o.signed && o.h <= hRec {
