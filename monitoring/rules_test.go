@@ -7,21 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// tool returns the path of a tool the test needs: missing, the test
-// fails under CI=true and is skipped otherwise.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-		}
-		t.Skipf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-	}
-	return p
-}
+	"github.com/valguard/valguard/internal/tooltest"
+)
 
 // alertRules returns the alerts of alerts.yml by name, with their
 // expressions. Expressions are kept on one line (no YAML block scalars), so
@@ -59,7 +47,7 @@ func alertRules(t *testing.T) map[string]string {
 
 // promtool check rules accepts alerts.yml.
 func TestAlertRulesCheck(t *testing.T) {
-	promtool := tool(t, "promtool")
+	promtool := tooltest.Tool(t, "promtool")
 	out, err := exec.Command(promtool, "check", "rules", "alerts.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
@@ -70,7 +58,7 @@ func TestAlertRulesCheck(t *testing.T) {
 // promtool test rules passes alerts_test.yml, and that file tests every
 // alert of alerts.yml both firing and not firing.
 func TestAlertRulesUnit(t *testing.T) {
-	promtool := tool(t, "promtool")
+	promtool := tooltest.Tool(t, "promtool")
 	out, err := exec.Command(promtool, "test", "rules", "alerts_test.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)

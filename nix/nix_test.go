@@ -13,31 +13,17 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/valguard/valguard/internal/tooltest"
 	"github.com/valguard/valguard/systemd"
 )
-
-// tool returns the path of a tool the test needs: missing, the test
-// fails under CI=true and is skipped otherwise.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-		}
-		t.Skipf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-	}
-	return p
-}
 
 // eval evaluates a Nix expression in this directory with
 // nix-instantiate --eval --strict --json and decodes the result into v.
 func eval(t *testing.T, expr string, v any) error {
 	t.Helper()
-	cmd := exec.Command(tool(t, "nix-instantiate"), "--eval", "--strict", "--json", "-E", expr)
+	cmd := exec.Command(tooltest.Tool(t, "nix-instantiate"), "--eval", "--strict", "--json", "-E", expr)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -109,7 +95,7 @@ type moduleEval struct {
 
 // Every .nix file parses.
 func TestNixFilesParse(t *testing.T) {
-	nix := tool(t, "nix-instantiate")
+	nix := tooltest.Tool(t, "nix-instantiate")
 	files, err := filepath.Glob("*.nix")
 	if err != nil {
 		t.Fatal(err)
@@ -126,36 +112,9 @@ func TestNixFilesParse(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-func valguard(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "valguard-nix-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "valguard")
-		if out, err := exec.Command("go", "build", "-o", builtBin, "../cmd/valguard").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
+	tooltest.Cleanup()
 	os.Exit(code)
 }
 
@@ -168,7 +127,7 @@ func TestOptionsMapToFlags(t *testing.T) {
 	if err := eval(t, moduleExpr("{ nodeHome = \"/h\"; validatorKeyFile = \"/k\"; }"), &m); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(valguard(t), "run", "--help").CombinedOutput()
+	out, err := exec.Command(tooltest.Valguard(t), "run", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("valguard run --help: %v\n%s", err, out)
 	}
@@ -365,7 +324,7 @@ func TestUnitRefusals(t *testing.T) {
 // dependency change without a new hash fails here rather than in a Nix
 // build.
 func TestVendorHash(t *testing.T) {
-	nixHash := tool(t, "nix-hash")
+	nixHash := tooltest.Tool(t, "nix-hash")
 	data, err := os.ReadFile("package.nix")
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/cometbft/cometbft/privval"
 
 	"github.com/valguard/valguard/internal/testnet"
+	"github.com/valguard/valguard/internal/tooltest"
 	"github.com/valguard/valguard/systemd"
 )
 
@@ -43,52 +43,9 @@ func command(t *testing.T, u systemd.Unit) systemd.Command {
 	return c
 }
 
-// tool returns the path of a tool the test needs: missing, the test
-// fails under CI=true and is skipped otherwise.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-		}
-		t.Skipf("%s: %v (scripts/install-deps.sh installs it)", name, err)
-	}
-	return p
-}
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// valguard builds ./cmd/valguard once per test binary.
-func valguard(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "valguard-systemd-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "valguard")
-		out, err := exec.Command("go", "build", "-o", builtBin, "../cmd/valguard").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
+	tooltest.Cleanup()
 	os.Exit(code)
 }
 
@@ -99,8 +56,8 @@ func TestMain(m *testing.M) {
 // freshly built valguard. A unit with an unknown key is shown to fail the
 // same check.
 func TestUnitsVerify(t *testing.T) {
-	analyze := tool(t, "systemd-analyze")
-	bin := valguard(t)
+	analyze := tooltest.Tool(t, "systemd-analyze")
+	bin := tooltest.Valguard(t)
 	verify := func(t *testing.T, name string, text []byte) ([]byte, error) {
 		t.Helper()
 		path := filepath.Join(t.TempDir(), name)
@@ -134,7 +91,7 @@ func TestUnitsVerify(t *testing.T) {
 // helpFlags returns the flags `valguard run --help` lists.
 func helpFlags(t *testing.T) map[string]bool {
 	t.Helper()
-	out, err := exec.Command(valguard(t), "run", "--help").CombinedOutput()
+	out, err := exec.Command(tooltest.Valguard(t), "run", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("valguard run --help: %v\n%s", err, out)
 	}
@@ -325,7 +282,7 @@ func startUnderWatchdog(t *testing.T, c systemd.Command, wd time.Duration) (bool
 	sock, msgs := listenNotify(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, valguard(t), args...)
+	cmd := exec.CommandContext(ctx, tooltest.Valguard(t), args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, fmt.Sprintf("WATCHDOG_USEC=%d", wd.Microseconds()),
 		"WATCHDOG_PID=", "CREDENTIALS_DIRECTORY=")
 	var out bytes.Buffer
