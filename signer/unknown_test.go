@@ -110,26 +110,41 @@ func TestUnknownFenceNotAppliedIsRetried(t *testing.T) {
 	t.Logf("3 lost fences resolved and retried: signature after %s", r.took.Round(time.Millisecond))
 }
 
-// An unknown outcome that Consul did apply (the answer was lost) is found
-// by the read: the stored value is this signature, so it is returned and
-// the leader keeps leading; the retry is never sent.
-func TestUnknownFenceAppliedIsResolvedByRead(t *testing.T) {
-	cl := newCluster(t)
-	a := newNode(t, cl, "a")
-	_, f := cl.lock(t)
-	ff := &flakyFencer{f: f, lost: 1, applied: true}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
-		t.Fatal(err)
+// An unknown outcome resolved by the read-back: the transaction Consul
+// applied though its answer was lost (the read finds this value: the retry
+// is never sent), or one that a read showed not applied and that then
+// landed while the same value was fenced again, whose check-and-set fails
+// (ErrMoved: the read-back finds this very value). Either way the
+// signature is returned and the leader stays.
+func TestUnknownFenceResolvedByRead(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ff       *flakyFencer
+		attempts int
+	}{
+		{"applied, answer lost", &flakyFencer{lost: 1, applied: true}, 1},
+		{"landing late during the retry", &flakyFencer{lost: 1, lateAt: 2}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newCluster(t)
+			a := newNode(t, cl, "a")
+			_, f := cl.lock(t)
+			ff := tc.ff
+			ff.f = f
+			if err := a.s.Lead(context.Background(), ff); err != nil {
+				t.Fatal(err)
+			}
+			v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
+			stillLeading(t, a)
+			if got := cl.stored(t); !bytes.Equal(got.Signature, v.Signature) {
+				t.Fatalf("consul holds %s, not the returned signature", got)
+			}
+			if ff.attempts() != tc.attempts {
+				t.Fatalf("%d fence attempts, want %d", ff.attempts(), tc.attempts)
+			}
+			mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+		})
 	}
-	v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
-	stillLeading(t, a)
-	if got := cl.stored(t); !bytes.Equal(got.Signature, v.Signature) {
-		t.Fatalf("consul holds %s, not the returned signature", got)
-	}
-	if ff.attempts() != 1 {
-		t.Fatalf("%d fence attempts, want 1 (the read shows it applied)", ff.attempts())
-	}
-	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
 }
 
 // An unknown outcome that never resolves (Consul unreachable) parks the
@@ -247,29 +262,6 @@ type fencerFunc func(ctx context.Context, value []byte, index uint64) (uint64, e
 
 func (f fencerFunc) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	return f(ctx, value, index)
-}
-
-// The first transaction's outcome is unknown and a read shows it not
-// applied; it then lands while the same value is fenced again, whose
-// check-and-set fails (ErrMoved): the read-back finds this very value, so
-// the signature is returned and the leader stays.
-func TestOwnFenceLandingLateIsSuccess(t *testing.T) {
-	cl := newCluster(t)
-	a := newNode(t, cl, "a")
-	_, f := cl.lock(t)
-	ff := &flakyFencer{f: f, lost: 1, lateAt: 2}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
-		t.Fatal(err)
-	}
-	v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
-	stillLeading(t, a)
-	if got := cl.stored(t); !bytes.Equal(got.Signature, v.Signature) {
-		t.Fatalf("consul holds %s, not the returned signature", got)
-	}
-	if ff.attempts() != 2 {
-		t.Fatalf("%d fence attempts, want 2", ff.attempts())
-	}
-	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
 }
 
 // A fence still unknown when the reply was due parks the request; the
