@@ -127,7 +127,7 @@ func (d *Drill) WriteSVG(ctx context.Context, w io.Writer) error {
 			logs[r.ID], idx[r.ID] = r.Log, i
 		}
 		for _, e := range localnet.SignEvents(logs) {
-			if e.Result == "signed" || e.Result == "reserved" {
+			if e.Result == "signed" { // a re-serve is not a new signature
 				who[e.HRS[0]] = idx[e.Replica]
 			}
 		}
