@@ -136,27 +136,47 @@ func (p *Proxy) serve(in net.Conn) {
 }
 
 // pump copies src to dst chunk by chunk under the mode current when each
-// chunk was read; answer says the chunk travels server→client.
+// chunk was read; answer says the chunk travels server→client. Delays are
+// pipelined, as on a network: each chunk is due its delay after it was
+// read, not after the chunk before it was written.
 func (p *Proxy) pump(dst, src net.Conn, answer bool) {
+	type chunk struct {
+		data []byte
+		due  time.Time
+	}
+	q := make(chan chunk, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range q {
+			if d := time.Until(c.due); d > 0 {
+				time.Sleep(d)
+			}
+			if _, err := dst.Write(c.data); err != nil {
+				src.Close()
+				for range q { // drain
+				}
+				return
+			}
+		}
+	}()
+	defer func() { close(q); <-done }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			m := p.mode.Load()
-			switch {
-			case m.blackhole, m.oneWay && answer:
+			if m.blackhole || (m.oneWay && answer) {
+				if err != nil {
+					return
+				}
 				continue
 			}
 			d := m.delay
 			for rto := 200 * time.Millisecond; m.loss > 0 && rand.Float64() < m.loss; rto *= 2 {
 				d += rto
 			}
-			if d > 0 {
-				time.Sleep(d)
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+			q <- chunk{data: append([]byte(nil), buf[:n]...), due: time.Now().Add(d)}
 		}
 		if err != nil {
 			return
