@@ -127,17 +127,7 @@ func TestOptionsMapToFlags(t *testing.T) {
 	if err := eval(t, moduleExpr("{ nodeHome = \"/h\"; validatorKeyFile = \"/k\"; }"), &m); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(tooltest.Valguard(t), "run", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("valguard run --help: %v\n%s", err, out)
-	}
-	help := map[string]bool{}
-	for _, f := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
-		help[f[1]] = true
-	}
-	if len(help) < 20 {
-		t.Fatalf("only %d flags in valguard run --help:\n%s", len(help), out)
-	}
+	help := tooltest.RunFlags(t)
 	for _, opt := range m.Options {
 		flag, isFlag := m.OptionFlags[opt]
 		switch {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -91,18 +90,7 @@ func TestUnitsVerify(t *testing.T) {
 // helpFlags returns the flags `valguard run --help` lists.
 func helpFlags(t *testing.T) map[string]bool {
 	t.Helper()
-	out, err := exec.Command(tooltest.Valguard(t), "run", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("valguard run --help: %v\n%s", err, out)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = true
-	}
-	if len(flags) < 20 {
-		t.Fatalf("only %d flags found in valguard run --help:\n%s", len(flags), out)
-	}
-	return flags
+	return tooltest.RunFlags(t)
 }
 
 // Every flag on ExecStart is one `valguard run --help` lists.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 )
@@ -59,4 +60,23 @@ func Cleanup() {
 	if builtBin != "" {
 		_ = os.RemoveAll(filepath.Dir(builtBin))
 	}
+}
+
+// RunFlags returns the flags `valguard run --help` lists (names without
+// the dashes); it fails the test when the help cannot be read or lists
+// fewer than 20 flags (a parse that found nothing).
+func RunFlags(t testing.TB) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(Valguard(t), "run", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("valguard run --help: %v\n%s", err, out)
+	}
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+		flags[m[1]] = true
+	}
+	if len(flags) < 20 {
+		t.Fatalf("only %d flags found in valguard run --help:\n%s", len(flags), out)
+	}
+	return flags
 }
