@@ -108,7 +108,7 @@ func (p *Publisher) keepSession(ctx context.Context) error {
 		p.session = "" // expired: a new one
 	}
 	entry := &api.SessionEntry{
-		Name: "valguard-report/" + cfg.ValidatorID + "/" + cfg.ReplicaID, TTL: cfg.TTL.String(),
+		Name: p.sessionName(), TTL: cfg.TTL.String(),
 		Behavior: api.SessionBehaviorRelease, LockDelay: reportLockDelay,
 	}
 	id, _, err := cfg.Client.Session().CreateNoChecks(entry, (&api.WriteOptions{}).WithContext(cctx))
@@ -141,7 +141,13 @@ func (p *Publisher) write(ctx context.Context, rep Report, release bool) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("write %s: %w", pair.Key, err)
-	case !ok && !release:
+	case !ok && !release && p.takeOver(ctx, pair.Key):
+		time.Sleep(10 * reportLockDelay) // the destroyed session's lock-delay
+		if ok, _, err = kv.Acquire(pair, wo); err != nil {
+			return fmt.Errorf("write %s: %w", pair.Key, err)
+		}
+	}
+	if !ok && !release {
 		if !p.warned {
 			p.warned = true
 			return fmt.Errorf("write %s: the key is held by another session (an earlier run of this replica that has not expired yet, or another replica with the same --replica-id)", pair.Key)
@@ -150,6 +156,41 @@ func (p *Publisher) write(ctx context.Context, rep Report, release bool) error {
 	}
 	p.warned = false
 	return nil
+}
+
+// sessionName is the report session's name; with an Instance, it tells
+// an earlier run in the same place (takeOver).
+func (p *Publisher) sessionName() string {
+	name := "valguard-report/" + p.r.cfg.ValidatorID + "/" + p.r.cfg.ReplicaID
+	if p.r.cfg.Instance != "" {
+		name += "@" + p.r.cfg.Instance
+	}
+	return name
+}
+
+// takeOver destroys the session that holds key when it is an earlier run
+// of this replica in the same place (Config.Instance) and reports whether
+// it did. Any other holder is left alone.
+func (p *Publisher) takeOver(ctx context.Context, key string) bool {
+	cfg := p.r.cfg
+	if cfg.Instance == "" {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
+	defer cancel()
+	pair, _, err := cfg.Client.KV().Get(key, (&api.QueryOptions{RequireConsistent: true}).WithContext(cctx))
+	if err != nil || pair == nil || pair.Session == "" || pair.Session == p.session {
+		return false
+	}
+	old, _, err := cfg.Client.Session().Info(pair.Session, (&api.QueryOptions{RequireConsistent: true}).WithContext(cctx))
+	if err != nil || old == nil || old.Name != p.sessionName() {
+		return false
+	}
+	if _, err := cfg.Client.Session().Destroy(old.ID, (&api.WriteOptions{}).WithContext(cctx)); err != nil {
+		p.fail(fmt.Errorf("destroy the report session %s of an earlier run of this replica: %w", old.ID, err))
+		return false
+	}
+	return true
 }
 
 // readBest reads every live report for the best height.

@@ -48,6 +48,14 @@ type Config struct {
 	Heartbeat time.Duration
 	// Now is the wall clock; default time.Now.
 	Now func() time.Time
+	// Instance names this run's place, e.g. host name and node home; it
+	// goes into the report session's name. A session of the same name
+	// that still holds the report key belongs to an earlier run of this
+	// replica in the same place — dead, when the caller holds that place
+	// exclusively (valguard's home lock) — and is destroyed, so a
+	// restarted replica reports at once instead of after the old
+	// session's expiry. Empty: such a session is waited out.
+	Instance string
 }
 
 // Roster is one validator's roster. Safe for concurrent use.

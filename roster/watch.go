@@ -20,8 +20,11 @@ const notRead = "the operator's requests not read from Consul yet"
 // of clock skew; valguard handover refuses a longer --window.
 const MaxWindowAhead = 10 * time.Minute
 
-// maxWatchWait caps a blocking query's wait.
-const maxWatchWait = 5 * time.Minute
+// maxWatchWait caps a blocking query's wait. A read stuck on a Consul path
+// that dropped its packets is given up after it (plus the call timeout),
+// so a change made meanwhile is seen within about a minute of the path
+// coming back.
+const maxWatchWait = time.Minute
 
 // Watcher follows control/ for one replica with blocking queries and
 // answers Hold from memory (supervisor.Operator). Run it in a goroutine
@@ -135,12 +138,20 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// list is a consistent read of control/, blocking past index.
+// list is a consistent read of control/, blocking past index. A read at
+// index 0 (the first, and the first after a failure) does not block in
+// Consul, so it gets only the call timeout: a Consul path that drops
+// packets must not keep the replica out of the election for a blocking
+// query's wait once the path is back.
 func (w *Watcher) list(ctx context.Context, index uint64) (api.KVPairs, uint64, error) {
-	wait := maxWatchWait
-	qctx, cancel := context.WithTimeout(ctx, wait+wait/16+w.r.cfg.CallTimeout)
+	limit := w.r.cfg.CallTimeout
+	q := &api.QueryOptions{RequireConsistent: true}
+	if index > 0 {
+		q.WaitIndex, q.WaitTime = index, maxWatchWait
+		limit += maxWatchWait + maxWatchWait/16 // Consul adds up to wait/16 of jitter
+	}
+	qctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	q := &api.QueryOptions{WaitIndex: index, WaitTime: wait, RequireConsistent: true}
 	pairs, meta, err := w.r.cfg.Client.KV().List(w.r.controlPrefix(), q.WithContext(qctx))
 	if err != nil {
 		return nil, 0, w.r.explain(fmt.Errorf("read %s: %w", w.r.controlPrefix(), err))

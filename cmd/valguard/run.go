@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -156,7 +157,10 @@ func run(c *cli.Context) error {
 		}
 		defer home.Close()
 	}
-	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.lockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout})
+	// The home lock is held: a report session of this host and state
+	// directory is an earlier, dead run of this valguard (roster.Config.Instance).
+	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.lockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout,
+		Instance: host + ":" + absPath(lockDir)})
 	if err != nil {
 		return err
 	}
@@ -279,3 +283,11 @@ func (s session) Acquire(ctx context.Context) error {
 }
 
 func (e elector) Watermark(ctx context.Context) ([]byte, error) { return e.e.Watermark(ctx) }
+
+// absPath is p made absolute, or p when that fails.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
