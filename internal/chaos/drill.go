@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +156,7 @@ func (d *Drill) Run(ctx context.Context) error {
 	if _, err := d.recover(ctx, 3*time.Minute); err != nil {
 		return fmt.Errorf("start-up: %w", err)
 	}
+	start := time.Now()
 	// Every kind once, in a shuffled order, then kinds at random.
 	order := d.rnd.Perm(len(d.kinds))
 	for i := 1; i <= d.cfg.Faults; i++ {
@@ -170,6 +172,7 @@ func (d *Drill) Run(ctx context.Context) error {
 		if f != nil {
 			d.Faults = append(d.Faults, f)
 			d.tl.mark(f)
+			d.progress(start)
 		}
 		if f != nil && len(f.Findings) > 0 {
 			return fmt.Errorf("fault %d (%s): %w:\n%s", i, k.Name, ErrDoubleSign, strings.Join(f.Findings, "\n"))
@@ -179,6 +182,22 @@ func (d *Drill) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// progress writes report.json as it stands after each fault, so that a
+// run cut short (a host that goes away) leaves the faults it checked;
+// Execute overwrites it at the end.
+func (d *Drill) progress(start time.Time) {
+	if d.cfg.Dir == "" {
+		return
+	}
+	rep := NewReport(d.cfg.Mode, d.cfg.Seed, d.cfg.Faults, d.rig.cfg.Replicas, d.Faults)
+	rep.Started, rep.Duration = start, time.Since(start).Seconds()
+	rep.Heights = d.HeightRange()
+	rep.Result = fmt.Sprintf("running: %d of %d faults injected and checked", len(d.Faults), d.cfg.Faults)
+	if err := rep.WriteJSON(filepath.Join(d.cfg.Dir, "report.json")); err != nil {
+		d.logf("progress report: %v", err)
+	}
 }
 
 // inject runs one fault, its recovery, the measurements and the checks.

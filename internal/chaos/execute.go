@@ -77,7 +77,7 @@ func Execute(ctx context.Context, cfg Config) (*Report, error) {
 			runErr = fmt.Errorf("final check: %w", err)
 		}
 	}
-	rep := NewReport(cfg.Mode, cfg.Seed, cfg.Faults, d.Faults)
+	rep := NewReport(cfg.Mode, cfg.Seed, cfg.Faults, d.rig.cfg.Replicas, d.Faults)
 	rep.Started, rep.Duration = start, time.Since(start).Seconds()
 	rep.Heights = d.HeightRange()
 	rep.Findings = findings

@@ -55,6 +55,7 @@ type KindRow struct {
 type Report struct {
 	Mode      string    `json:"mode"`
 	Seed      uint64    `json:"seed"`
+	Replicas  int       `json:"replicas"`
 	Faults    int       `json:"faults_asked"`
 	Injected  int       `json:"faults_injected"`
 	Started   time.Time `json:"started"`
@@ -65,12 +66,18 @@ type Report struct {
 	Kinds     []KindRow `json:"kinds"`
 	FaultList []*Fault  `json:"faults"`
 	Replay    string    `json:"replay"`
+	// Runs are the replay lines and results of the runs a merged report
+	// (MergeReports) was made of.
+	Runs []string `json:"runs,omitempty"`
 }
 
 // NewReport builds the per-kind table from the faults.
-func NewReport(mode string, seed uint64, asked int, faults []*Fault) *Report {
-	r := &Report{Mode: mode, Seed: seed, Faults: asked, Injected: len(faults), FaultList: faults,
+func NewReport(mode string, seed uint64, asked, replicas int, faults []*Fault) *Report {
+	r := &Report{Mode: mode, Seed: seed, Replicas: replicas, Faults: asked, Injected: len(faults), FaultList: faults,
 		Replay: fmt.Sprintf("make chaos MODE=%s FAULTS=%d SEED=%d", mode, asked, seed)}
+	if replicas != 0 && replicas != 2 {
+		r.Replay += fmt.Sprintf(" CHAOS_ARGS='--replicas %d'", replicas)
+	}
 	by := map[string][]*Fault{}
 	for _, f := range faults {
 		by[f.Kind] = append(by[f.Kind], f)
@@ -120,6 +127,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "replay: %s\n", r.Replay)
+	for _, run := range r.Runs {
+		fmt.Fprintf(w, "  %s\n", run)
+	}
 }
 
 // Markdown is the table as a README table.
@@ -151,13 +161,58 @@ func ReadReport(path string) (*Report, error) {
 	return &r, nil
 }
 
-// WriteJSON writes the report to path.
+// MergeReports makes one table of several runs of one mode (a long
+// schedule run in parts): the faults of all, the sums of their sizes and
+// durations, each run's replay line and result in Runs. Its Result is
+// "pass" only when every run passed.
+func MergeReports(reps ...*Report) (*Report, error) {
+	if len(reps) == 0 {
+		return nil, fmt.Errorf("no report to merge")
+	}
+	var faults []*Fault
+	var runs, failed []string
+	asked, replicas := 0, 0
+	var dur float64
+	heights := 0
+	for _, r := range reps {
+		if r.Mode != reps[0].Mode {
+			return nil, fmt.Errorf("reports of the %s and the %s mode cannot be merged", reps[0].Mode, r.Mode)
+		}
+		faults = append(faults, r.FaultList...)
+		asked += r.Faults
+		dur += r.Duration
+		heights += int(r.Heights[1] - r.Heights[0])
+		replicas = max(replicas, r.Replicas)
+		runs = append(runs, fmt.Sprintf("%s (%d replicas, %d of %d faults, %.0f s): %s", r.Replay, r.Replicas, r.Injected, r.Faults, r.Duration, r.Result))
+		if r.Result != "pass" {
+			failed = append(failed, r.Replay)
+		}
+	}
+	m := NewReport(reps[0].Mode, 0, asked, replicas, faults)
+	m.Duration, m.Runs, m.Heights = dur, runs, [2]int64{0, int64(heights)}
+	m.Replay = fmt.Sprintf("%d runs, see runs", len(reps))
+	m.Result = "pass"
+	if len(failed) > 0 {
+		m.Result = "failed: " + strings.Join(failed, "; ")
+	}
+	for _, r := range reps {
+		m.Findings = append(m.Findings, r.Findings...)
+	}
+	return m, nil
+}
+
+// WriteJSON writes the report to path (whole or not at all: a reader
+// during a run sees the last complete one).
 func (r *Report) WriteJSON(path string) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o644)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func tail(path string, n int) string {

@@ -168,7 +168,7 @@ func TestReportTable(t *testing.T) {
 		{Kind: "handover", FirstSigned: 20, ToSign: 30, Missed: 9, OverBound: true, NoFailover: true},
 		{Kind: "kill-standby", FirstSigned: 30, ToSign: 1, Findings: []string{"evidence on chain: x"}},
 	}
-	r := NewReport(ModeSigner, 5, 3, fs)
+	r := NewReport(ModeSigner, 5, 3, 2, fs)
 	if len(r.Kinds) != 2 || r.Kinds[0].Kind != "kill-standby" && r.Kinds[0].Kind != "handover" {
 		t.Fatalf("kinds %+v", r.Kinds)
 	}
@@ -182,5 +182,32 @@ func TestReportTable(t *testing.T) {
 	md := r.Markdown()
 	if !strings.Contains(md, "| handover | 2 | 0 | 0 / 0 / 9 / 9 |") || !strings.Contains(md, "| kill-standby | 1 | 1 |") {
 		t.Fatalf("markdown:\n%s", md)
+	}
+}
+
+// TestMergeReports: runs of one mode make one table with every fault and
+// each run's replay line; a failed run fails the merge's result; runs of
+// two modes are refused.
+func TestMergeReports(t *testing.T) {
+	a := NewReport(ModeRestart, 1, 2, 2, []*Fault{{Kind: "handover", FirstSigned: 10, ToSign: 1}, {Kind: "kill-standby", FirstSigned: 12, ToSign: 1}})
+	a.Result = "pass"
+	b := NewReport(ModeRestart, 2, 1, 3, []*Fault{{Kind: "handover", FirstSigned: 20, ToSign: 3, Missed: 2}})
+	b.Result = "pass"
+	m, err := MergeReports(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Injected != 3 || m.Faults != 3 || m.Result != "pass" || len(m.Runs) != 2 || m.Kinds[0].Kind != "handover" && m.Kinds[1].Kind != "handover" {
+		t.Fatalf("merged: %+v", m)
+	}
+	if !strings.Contains(m.Runs[1], "CHAOS_ARGS='--replicas 3'") {
+		t.Fatalf("run line of a 3-replica run: %q", m.Runs[1])
+	}
+	b.Result = "fault 1 (handover): replicas not back"
+	if m, _ := MergeReports(a, b); m.Result == "pass" {
+		t.Fatal("a merge with a failed run passed")
+	}
+	if _, err := MergeReports(a, NewReport(ModeSigner, 3, 1, 2, nil)); err == nil {
+		t.Fatal("runs of two modes merged")
 	}
 }

@@ -30,18 +30,35 @@ func main() {
 	replicas := flag.Int("replicas", 2, "replicas of the validator (2 or 3)")
 	broken := flag.Bool("broken", false, "run a valguard built with the chaosbroken tag (the checker must fail)")
 	list := flag.Bool("list", false, "list the fault kinds with their bounds (markdown) and exit")
-	markdown := flag.String("markdown", "", "print the table of a report.json as markdown and exit")
+	markdown := flag.String("markdown", "", "print the table of report.json files (comma-separated: runs of one mode, merged) as markdown and exit")
+	table := flag.String("table", "", "print the table of report.json files (comma-separated: runs of one mode, merged) and exit")
 	flag.Parse()
 	if *list {
 		fmt.Print(chaos.KindsMarkdown())
 		return
 	}
-	if *markdown != "" {
-		rep, err := chaos.ReadReport(*markdown)
-		if err != nil {
-			fail(err)
+	if *markdown != "" || *table != "" {
+		paths := *markdown + *table
+		var reps []*chaos.Report
+		for _, p := range strings.Split(paths, ",") {
+			rep, err := chaos.ReadReport(p)
+			if err != nil {
+				fail(err)
+			}
+			reps = append(reps, rep)
 		}
-		fmt.Print(rep.Markdown())
+		rep := reps[0]
+		if len(reps) > 1 {
+			var err error
+			if rep, err = chaos.MergeReports(reps...); err != nil {
+				fail(err)
+			}
+		}
+		if *markdown != "" {
+			fmt.Print(rep.Markdown())
+		} else {
+			rep.WriteTable(os.Stdout)
+		}
 		return
 	}
 	if *seed == 0 {
