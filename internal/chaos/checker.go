@@ -46,11 +46,14 @@ type stateSeen struct {
 
 // NewChecker reads the validator's power now; every check compares with it.
 func NewChecker(ctx context.Context, rig *Rig) (*Checker, error) {
-	p, err := localnet.Power(ctx, rig.RPC, rig.Chain.HAAddress)
-	if err != nil {
-		return nil, err
+	c := &Checker{rig: rig, states: map[[3]int64]stateSeen{}}
+	if cc, ok := rig.chain.(*cometChain); ok {
+		p, err := localnet.Power(ctx, rig.RPC, rig.Chain.HAAddress)
+		if err != nil {
+			return nil, err
+		}
+		c.power, cc.power = p, p
 	}
-	c := &Checker{rig: rig, power: p, states: map[[3]int64]stateSeen{}}
 	if rig.cfg.Mode == ModeRestart {
 		go c.sampleStates(rig.ctx)
 	}
@@ -65,21 +68,21 @@ func (c *Checker) Power() int64 { return c.power }
 // power and the per-HRS record. It returns every finding (an empty list
 // is a pass) and an error when the scan could not be made.
 func (c *Checker) Check(ctx context.Context, wait time.Duration) ([]string, error) {
-	h0, err := localnet.Height(ctx, c.rig.RPC)
+	h0, err := c.rig.chain.height(ctx)
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
-	err = localnet.WaitHeight(wctx, c.rig.RPC, h0+evidenceBlocks)
+	err = c.rig.chain.waitHeight(wctx, h0+evidenceBlocks)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("the chain did not get %d blocks past %d: %w", evidenceBlocks, h0, err)
 	}
-	h, err := localnet.Height(ctx, c.rig.RPC)
+	h, err := c.rig.chain.height(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out, err := localnet.DoubleSignFindings(ctx, c.rig.RPC, c.rig.Chain.HAAddress, c.power, c.scanned+1, h, c.rig.NodeLogs())
+	out, err := c.rig.chain.findings(ctx, c.scanned+1, h)
 	if err != nil {
 		return out, err
 	}

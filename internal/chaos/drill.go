@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/valguard/valguard/internal/localnet"
 )
 
 // Config is a drill: a topology and a schedule.
@@ -213,7 +211,7 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 			return nil, errors.New("no standby before the fault")
 		}
 	}
-	h, err := localnet.Height(ctx, d.rig.RPC)
+	h, err := d.rig.chain.height(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +239,7 @@ func (d *Drill) inject(ctx context.Context, n int, k Kind) (*Fault, error) {
 	if l := d.leader(ctx); l != nil {
 		f.After = l.ID
 	}
-	hRec, err := localnet.Height(ctx, d.rig.RPC)
+	hRec, err := d.rig.chain.height(ctx)
 	if err != nil {
 		return f, err
 	}
@@ -278,9 +276,9 @@ type heightSeen struct {
 func (w *sigWatch) run(ctx context.Context, d *Drill, from int64) {
 	next := from
 	for {
-		h, err := localnet.Height(ctx, d.rig.RPC)
+		h, err := d.rig.chain.height(ctx)
 		for ; err == nil && next <= h; next++ {
-			ok, serr := localnet.SignedAt(ctx, d.rig.RPC, d.rig.Chain.HAAddress, next)
+			ok, serr := d.rig.chain.signedAt(ctx, next)
 			if serr != nil || (!ok && next == h) {
 				// The tip's commit is the node's seen commit, which may
 				// lack a precommit the canonical one (in the next block)

@@ -43,7 +43,8 @@ var ciKinds = []string{
 	"consul-server-wiped", "consul-latency",
 }
 
-// TestShortDrill is the CI schedule: 10 faults in each sign mode from a
+// TestShortDrill is the CI schedule: 10 faults in each mode (the two sign
+// modes on CometBFT, the key-file mode beside the neard stand-in) from a
 // fixed seed; it fails on any double sign (and on a replica set that does
 // not recover). The run directory is kept on failure.
 func TestShortDrill(t *testing.T) {
@@ -53,14 +54,18 @@ func TestShortDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{ModeRestart, ModeSigner} {
+	standin, err := BuildStandin(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range all {
 		t.Run(mode, func(t *testing.T) {
 			runDir, err := os.MkdirTemp("", "valguard-chaos-ci-"+mode+"-")
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg := Config{
-				RigConfig: RigConfig{Mode: mode, Dir: runDir, Valguard: bin, Consul: consul, CometBFT: cometbft, Logf: t.Logf},
+				RigConfig: RigConfig{Mode: mode, Dir: runDir, Valguard: bin, Consul: consul, CometBFT: cometbft, Standin: standin, Logf: t.Logf},
 				Faults:    10, Seed: 20261203, Kinds: ciKinds,
 			}
 			rep, err := Execute(t.Context(), cfg)

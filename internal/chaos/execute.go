@@ -41,6 +41,22 @@ func BuildValguard(ctx context.Context, dir string, broken bool) (string, error)
 	return out, nil
 }
 
+// BuildStandin builds the neard stand-in (internal/neardstandin) into dir
+// as a binary named neard, for the NEAR drill.
+func BuildStandin(ctx context.Context, dir string) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	out := filepath.Join(dir, "neard")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./internal/neardstandin")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the neard stand-in: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
 // Binaries finds consul and cometbft where scripts/install-deps.sh puts
 // them.
 func Binaries() (consul, cometbft string, err error) {

@@ -50,7 +50,12 @@ func plus(b func(string) time.Duration, d time.Duration) func(string) time.Durat
 	return func(m string) time.Duration { return b(m) + d }
 }
 
-var both = []string{ModeRestart, ModeSigner}
+var (
+	// all: every mode; cometbft: the faults that need chain peers or a
+	// node database, which the neard stand-in has not.
+	all      = []string{ModeRestart, ModeSigner, ModeNEAR}
+	cometbft = []string{ModeRestart, ModeSigner}
+)
 
 // stopFor is how long a frozen valguard stays frozen: longer than
 // 2×TTL + lock-delay, so Consul has expired its session and the lock-delay
@@ -63,13 +68,13 @@ const partitionFor = 25 * time.Second
 // Kinds is every fault kind the drill knows, in report order.
 var Kinds = []Kind{
 	{Name: "kill-leader-valguard", What: "SIGKILL of the leader's valguard (its node dies with it), restarted at once",
-		Modes: both, Failover: true, Bound: crashBound,
+		Modes: all, Failover: true, Bound: crashBound,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Signal(syscall.SIGKILL)
 			return nil
 		}},
 	{Name: "kill-leader-node", What: "SIGKILL of the leader's node process",
-		Modes: both, Failover: true, Bound: crashBound,
+		Modes: all, Failover: true, Bound: crashBound,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			pid := f.Target.NodePID()
 			if pid == 0 {
@@ -78,13 +83,13 @@ var Kinds = []Kind{
 			return syscall.Kill(pid, syscall.SIGKILL)
 		}},
 	{Name: "kill-standby", What: "SIGKILL of a standby's valguard, restarted at once",
-		Modes: both, Bound: fixed(15 * time.Second), Standby: true,
+		Modes: all, Bound: fixed(15 * time.Second), Standby: true,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Signal(syscall.SIGKILL)
 			return nil
 		}},
 	{Name: "consul-leader-killed", What: "the Consul Raft leader SIGKILLed, restarted 10 s later",
-		Modes: both, Bound: fixed(20 * time.Second),
+		Modes: all, Bound: fixed(20 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			j, err := d.rig.Consul.Leader(ctx)
 			if err != nil {
@@ -98,30 +103,30 @@ var Kinds = []Kind{
 			return d.rig.Consul.Start(d.rig.ctx, j)
 		}},
 	{Name: "lock-key-deleted", What: "the lock key deleted in Consul under the leader",
-		Modes: both, Failover: true, Bound: plus(fixed(15*time.Second), sessionTTL),
+		Modes: all, Failover: true, Bound: plus(fixed(15*time.Second), sessionTTL),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			return d.deleteLockKey(ctx)
 		}},
 	{Name: "handover", What: "valguard handover (graceful, to any synced standby)",
-		Modes: both, Failover: true, Bound: fixed(15 * time.Second),
+		Modes: all, Failover: true, Bound: fixed(15 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
-			return d.valguardJob(ctx, "handover", "--timeout", "60s", "--node-rpc", d.rig.RPC)
+			return d.valguardJob(ctx, "handover", "--timeout", "60s")
 		}},
 	{Name: "drain-leader", What: "valguard drain of the leader (hands over), undrained once done",
-		Modes: both, Failover: true, Bound: fixed(15 * time.Second),
+		Modes: all, Failover: true, Bound: fixed(15 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
-			err := d.valguardJob(ctx, "drain", "--timeout", "60s", "--node-rpc", d.rig.RPC, "--reason", "chaos", f.Target.ID)
+			err := d.valguardJob(ctx, "drain", "--timeout", "60s", "--reason", "chaos", f.Target.ID)
 			if uerr := d.valguardJob(ctx, "undrain", f.Target.ID); err == nil {
 				err = uerr
 			}
 			return err
 		}},
 	{Name: "handover-under-latency", What: "valguard handover while every Consul path has 200 ms added latency",
-		Modes: both, Failover: true, Bound: fixed(20 * time.Second),
+		Modes: all, Failover: true, Bound: fixed(20 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			d.allProxies(func(p *Proxy) { p.Degrade(200*time.Millisecond, 0) })
 			defer d.allProxies((*Proxy).Pass)
-			return d.valguardJob(ctx, "handover", "--timeout", "60s", "--node-rpc", d.rig.RPC)
+			return d.valguardJob(ctx, "handover", "--timeout", "60s")
 		}},
 	{Name: "sigstop-bare", What: "SIGSTOP of the leader's valguard for 2×TTL + lock-delay + 1 s, then SIGCONT, no watchdog",
 		// In the key-file mode a frozen valguard's node keeps signing:
@@ -136,7 +141,7 @@ var Kinds = []Kind{
 			return err
 		}},
 	{Name: "sigstop-watchdog", What: "SIGSTOP of the leader's valguard as above, under the test watchdog (WatchdogSec 3 s, SIGKILL of the unit, restart after 1 s)",
-		Modes: both, Failover: true, Bound: crashBound,
+		Modes: all, Failover: true, Bound: crashBound,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Signal(syscall.SIGSTOP)
 			err := sleep(ctx, stopFor(d.cfg.Mode))
@@ -149,14 +154,14 @@ var Kinds = []Kind{
 			return err
 		}},
 	{Name: "partition-leader-consul", What: "the leader cut off from Consul (its path blackholed) for 25 s; chain peers kept",
-		Modes: both, Failover: true, Bound: crashBound,
+		Modes: all, Failover: true, Bound: crashBound,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Proxy.Blackhole()
 			defer f.Target.Proxy.Pass()
 			return sleep(ctx, partitionFor)
 		}},
 	{Name: "partition-leader-chain", What: "the leader cut off from its chain peers (chain veth down) for 25 s; Consul kept",
-		Modes: both, Failover: true, Bound: plus(fixed(partitionFor), 20*time.Second),
+		Modes: cometbft, Failover: true, Bound: plus(fixed(partitionFor), 20*time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			if err := d.rig.Net.SetLink(ctx, f.Target.ID, "c", false); err != nil {
 				return err
@@ -168,7 +173,7 @@ var Kinds = []Kind{
 			return err
 		}},
 	{Name: "partition-standby-then-leader-crash", What: "a standby cut off from its chain peers, the leader's valguard SIGKILLed 5 s later, the standby's link back 20 s after that",
-		Modes: both, Failover: true, Bound: plus(crashBound, 10*time.Second), Standby: true,
+		Modes: cometbft, Failover: true, Bound: plus(crashBound, 10*time.Second), Standby: true,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			leader := d.leader(ctx)
 			if err := d.rig.Net.SetLink(ctx, f.Target.ID, "c", false); err != nil {
@@ -187,14 +192,14 @@ var Kinds = []Kind{
 		// Consul keeps receiving the renewals until the leader stops
 		// sending them (its watchdog or its lease deadline, within a
 		// TTL), and counts its expiry from the last one received.
-		Modes: both, Failover: true, Bound: plus(crashBound, sessionTTL),
+		Modes: all, Failover: true, Bound: plus(crashBound, sessionTTL),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Proxy.OneWay()
 			defer f.Target.Proxy.Pass()
 			return sleep(ctx, partitionFor)
 		}},
 	{Name: "flapping-consul", What: "the leader's Consul path blackholed and restored every 2 s for 24 s",
-		Modes: both, Failover: true, Bound: plus(crashBound, 24*time.Second),
+		Modes: all, Failover: true, Bound: plus(crashBound, 24*time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			defer f.Target.Proxy.Pass()
 			for i := range 12 {
@@ -210,21 +215,21 @@ var Kinds = []Kind{
 			return nil
 		}},
 	{Name: "consul-latency", What: "300 ms added on every replica's Consul path, each direction, for 30 s",
-		Modes: both, Bound: fixed(15 * time.Second),
+		Modes: all, Bound: fixed(15 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			d.allProxies(func(p *Proxy) { p.Degrade(300*time.Millisecond, 0) })
 			defer d.allProxies((*Proxy).Pass)
 			return sleep(ctx, 30*time.Second)
 		}},
 	{Name: "consul-loss", What: "20 % segment loss (retransmission delays) on every replica's Consul path for 30 s",
-		Modes: both, Bound: fixed(15 * time.Second),
+		Modes: all, Bound: fixed(15 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			d.allProxies(func(p *Proxy) { p.Degrade(0, 0.2) })
 			defer d.allProxies((*Proxy).Pass)
 			return sleep(ctx, 30*time.Second)
 		}},
 	{Name: "consul-quorum-lost", What: "two of three Consul servers SIGKILLed for 30 s, then restarted",
-		Modes: both, Failover: true, Bound: plus(crashBound, 30*time.Second),
+		Modes: all, Failover: true, Bound: plus(crashBound, 30*time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			a, b := d.rnd.IntN(3), 0
 			b = (a + 1 + d.rnd.IntN(2)) % 3
@@ -240,7 +245,7 @@ var Kinds = []Kind{
 			return err
 		}},
 	{Name: "consul-server-wiped", What: "a Consul follower SIGKILLed, its data directory wiped, restarted",
-		Modes: both, Bound: fixed(20 * time.Second),
+		Modes: all, Bound: fixed(20 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			l, err := d.rig.Consul.Leader(ctx)
 			if err != nil {
@@ -255,7 +260,7 @@ var Kinds = []Kind{
 			return d.rig.Consul.Start(d.rig.ctx, j)
 		}},
 	{Name: "disk-full-leader", What: "the leader's node home (a 256 MB tmpfs) filled for 20 s, then freed",
-		Modes: both, Failover: true, Bound: plus(crashBound, 20*time.Second),
+		Modes: cometbft, Failover: true, Bound: plus(crashBound, 20*time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			path := filepath.Join(f.Target.Home, "chaos-fill")
 			if err := fill(path); err != nil {
@@ -318,7 +323,11 @@ func (d *Drill) allProxies(fn func(*Proxy)) {
 // valguardJob runs an operator job (valguard handover, drain, undrain)
 // from the root namespace against a running Consul server.
 func (d *Drill) valguardJob(ctx context.Context, job string, args ...string) error {
-	full := append([]string{job, "--validator-key", d.rig.Chain.ValidatorKey, "--consul-url", "http://" + d.rig.Consul.AnyAddr()}, args...)
+	full := []string{job, "--validator-key", d.rig.validatorKey, "--consul-url", "http://" + d.rig.Consul.AnyAddr()}
+	if d.rig.RPC != "" && job != "undrain" {
+		full = append(full, "--node-rpc", d.rig.RPC) // the chain seen from outside the hand-over
+	}
+	full = append(full, args...)
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, d.rig.cfg.Valguard, full...).CombinedOutput()

@@ -235,10 +235,10 @@ func lastLinesN(s string, n int) string {
 // mode ("—" where it does not apply).
 func KindsMarkdown() string {
 	var b strings.Builder
-	b.WriteString("| fault kind | what | bound (s), restart / signer |\n|---|---|---|\n")
+	b.WriteString("| fault kind | what | bound (s), restart / signer / near |\n|---|---|---|\n")
 	for _, k := range Kinds {
 		var bs []string
-		for _, m := range []string{ModeRestart, ModeSigner} {
+		for _, m := range all {
 			if contains(k.Modes, m) {
 				bs = append(bs, fmt.Sprintf("%.0f", k.Bound(m).Seconds()))
 			} else {

@@ -16,10 +16,12 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
-// Sign modes of Config.Mode.
+// Modes of Config.Mode: the two sign modes on a CometBFT localnet, and
+// the key-file mode beside neard stand-ins.
 const (
 	ModeRestart = "restart"
 	ModeSigner  = "signer"
+	ModeNEAR    = "near"
 )
 
 // Timing the replicas run with, and the bounds derive from.
@@ -49,6 +51,7 @@ type RigConfig struct {
 	Valguard string // the valguard binary
 	Consul   string // the consul binary
 	CometBFT string // the cometbft binary
+	Standin  string // the neard stand-in binary (ModeNEAR)
 	Logf     func(format string, args ...any)
 }
 
@@ -59,8 +62,12 @@ type Rig struct {
 	cancel     context.CancelFunc
 	Net        *Network
 	Consul     *Cluster
-	Chain      *localnet.Net
-	RPC        string // validator 0's RPC, for the chain checks
+	Chain      *localnet.Net // CometBFT modes
+	RPC        string        // validator 0's RPC, for the chain checks (CometBFT modes)
+	chain      chainView
+	// validatorKey is the HA validator's key file.
+	validatorKey string
+	near         *nearSetup // ModeNEAR
 	Replicas   []*Replica
 	validators []*localnet.Process
 	closeOnce  sync.Once
@@ -80,6 +87,7 @@ type Replica struct {
 
 	rig     *Rig
 	args    []string
+	env     []string // beside the watchdog's, for valguard and its node
 	mu      sync.Mutex
 	proc    *localnet.Process
 	held    bool // kept down on purpose by a fault
@@ -111,7 +119,12 @@ func NewRig(ctx context.Context, cfg RigConfig) (r *Rig, err error) {
 	if r.Consul, err = startCluster(ctx, r.Net, cfg.Consul, cfg.Dir, 3); err != nil {
 		return nil, err
 	}
-	if err = r.startChain(ctx); err != nil {
+	if cfg.Mode == ModeNEAR {
+		err = r.startNEAR()
+	} else {
+		err = r.startChain(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	for i := range cfg.Replicas {
@@ -128,6 +141,8 @@ func (r *Rig) startChain(ctx context.Context) error {
 		return err
 	}
 	r.Chain = n
+	r.validatorKey = n.ValidatorKey
+	r.chain = &cometChain{rpc: "", addr: n.HAAddress, logs: r.NodeLogs}
 	// Every node listens on its host's bridge address instead of 127.0.0.1.
 	ipOf := map[string]string{}
 	hosts := map[string]string{}
@@ -162,6 +177,7 @@ func (r *Rig) startChain(ctx context.Context) error {
 	}
 	u, _ := url.Parse(n.RPC(n.Homes[0]))
 	r.RPC = "http://" + r.Net.ChainIP(1) + ":" + u.Port()
+	r.chain.(*cometChain).rpc = r.RPC
 	procs, err := n.StartValidators(r.ctx, filepath.Join(r.cfg.Dir, "logs"))
 	if err != nil {
 		return err
@@ -185,20 +201,31 @@ func (r *Rig) addReplica(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	home := r.Chain.ReplicaHomes[i]
-	// The home moves onto a small tmpfs of its own (the disk-full fault).
-	tmp := home + ".orig"
-	if err := os.Rename(home, tmp); err != nil {
-		return err
-	}
-	if err := r.Net.Mount(ctx, home, homeSize); err != nil {
-		return err
-	}
-	if out, err := exec.CommandContext(ctx, "cp", "-a", tmp+"/.", home+"/").CombinedOutput(); err != nil {
-		return fmt.Errorf("copy home: %w: %s", err, out)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return err
+	var home string
+	if r.cfg.Mode == ModeNEAR {
+		home = filepath.Join(r.cfg.Dir, "near", id)
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return err
+		}
+		if err := r.Net.Mount(ctx, home, homeSize); err != nil {
+			return err
+		}
+	} else {
+		home = r.Chain.ReplicaHomes[i]
+		// The home moves onto a small tmpfs of its own (the disk-full fault).
+		tmp := home + ".orig"
+		if err := os.Rename(home, tmp); err != nil {
+			return err
+		}
+		if err := r.Net.Mount(ctx, home, homeSize); err != nil {
+			return err
+		}
+		if out, err := exec.CommandContext(ctx, "cp", "-a", tmp+"/.", home+"/").CombinedOutput(); err != nil {
+			return fmt.Errorf("copy home: %w: %s", err, out)
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return err
+		}
 	}
 	targets := r.Consul.Addrs()
 	targets = append(targets[i%len(targets):], targets[:i%len(targets)]...)
@@ -210,15 +237,22 @@ func (r *Rig) addReplica(ctx context.Context, i int) error {
 		ID: id, Index: i, NS: ns, Home: home, rig: r, Proxy: px,
 		Log:     filepath.Join(r.cfg.Dir, "logs", "valguard-"+id+".log"),
 		Metrics: r.Net.ChainIP(10+i) + ":2233",
-		RPC:     r.homeRPC(i),
 	}
 	rep.Watchdog, err = NewWatchdog(filepath.Join(os.TempDir(), r.Net.Prefix+"-"+id+".notify"), watchdogInterval, rep.watchdogKill)
 	if err != nil {
 		return err
 	}
 	rep.args = []string{"run", "--replica-id", id, "--metrics-addr", rep.Metrics, "--log-format", "json",
-		"--node-home", home, "--node-binary", r.cfg.CometBFT, "--validator-key", r.Chain.ValidatorKey,
+		"--node-home", home, "--validator-key", r.validatorKey,
 		"--consul-url", "http://" + px.Addr(), "--session-ttl", sessionTTL.String(), "--stop-timeout", "10s"}
+	if r.cfg.Mode == ModeNEAR {
+		if err := r.nearReplica(ctx, rep); err != nil {
+			return err
+		}
+	} else {
+		rep.RPC = r.homeRPC(i)
+		rep.args = append(rep.args, "--node-binary", r.cfg.CometBFT)
+	}
 	if r.cfg.Mode == ModeSigner {
 		rep.args = append(rep.args, "--sign-mode", "signer", "--signer-depose-after", deposeAfter.String())
 	}
@@ -283,7 +317,7 @@ func (rep *Replica) startLocked() error {
 	if rep.proc != nil && !rep.proc.Exited() {
 		return nil
 	}
-	p, err := localnet.StartProcess(rep.rig.ctx, rep.Log, rep.Watchdog.Env(), "nsenter",
+	p, err := localnet.StartProcess(rep.rig.ctx, rep.Log, append(rep.Watchdog.Env(), rep.env...), "nsenter",
 		append([]string{"--net=/run/netns/" + rep.NS, "--", rep.rig.cfg.Valguard}, rep.args...)...)
 	if err != nil {
 		return err

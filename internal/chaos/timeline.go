@@ -34,7 +34,7 @@ func (t *timeline) sample(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		h, err := localnet.Height(ctx, t.rig.RPC)
+		h, err := t.rig.chain.height(ctx)
 		if err == nil {
 			s := sample{at: time.Now(), height: h}
 			for _, r := range t.rig.Replicas {
@@ -109,7 +109,7 @@ func (d *Drill) WriteSVG(ctx context.Context, w io.Writer) error {
 			stateAt[i][s.height] = st
 		}
 	}
-	signed, _, err := localnet.Signers(ctx, d.rig.RPC, h0, h1, d.rig.Chain.HAAddress)
+	signed, err := d.rig.chain.signed(ctx, h0, h1)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -209,5 +211,49 @@ func TestMergeReports(t *testing.T) {
 	}
 	if _, err := MergeReports(a, NewReport(ModeSigner, 3, 1, 2, nil)); err == nil {
 		t.Fatal("runs of two modes merged")
+	}
+}
+
+// TestStandinChainFindsTwoProducers: the NEAR drill's chain reads the
+// stand-ins' journals as they grow (a line cut in the middle of a write
+// included) and reports a height two replicas produced, whenever the
+// second write came.
+func TestStandinChainFindsTwoProducers(t *testing.T) {
+	dir := t.TempDir()
+	j0, j1 := filepath.Join(dir, "journal-r0"), filepath.Join(dir, "journal-r1")
+	c := newStandinChain(time.Now().Add(-10*time.Second), time.Second, nearAccount, []string{j0, j1})
+	appendTo := func(path, s string) {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := t.Context()
+	appendTo(j0, "3 "+nearAccount+" 100\n4 "+nearAccount+" 100\n5 pool.poolv1.")
+	if ok, _ := c.signedAt(ctx, 4); !ok {
+		t.Fatal("height 4 not seen as produced")
+	}
+	if ok, _ := c.signedAt(ctx, 5); ok {
+		t.Fatal("a half-written line counted")
+	}
+	appendTo(j0, "near 100\n")
+	appendTo(j1, "6 other.near 200\n")
+	if f, err := c.findings(ctx, 1, 9); err != nil || len(f) != 0 {
+		t.Fatalf("findings on a clean journal: %v, %v", f, err)
+	}
+	if s, _ := c.signed(ctx, 1, 9); len(s) != 3 || s[0] != 3 || s[2] != 5 {
+		t.Fatalf("signed %v, want [3 4 5] (another account's line ignored)", s)
+	}
+	appendTo(j1, "4 "+nearAccount+" 200\n")
+	f, err := c.findings(ctx, 5, 9) // height 4 was scanned before: still found
+	if err != nil || len(f) != 1 || !strings.Contains(f[0], "height 4 produced 2 times") {
+		t.Fatalf("findings after a second producer of height 4: %v, %v", f, err)
+	}
+	if h, _ := c.height(ctx); h < 9 || h > 11 {
+		t.Fatalf("height %d, want about 10 s after genesis at 1 s a block", h)
 	}
 }

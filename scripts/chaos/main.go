@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,7 +25,7 @@ import (
 func main() {
 	faults := flag.Int("faults", 200, "faults per mode")
 	seed := flag.Uint64("seed", 0, "schedule seed (0: from the clock)")
-	mode := flag.String("mode", "both", "restart, signer or both")
+	mode := flag.String("mode", "both", "restart, signer, both (restart and signer), near (key-file mode beside the neard stand-in) or all")
 	dir := flag.String("dir", "", "run directory (default: a new one under $TMPDIR)")
 	kinds := flag.String("kinds", "", "comma-separated fault kinds (default: every kind of the mode)")
 	replicas := flag.Int("replicas", 2, "replicas of the validator (2 or 3)")
@@ -64,9 +65,16 @@ func main() {
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano() % 1_000_000)
 	}
-	modes := []string{*mode}
-	if *mode == "both" {
+	var modes []string
+	switch *mode {
+	case chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR:
+		modes = []string{*mode}
+	case "both":
 		modes = []string{chaos.ModeRestart, chaos.ModeSigner}
+	case "all":
+		modes = []string{chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR}
+	default:
+		fail(fmt.Errorf("--mode %q: give restart, signer, both, near or all", *mode))
 	}
 	if err := chaos.Tools(); err != nil {
 		fail(err)
@@ -86,6 +94,12 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	var standin string
+	if slices.Contains(modes, chaos.ModeNEAR) {
+		if standin, err = chaos.BuildStandin(ctx, *dir); err != nil {
+			fail(err)
+		}
+	}
 	var kindList []string
 	if *kinds != "" {
 		kindList = strings.Split(*kinds, ",")
@@ -99,7 +113,7 @@ func main() {
 			fail(err)
 		}
 		cfg := chaos.Config{
-			RigConfig: chaos.RigConfig{Mode: m, Dir: mdir, Replicas: *replicas, Valguard: bin, Consul: consul, CometBFT: cometbft,
+			RigConfig: chaos.RigConfig{Mode: m, Dir: mdir, Replicas: *replicas, Valguard: bin, Consul: consul, CometBFT: cometbft, Standin: standin,
 				Logf: func(format string, args ...any) {
 					fmt.Printf("%s [%s] %s\n", time.Now().Format("15:04:05"), m, fmt.Sprintf(format, args...))
 				}},
