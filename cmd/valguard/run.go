@@ -105,9 +105,12 @@ func run(c *cli.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := supervisor.NewMetrics(reg, version)
 
-	client, err := consulClient(c)
+	client, path, err := consulClientPath(c)
 	if err != nil {
 		return err
+	}
+	path.OnSwitch = func(from, to, why string) {
+		log.Warn().Str("from", from).Str("to", to).Str("why", why).Msg("Consul calls move to the next --consul-url address")
 	}
 	el, err := election.New(election.Config{
 		Client: client, ValidatorID: ns.lockID, PublicKey: ns.publicKey, Label: label,

@@ -15,12 +15,6 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
-// consulRaftMultiplier is the servers' raft_multiplier. Consul's default,
-// 5, makes a leader election take seconds, longer than a renew's margin;
-// 1 is what Consul recommends for production and what the README
-// recommends with valguard (localnet.ClusterRaftMultiplier).
-const consulRaftMultiplier = localnet.ClusterRaftMultiplier
-
 // consulServer is one Consul server agent in a namespace of its own.
 type consulServer struct {
 	ns      string
@@ -58,9 +52,8 @@ func startCluster(ctx context.Context, n *Network, bin, dir string, size int) (*
 		s.args = []string{"agent", "-server", "-bootstrap-expect", strconv.Itoa(size),
 			"-bind", s.ip, "-client", s.ip + " 127.0.0.1", "-node", "server-" + strconv.Itoa(j),
 			"-data-dir", s.dataDir, "-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
-			"-hcl", fmt.Sprintf("performance { raft_multiplier = %d }", consulRaftMultiplier),
-			"-hcl", "leave_on_terminate = false", "-hcl", "skip_leave_on_interrupt = true",
 		}
+		s.args = append(s.args, localnet.ServerSettings(size)...)
 		for k, ip := range ips {
 			if k != j {
 				s.args = append(s.args, "-retry-join", ip)

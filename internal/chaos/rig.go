@@ -57,20 +57,20 @@ type RigConfig struct {
 
 // Rig is a running topology: network, Consul cluster, localnet, replicas.
 type Rig struct {
-	cfg        RigConfig
-	ctx        context.Context
-	cancel     context.CancelFunc
-	Net        *Network
-	Consul     *Cluster
-	Chain      *localnet.Net // CometBFT modes
-	RPC        string        // validator 0's RPC, for the chain checks (CometBFT modes)
-	chain      chainView
+	cfg    RigConfig
+	ctx    context.Context
+	cancel context.CancelFunc
+	Net    *Network
+	Consul *Cluster
+	Chain  *localnet.Net // CometBFT modes
+	RPC    string        // validator 0's RPC, for the chain checks (CometBFT modes)
+	chain  chainView
 	// validatorKey is the HA validator's key file.
 	validatorKey string
 	near         *nearSetup // ModeNEAR
-	Replicas   []*Replica
-	validators []*localnet.Process
-	closeOnce  sync.Once
+	Replicas     []*Replica
+	validators   []*localnet.Process
+	closeOnce    sync.Once
 }
 
 // Replica is one valguard and its node, in namespace NS.

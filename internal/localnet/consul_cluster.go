@@ -19,6 +19,24 @@ import (
 // what the README recommends for valguard.
 const ClusterRaftMultiplier = 1
 
+// ServerSettings are the settings the README recommends for the Consul
+// servers of an n-server cluster under valguard, as agent flags:
+//   - raft_multiplier 1 (ClusterRaftMultiplier);
+//   - leave_on_terminate false and skip_leave_on_interrupt true: a
+//     restarted server rejoins as the voter it was;
+//   - autopilot min_quorum n: autopilot does not remove a dead server
+//     (by default it does, within seconds of its death, and deregisters
+//     its node — which ends every session created through that server's
+//     HTTP API, a leader's lock included: a failover for a server that
+//     died, measured in the drills).
+func ServerSettings(n int) []string {
+	return []string{
+		"-hcl", fmt.Sprintf("performance { raft_multiplier = %d }", ClusterRaftMultiplier),
+		"-hcl", "leave_on_terminate = false", "-hcl", "skip_leave_on_interrupt = true",
+		"-hcl", fmt.Sprintf("autopilot { min_quorum = %d }", n),
+	}
+}
+
 // ConsulCluster is a Consul cluster of server agents on loopback, each
 // with its own ports and data directory, as production runs it (3 or 5
 // servers), for tests and benchmarks that need Raft: a leader that can be
@@ -80,10 +98,8 @@ func StartConsulCluster(ctx context.Context, bin, dir string, n int, freePort fu
 			"-http-port", strconv.Itoa(p.http), "-serf-lan-port", strconv.Itoa(p.lan),
 			"-serf-wan-port", strconv.Itoa(p.wan), "-server-port", strconv.Itoa(p.server),
 			"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
-			"-hcl", fmt.Sprintf("performance { raft_multiplier = %d }", ClusterRaftMultiplier),
-			"-hcl", "leave_on_terminate = false",
-			"-hcl", "skip_leave_on_interrupt = true",
 		}
+		s.args = append(s.args, ServerSettings(n)...)
 		for j, q := range ps {
 			if j != i {
 				s.args = append(s.args, "-retry-join", "127.0.0.1:"+strconv.Itoa(q.lan))
