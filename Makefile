@@ -53,7 +53,9 @@ bench: build
 # localnet, two replicas each in its own namespace; FAULTS faults per mode
 # from the schedule SEED (default: from the clock), the double-sign checker
 # after each; prints the table per fault kind and writes report.json and
-# timeline.svg into the run directory it names. MODE=restart|signer|both.
+# timeline.svg into the run directory it names. MODE=restart|signer|both|near|all
+# (both: the two sign modes on CometBFT; near: the key-file mode beside the
+# neard stand-in).
 chaos:
 	bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/chaos --faults $${FAULTS:-200} --seed $${SEED:-0} --mode $${MODE:-both} $${CHAOS_ARGS:-}

@@ -33,7 +33,7 @@ in
     nodeHome = flag "nodeHome" (types.nullOr types.str) "The node home (the one writable path of the service)";
     nodeBinary = flag "nodeBinary" (types.nullOr types.str) "The node binary, e.g. \"\${pkgs.cometbft}/bin/cometbft\"";
     replicaId = flag "replicaId" (types.nullOr types.str) "Name of this replica; null: the hostname";
-    consulUrl = flag "consulUrl" types.str "Consul HTTP API address";
+    consulUrl = flag "consulUrl" types.str "Consul HTTP API address; several, comma-separated, are used in turn";
     sessionTtl = flag "sessionTtl" (types.nullOr types.ints.positive) "Consul session TTL in seconds (at least 10); null: valguard's default (10)";
     metricsAddr = flag "metricsAddr" types.str "Address of /metrics and /health; \"\" disables";
     publicAddresses = flag "publicAddresses" (types.listOf types.str) "neard: the validator's public IPs or IP:ports";

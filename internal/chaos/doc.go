@@ -6,6 +6,12 @@
 // drill waits for recovery, measures it and runs the double-sign checker;
 // at the end it writes a table per fault kind (JSON) and an SVG timeline.
 //
+// The NEAR drill (ModeNEAR) replaces the localnet with neard stand-ins
+// (internal/neardstandin) beside the replicas: they share a chain clock
+// and journal the heights they produce, and those journals are the chain
+// the drill reads (standinChain). The faults that need chain peers or a
+// node database do not apply there.
+//
 // It needs root (namespaces, veth pairs, bridges, mounts) and the ip and
 // nsenter tools. Everything it creates is named with a prefix unique to the
 // run ("vgc" and four hex digits) and removed at the end, also on failure;
