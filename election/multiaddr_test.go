@@ -1,6 +1,8 @@
 package election_test
 
 import (
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,8 +29,18 @@ func TestRenewalMovesToAnotherServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var switched []string
-	path.OnSwitch = func(from, to, why string) { switched = append(switched, from+"→"+to+": "+why) }
+	path.OnSwitch = func(from, to, why string) {
+		mu.Lock()
+		switched = append(switched, from+"→"+to+": "+why)
+		mu.Unlock()
+	}
+	switches := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(switched, "; ")
+	}
 	r := newReplica(t, client, validatorID(t), "a")
 	s := r.session(t)
 	mustAcquire(t, s, firstAcquire)
@@ -39,14 +51,14 @@ func TestRenewalMovesToAnotherServer(t *testing.T) {
 	hold := 2*ttl + 2*time.Second
 	select {
 	case <-s.Done():
-		t.Fatalf("lease lost %s after the server died: %v (switches %v)", time.Since(killed).Round(time.Millisecond), s.Err(), switched)
+		t.Fatalf("lease lost %s after the server died: %v (switches %s)", time.Since(killed).Round(time.Millisecond), s.Err(), switches())
 	case <-time.After(hold):
 	}
 	if !s.Leader() || path.Current() == hosts[0] {
-		t.Fatalf("after %s: leader %v, calls going to %s (switches %v)", hold, s.Leader(), path.Current(), switched)
+		t.Fatalf("after %s: leader %v, calls going to %s (switches %s)", hold, s.Leader(), path.Current(), switches())
 	}
 	if info := leader(t, r.e); info == nil || info.Session != s.ID() {
 		t.Fatalf("lock holder %+v, want this session", info)
 	}
-	t.Logf("lease held %s past the death of %s; switches: %v", hold, hosts[0], switched)
+	t.Logf("lease held %s past the death of %s; switches: %s", hold, hosts[0], switches())
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -160,10 +161,17 @@ func run(c *cli.Context) error {
 		}
 		defer home.Close()
 	}
-	// The home lock is held: a report session of this host and state
-	// directory is an earlier, dead run of this valguard (roster.Config.Instance).
+	// The home lock is held: a report session of this boot of this host
+	// and this state directory is an earlier, dead run of this valguard
+	// (roster.Config.Instance). The boot id tells apart hosts that share
+	// a name (clones, containers on the host network); without one, no
+	// earlier run is taken over.
+	instance := ""
+	if boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && len(strings.TrimSpace(string(boot))) > 0 {
+		instance = host + "/" + strings.TrimSpace(string(boot)) + ":" + absPath(lockDir)
+	}
 	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.lockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout,
-		Instance: host + ":" + absPath(lockDir)})
+		Instance: instance})
 	if err != nil {
 		return err
 	}

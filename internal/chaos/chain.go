@@ -71,6 +71,7 @@ type standinChain struct {
 	offsets  []int64
 	partial  []string // an unfinished last line per journal
 	produced map[int64][]string
+	torn     []string // lines that are not "HEIGHT ACCOUNT PID": findings
 }
 
 func newStandinChain(genesis time.Time, interval time.Duration, account string, journals []string) *standinChain {
@@ -121,11 +122,16 @@ func (s *standinChain) read() error {
 		sc := bufio.NewScanner(strings.NewReader(strings.Join(lines[:len(lines)-1], "\n")))
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) != 3 || f[1] != s.account {
+			h, err := int64(0), error(nil)
+			if len(f) == 3 {
+				h, err = strconv.ParseInt(f[0], 10, 64)
+			}
+			if len(f) != 3 || err != nil {
+				// A torn write could hide a height: not a pass.
+				s.torn = append(s.torn, fmt.Sprintf("journal of r%d: unreadable line %q", i, sc.Text()))
 				continue
 			}
-			h, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
+			if f[1] != s.account {
 				continue
 			}
 			s.produced[h] = append(s.produced[h], fmt.Sprintf("r%d (neard pid %s)", i, f[2]))
@@ -167,7 +173,7 @@ func (s *standinChain) findings(_ context.Context, _, to int64) ([]string, error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
+	out := append([]string(nil), s.torn...)
 	for h, who := range s.produced {
 		if h <= to && len(who) > 1 {
 			out = append(out, fmt.Sprintf("height %d produced %d times: %s", h, len(who), strings.Join(who, ", ")))

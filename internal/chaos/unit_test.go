@@ -253,6 +253,10 @@ func TestStandinChainFindsTwoProducers(t *testing.T) {
 	if err != nil || len(f) != 1 || !strings.Contains(f[0], "height 4 produced 2 times") {
 		t.Fatalf("findings after a second producer of height 4: %v, %v", f, err)
 	}
+	appendTo(j0, "7 pool.po8 pool.poolv1.near 100\n") // a torn write hiding height 8
+	if f, _ := c.findings(ctx, 1, 9); len(f) != 2 || !strings.Contains(strings.Join(f, " "), "unreadable line") {
+		t.Fatalf("findings after a torn line: %v", f)
+	}
 	if h, _ := c.height(ctx); h < 9 || h > 11 {
 		t.Fatalf("height %d, want about 10 s after genesis at 1 s a block", h)
 	}
