@@ -20,7 +20,8 @@ import (
 func consulFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "consul-url", Value: "http://127.0.0.1:8500", Usage: "Consul HTTP API address; several, comma-separated (servers or agents of one datacenter), " +
-			"are used in turn: a call that cannot connect goes to the next at once, and after a call that failed once sent the next call goes to the next address",
+			"are used in turn: a call that cannot connect goes to the next at once, and after a call that failed once sent the next call goes to the next address; " +
+			"an address whose Raft servers (/v1/status/peers) share none with the others' is never used",
 			EnvVars: append(env("consul-url"), "CONSUL_HTTP_ADDR")},
 		&cli.StringFlag{Name: "consul-token", Usage: "Consul ACL token (prefer --consul-token-file)",
 			EnvVars: append(env("consul-token"), "CONSUL_HTTP_TOKEN")},

@@ -113,6 +113,9 @@ func run(c *cli.Context) error {
 	path.OnSwitch = func(from, to, why string) {
 		log.Warn().Str("from", from).Str("to", to).Str("why", why).Msg("Consul calls move to the next --consul-url address")
 	}
+	path.OnReject = func(host string, err error) {
+		log.Error().Str("address", host).Err(err).Msg("--consul-url address not used: it belongs to another Consul cluster; fix --consul-url")
+	}
 	el, err := election.New(election.Config{
 		Client: client, ValidatorID: ns.lockID, PublicKey: ns.publicKey, Label: label,
 		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
