@@ -2,81 +2,21 @@ package roster
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valguard/valguard/internal/consultest"
+	"github.com/valguard/valguard/internal/faultproxy"
 )
-
-// gate is a TCP proxy to Consul that, while closed, accepts connections
-// and swallows what they send without answering (a path that drops
-// packets); once opened, new connections are forwarded. Connections
-// accepted while closed stay dead, as a TCP connection through a cut path
-// can.
-type gate struct {
-	ln   net.Listener
-	to   string
-	open atomic.Bool
-	mu   sync.Mutex
-	conn []net.Conn
-}
-
-func newGate(t *testing.T, to string) *gate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gate{ln: ln, to: to}
-	t.Cleanup(func() {
-		ln.Close()
-		g.mu.Lock()
-		for _, c := range g.conn {
-			c.Close()
-		}
-		g.mu.Unlock()
-	})
-	go g.serve()
-	return g
-}
-
-func (g *gate) serve() {
-	for {
-		c, err := g.ln.Accept()
-		if err != nil {
-			return
-		}
-		g.mu.Lock()
-		g.conn = append(g.conn, c)
-		g.mu.Unlock()
-		if !g.open.Load() {
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-			continue
-		}
-		up, err := net.Dial("tcp", g.to)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		g.mu.Lock()
-		g.conn = append(g.conn, up)
-		g.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
-		go func() { _, _ = io.Copy(c, up); c.Close() }()
-	}
-}
 
 // TestFirstReadOverADeadPath: a replica whose Consul path drops packets
 // when it starts reads control/ within a few call timeouts of the path
 // coming back — its first read does not wait a blocking query's wait.
 func TestFirstReadOverADeadPath(t *testing.T) {
 	agent := consultest.Start(t)
-	g := newGate(t, agent.Addr)
-	r, err := New(Config{Client: consultest.NewClient(t, g.ln.Addr().String()), ValidatorID: "V1", ReplicaID: "a", CallTimeout: 500 * time.Millisecond})
+	path := faultproxy.New(t, agent.Addr)
+	path.Blackhole() // what the replica sends while cut is lost for good
+	r, err := New(Config{Client: consultest.NewClient(t, path.Addr()), ValidatorID: "V1", ReplicaID: "a", CallTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +28,7 @@ func TestFirstReadOverADeadPath(t *testing.T) {
 	if w.Hold() != notRead {
 		t.Fatalf("Hold over a dead path: %q", w.Hold())
 	}
-	g.open.Store(true)
+	path.Pass()
 	start := time.Now()
 	waitFor(t, 10*time.Second, "first read after the path came back", func() bool { return w.Hold() == "" })
 	t.Logf("read %s after the path came back", time.Since(start).Round(time.Millisecond))
