@@ -101,6 +101,10 @@ func Execute(ctx context.Context, cfg Config) (*Report, error) {
 	if runErr != nil {
 		rep.Result = runErr.Error()
 	}
+	if ctx.Err() != nil && !errors.Is(runErr, ErrDoubleSign) {
+		// Stopped on purpose (a signal): the faults checked count.
+		rep = rep.Complete()
+	}
 	if err := rep.WriteJSON(filepath.Join(cfg.Dir, "report.json")); err != nil {
 		runErr = errors.Join(runErr, err)
 	}

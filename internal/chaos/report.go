@@ -161,6 +161,30 @@ func ReadReport(path string) (*Report, error) {
 	return &r, nil
 }
 
+// cutByStop is the error of a fault that the signal stopping a run cut
+// short.
+const cutByStop = "context canceled"
+
+// Complete is the report without the fault, if any, that the signal
+// stopping its run cut short (its last, failed with cutByStop): a run
+// stopped on purpose counts the faults it injected and checked. Its Result
+// says so.
+func (r *Report) Complete() *Report {
+	fs := r.FaultList
+	n := len(fs)
+	cut := n > 0 && strings.Contains(fs[n-1].Err, cutByStop)
+	if !cut && !strings.Contains(r.Result, cutByStop) {
+		return r
+	}
+	if cut {
+		fs = fs[:n-1]
+	}
+	c := NewReport(r.Mode, r.Seed, r.Faults, r.Replicas, fs)
+	c.Started, c.Duration, c.Heights, c.Findings, c.Runs = r.Started, r.Duration, r.Heights, r.Findings, r.Runs
+	c.Result = fmt.Sprintf("stopped on purpose after %d checked faults of %d", len(fs), r.Faults)
+	return c
+}
+
 // MergeReports makes one table of several runs of one mode (a long
 // schedule run in parts): the faults of all, the sums of their sizes and
 // durations, each run's replay line and result in Runs. Its Result is
@@ -174,7 +198,9 @@ func MergeReports(reps ...*Report) (*Report, error) {
 	asked, replicas := 0, 0
 	var dur float64
 	heights := 0
-	for _, r := range reps {
+	for i, r := range reps {
+		r = r.Complete()
+		reps[i] = r
 		if r.Mode != reps[0].Mode {
 			return nil, fmt.Errorf("reports of the %s and the %s mode cannot be merged", reps[0].Mode, r.Mode)
 		}
@@ -184,7 +210,7 @@ func MergeReports(reps ...*Report) (*Report, error) {
 		heights += int(r.Heights[1] - r.Heights[0])
 		replicas = max(replicas, r.Replicas)
 		runs = append(runs, fmt.Sprintf("%s (%d replicas, %d of %d faults, %.0f s): %s", r.Replay, r.Replicas, r.Injected, r.Faults, r.Duration, r.Result))
-		if r.Result != "pass" {
+		if r.Result != "pass" && !strings.HasPrefix(r.Result, "stopped on purpose") {
 			failed = append(failed, r.Replay)
 		}
 	}

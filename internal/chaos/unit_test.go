@@ -261,3 +261,25 @@ func TestStandinChainFindsTwoProducers(t *testing.T) {
 		t.Fatalf("height %d, want about 10 s after genesis at 1 s a block", h)
 	}
 }
+
+// TestCompleteDropsTheCutFault: a run stopped by a signal counts the
+// faults it checked; the one in progress at the stop is left out.
+func TestCompleteDropsTheCutFault(t *testing.T) {
+	r := NewReport(ModeNEAR, 9, 300, 3, []*Fault{
+		{Kind: "handover", FirstSigned: 10, ToSign: 1},
+		{Kind: "flapping-consul", Err: "context canceled"},
+	})
+	r.Result = "fault 2 (flapping-consul): context canceled"
+	c := r.Complete()
+	if c.Injected != 1 || len(c.Kinds) != 1 || c.Kinds[0].Kind != "handover" || !strings.HasPrefix(c.Result, "stopped on purpose after 1") {
+		t.Fatalf("complete: %d injected, kinds %+v, result %q", c.Injected, c.Kinds, c.Result)
+	}
+	if m, err := MergeReports(r, NewReport(ModeNEAR, 10, 1, 2, nil)); err != nil || m.Injected != 1 {
+		t.Fatalf("merge with a stopped run: %+v, %v", m, err)
+	}
+	r.Result = "pass"
+	r.FaultList = r.FaultList[:1]
+	if r.Complete() != r {
+		t.Fatal("a finished run was changed")
+	}
+}

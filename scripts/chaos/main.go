@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -48,7 +49,7 @@ func main() {
 			}
 			reps = append(reps, rep)
 		}
-		rep := reps[0]
+		rep := reps[0].Complete()
 		if len(reps) > 1 {
 			var err error
 			if rep, err = chaos.MergeReports(reps...); err != nil {
@@ -123,7 +124,9 @@ func main() {
 		if rep != nil {
 			reports = append(reports, rep)
 		}
-		if err != nil {
+		if err != nil && ctx.Err() != nil && rep != nil && !errors.Is(err, chaos.ErrDoubleSign) {
+			fmt.Printf("\nchaos: %s mode stopped by a signal: %s\nlogs kept in %s\n", m, rep.Result, mdir)
+		} else if err != nil {
 			failed = true
 			fmt.Printf("\nchaos: %s mode FAILED: %v\nlogs kept in %s\nreplay: make chaos MODE=%s FAULTS=%d SEED=%d\n", m, err, mdir, m, *faults, *seed)
 		}
