@@ -166,16 +166,18 @@ func ReadReport(path string) (*Report, error) {
 const cutByStop = "context canceled"
 
 // Complete is the report without the fault, if any, that the signal
-// stopping its run cut short (its last, failed with cutByStop): a run
+// stopping its run cut short (its last, if not measured): a run
 // stopped on purpose counts the faults it injected and checked. Its Result
 // says so.
 func (r *Report) Complete() *Report {
 	fs := r.FaultList
 	n := len(fs)
-	cut := n > 0 && strings.Contains(fs[n-1].Err, cutByStop)
-	if !cut && !strings.Contains(r.Result, cutByStop) {
+	if !strings.Contains(r.Result, cutByStop) {
 		return r
 	}
+	// The fault in progress at the stop was never measured (a finished
+	// one always has its first signature).
+	cut := n > 0 && fs[n-1].FirstSigned == 0
 	if cut {
 		fs = fs[:n-1]
 	}
