@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -119,16 +118,15 @@ func (s *standinChain) read() error {
 		text := s.partial[i] + string(data)
 		lines := strings.Split(text, "\n")
 		s.partial[i] = lines[len(lines)-1]
-		sc := bufio.NewScanner(strings.NewReader(strings.Join(lines[:len(lines)-1], "\n")))
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
+		for _, line := range lines[:len(lines)-1] {
+			f := strings.Fields(line)
 			h, err := int64(0), error(nil)
 			if len(f) == 3 {
 				h, err = strconv.ParseInt(f[0], 10, 64)
 			}
 			if len(f) != 3 || err != nil {
 				// A torn write could hide a height: not a pass.
-				s.torn = append(s.torn, fmt.Sprintf("journal of r%d: unreadable line %q", i, sc.Text()))
+				s.torn = append(s.torn, fmt.Sprintf("journal of r%d: unreadable line %q", i, line))
 				continue
 			}
 			if f[1] != s.account {

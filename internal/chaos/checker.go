@@ -31,7 +31,6 @@ const evidenceBlocks = 3
 // priv_validator_state.json, sampled every 20 ms, in the key-file mode.
 type Checker struct {
 	rig     *Rig
-	power   int64
 	scanned int64 // blocks 1..scanned were scanned for evidence
 
 	mu     sync.Mutex
@@ -44,24 +43,15 @@ type stateSeen struct {
 	digest  string
 }
 
-// NewChecker reads the validator's power now; every check compares with it.
+// NewChecker starts the key-file mode's sampler of the replicas' sign
+// state (until the rig closes).
 func NewChecker(ctx context.Context, rig *Rig) (*Checker, error) {
 	c := &Checker{rig: rig, states: map[[3]int64]stateSeen{}}
-	if cc, ok := rig.chain.(*cometChain); ok {
-		p, err := localnet.Power(ctx, rig.RPC, rig.Chain.HAAddress)
-		if err != nil {
-			return nil, err
-		}
-		c.power, cc.power = p, p
-	}
 	if rig.cfg.Mode == ModeRestart {
 		go c.sampleStates(rig.ctx)
 	}
 	return c, nil
 }
-
-// Power is the validator's power the checks expect.
-func (c *Checker) Power() int64 { return c.power }
 
 // Check waits until the chain is evidenceBlocks past its height now (at
 // most wait), then scans the blocks not scanned yet, every node log, the

@@ -189,13 +189,19 @@ func (d *Drill) progress(start time.Time) {
 	if d.cfg.Dir == "" {
 		return
 	}
-	rep := NewReport(d.cfg.Mode, d.cfg.Seed, d.cfg.Faults, d.rig.cfg.Replicas, d.Faults)
-	rep.Started, rep.Duration = start, time.Since(start).Seconds()
-	rep.Heights = d.HeightRange()
+	rep := d.report(start)
 	rep.Result = fmt.Sprintf("running: %d of %d faults injected and checked", len(d.Faults), d.cfg.Faults)
 	if err := rep.WriteJSON(filepath.Join(d.cfg.Dir, "report.json")); err != nil {
 		d.logf("progress report: %v", err)
 	}
+}
+
+// report is the table of the faults so far, of a run started at start.
+func (d *Drill) report(start time.Time) *Report {
+	rep := NewReport(d.cfg.Mode, d.cfg.Seed, d.cfg.Faults, d.rig.cfg.Replicas, d.Faults)
+	rep.Started, rep.Duration = start, time.Since(start).Seconds()
+	rep.Heights = d.HeightRange()
+	return rep
 }
 
 // inject runs one fault, its recovery, the measurements and the checks.

@@ -17,42 +17,29 @@ import (
 // build tag (a valguard that breaks one safety ordering on purpose, for
 // the checker's own test).
 func BuildValguard(ctx context.Context, dir string, broken bool) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	name := "valguard"
-	args := []string{"build", "-o"}
 	if broken {
-		name = "valguard-broken"
+		return goBuild(ctx, filepath.Join(dir, "valguard-broken"), "./cmd/valguard", "-tags", "chaosbroken")
 	}
-	out := filepath.Join(dir, name)
-	args = append(args, out)
-	if broken {
-		args = append(args, "-tags", "chaosbroken")
-	}
-	args = append(args, "./cmd/valguard")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	return out, nil
+	return goBuild(ctx, filepath.Join(dir, "valguard"), "./cmd/valguard")
 }
 
 // BuildStandin builds the neard stand-in (internal/neardstandin) into dir
 // as a binary named neard, for the NEAR drill.
 func BuildStandin(ctx context.Context, dir string) (string, error) {
+	return goBuild(ctx, filepath.Join(dir, "neard"), "./internal/neardstandin")
+}
+
+// goBuild builds the module's package pkg into out, with flags.
+func goBuild(ctx context.Context, out, pkg string, flags ...string) (string, error) {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
 	}
-	out := filepath.Join(dir, "neard")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./internal/neardstandin")
+	args := append(append([]string{"build", "-o", out}, flags...), pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the neard stand-in: %w\n%s", err, b)
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
 	}
 	return out, nil
 }
@@ -93,9 +80,7 @@ func Execute(ctx context.Context, cfg Config) (*Report, error) {
 			runErr = fmt.Errorf("final check: %w", err)
 		}
 	}
-	rep := NewReport(cfg.Mode, cfg.Seed, cfg.Faults, d.rig.cfg.Replicas, d.Faults)
-	rep.Started, rep.Duration = start, time.Since(start).Seconds()
-	rep.Heights = d.HeightRange()
+	rep := d.report(start)
 	rep.Findings = findings
 	rep.Result = "pass"
 	if runErr != nil {

@@ -196,13 +196,12 @@ func MergeReports(reps ...*Report) (*Report, error) {
 		return nil, fmt.Errorf("no report to merge")
 	}
 	var faults []*Fault
-	var runs, failed []string
+	var runs, failed, findings []string
 	asked, replicas := 0, 0
 	var dur float64
 	heights := 0
-	for i, r := range reps {
+	for _, r := range reps {
 		r = r.Complete()
-		reps[i] = r
 		if r.Mode != reps[0].Mode {
 			return nil, fmt.Errorf("reports of the %s and the %s mode cannot be merged", reps[0].Mode, r.Mode)
 		}
@@ -215,6 +214,7 @@ func MergeReports(reps ...*Report) (*Report, error) {
 		if r.Result != "pass" && !strings.HasPrefix(r.Result, "stopped on purpose") {
 			failed = append(failed, r.Replay)
 		}
+		findings = append(findings, r.Findings...)
 	}
 	m := NewReport(reps[0].Mode, 0, asked, replicas, faults)
 	m.Duration, m.Runs, m.Heights = dur, runs, [2]int64{0, int64(heights)}
@@ -223,9 +223,7 @@ func MergeReports(reps ...*Report) (*Report, error) {
 	if len(failed) > 0 {
 		m.Result = "failed: " + strings.Join(failed, "; ")
 	}
-	for _, r := range reps {
-		m.Findings = append(m.Findings, r.Findings...)
-	}
+	m.Findings = findings
 	return m, nil
 }
 

@@ -142,7 +142,6 @@ func (r *Rig) startChain(ctx context.Context) error {
 	}
 	r.Chain = n
 	r.validatorKey = n.ValidatorKey
-	r.chain = &cometChain{rpc: "", addr: n.HAAddress, logs: r.NodeLogs}
 	// Every node listens on its host's bridge address instead of 127.0.0.1.
 	ipOf := map[string]string{}
 	hosts := map[string]string{}
@@ -177,7 +176,6 @@ func (r *Rig) startChain(ctx context.Context) error {
 	}
 	u, _ := url.Parse(n.RPC(n.Homes[0]))
 	r.RPC = "http://" + r.Net.ChainIP(1) + ":" + u.Port()
-	r.chain.(*cometChain).rpc = r.RPC
 	procs, err := n.StartValidators(r.ctx, filepath.Join(r.cfg.Dir, "logs"))
 	if err != nil {
 		return err
@@ -185,7 +183,16 @@ func (r *Rig) startChain(ctx context.Context) error {
 	r.validators = procs
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	return localnet.WaitHeight(wctx, r.RPC, 3)
+	if err := localnet.WaitHeight(wctx, r.RPC, 3); err != nil {
+		return err
+	}
+	// Every check compares the validator's power with the one now.
+	power, err := localnet.Power(ctx, r.RPC, n.HAAddress)
+	if err != nil {
+		return err
+	}
+	r.chain = &cometChain{rpc: r.RPC, addr: n.HAAddress, power: power, logs: r.NodeLogs}
+	return nil
 }
 
 // HomeRPC is the RPC address of a replica home after the move to its
