@@ -75,7 +75,7 @@ func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) (resp pri
 func (s *Signer) answer(ctx context.Context, what string, req Request, err error,
 	refused func(why string) privvalproto.Message) (o outcome, reply privvalproto.Message, done bool) {
 	arrived := s.cfg.Now()
-	s.lastRequest.Store(arrived.UnixNano())
+	s.lastRequest.Store(&arrived)
 	if err != nil {
 		s.logMalformed(what, err)
 		return o, refused(err.Error()), true
@@ -433,10 +433,15 @@ func proposalResponse(r *privvalproto.SignedProposalResponse) privvalproto.Messa
 // while it asks for nothing has dropped a step: CometBFT never asks again
 // for a step it gave up on (a refusal, or 50 retries of a parked one),
 // and only a restart (its WAL replay) makes it ask again.
+//
+// The time keeps its monotonic clock reading (with the default clock), so
+// time.Since(LastRequest()) measures elapsed time even across a step of
+// the wall clock; do not strip it (Round(0), UTC, a round trip through
+// Unix nanoseconds) before comparing.
 func (s *Signer) LastRequest() time.Time {
-	n := s.lastRequest.Load()
-	if n == 0 {
+	t := s.lastRequest.Load()
+	if t == nil {
 		return time.Time{}
 	}
-	return time.Unix(0, n)
+	return *t
 }

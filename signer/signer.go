@@ -137,7 +137,11 @@ type Signer struct {
 	floorMu sync.Mutex
 	floor   Watermark
 
-	lastRequest atomic.Int64 // unix nanoseconds of the last sign request
+	// lastRequest is when the last sign request arrived, as Now gave it:
+	// with time.Now, a time carrying its monotonic clock reading, so that
+	// time.Since(LastRequest()) is not moved by a step of the wall clock
+	// (S4: durations that decide something are monotonic).
+	lastRequest atomic.Pointer[time.Time]
 }
 
 // New checks cfg and returns a standby Signer. It reads the floor file.
