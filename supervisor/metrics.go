@@ -20,6 +20,9 @@ type Metrics struct {
 	abandoned    prometheus.Counter
 	recoveries   prometheus.Counter
 	ConsulErrors prometheus.Counter
+	// ConsulAddressRejected counts --consul-url addresses found at run
+	// time to answer for another Consul cluster (each time one is found).
+	ConsulAddressRejected prometheus.Counter
 
 	mu      sync.Mutex
 	session Session // nil when no session is held
@@ -62,6 +65,10 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_errors_total", Help: "Failed calls to Consul.",
 		}),
+		ConsulAddressRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_consul_address_rejected_total",
+			Help: "--consul-url addresses found to answer for another Consul cluster than the others (never used); fix --consul-url.",
+		}),
 	}
 	lease := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "valguard_lease_remaining_seconds",
@@ -73,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.ConsulErrors, lease, build)
+	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.ConsulErrors, m.ConsulAddressRejected, lease, build)
 	m.SetState(Startup)
 	return m
 }

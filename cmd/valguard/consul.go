@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -21,7 +22,8 @@ func consulFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "consul-url", Value: "http://127.0.0.1:8500", Usage: "Consul HTTP API address; several, comma-separated (servers or agents of one datacenter), " +
 			"are used in turn: a call that cannot connect goes to the next at once, and after a call that failed once sent the next call goes to the next address; " +
-			"an address whose Raft servers (/v1/status/peers) share none with the others' is never used",
+			"every address that answers must name the same Raft servers (/v1/status/peers) at start, or the command refuses to run; " +
+			"an address that fails and comes back with servers of another cluster is never used",
 			EnvVars: append(env("consul-url"), "CONSUL_HTTP_ADDR")},
 		&cli.StringFlag{Name: "consul-token", Usage: "Consul ACL token (prefer --consul-token-file)",
 			EnvVars: append(env("consul-token"), "CONSUL_HTTP_TOKEN")},
@@ -101,5 +103,16 @@ func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error
 			return nil, nil, errors.New("--consul-ca-file is set but --consul-url is not https://")
 		}
 	}
-	return consulpath.NewClient(cfg, hosts)
+	client, path, err := consulpath.NewClient(cfg, hosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every address that answers must be of one cluster before anything
+	// is read or written: two clusters in one list are two locks.
+	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout")+time.Second)
+	defer cancel()
+	if err := path.Verify(ctx); err != nil {
+		return nil, nil, fmt.Errorf("--consul-url: %w", err)
+	}
+	return client, path, nil
 }

@@ -114,6 +114,7 @@ func run(c *cli.Context) error {
 		log.Warn().Str("from", from).Str("to", to).Str("why", why).Msg("Consul calls move to the next --consul-url address")
 	}
 	path.OnReject = func(host string, err error) {
+		metrics.ConsulAddressRejected.Inc()
 		log.Error().Str("address", host).Err(err).Msg("--consul-url address not used: it belongs to another Consul cluster; fix --consul-url")
 	}
 	el, err := election.New(election.Config{

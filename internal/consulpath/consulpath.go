@@ -19,43 +19,68 @@
 // (writes go through the Raft leader; valguard's sessions have no node
 // checks), so any address of that datacenter will do — and an address of
 // another cluster or datacenter must never be used: a lock there is
-// another lock. So with several addresses, each one is checked before the
-// first call it carries: its /v1/status/peers (the Raft servers, readable
-// without a token) must share a server with the addresses already
-// checked. An address that does not is never used (ErrOtherCluster).
+// another lock, and two replicas on two clusters are two signers. So with
+// several addresses:
+//
+//   - Verify, called before the first call, asks every address for its
+//     Raft servers (/v1/status/peers, readable without a token); all that
+//     answer must name the same servers, or it returns ErrOtherCluster
+//     naming each group.
+//   - An address is checked again before it carries a call whenever it
+//     was not checked yet (it did not answer Verify) or has failed since
+//     (it could not be reached, dropped a call or answered 5xx): its Raft
+//     servers must share a strict majority of its own list and of the
+//     cluster's — as read again from an address checked before, when one
+//     answers, else as last read — which allows the membership changes of
+//     one cluster (a server replaced) and no other cluster, not even a
+//     server wiped and started again alone. One that does not is not used
+//     (ErrOtherCluster, OnReject); it is checked again the next time its
+//     turn comes.
+//
+// A call cancelled by its caller (context.Canceled: a blocking query it
+// no longer needs) says nothing of the address: calls stay where they are.
+// A call whose caller's deadline passed is a call the address did not
+// answer in time, and moves the next call on.
 package consulpath
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 )
 
 // Transport is an http.RoundTripper over several Consul addresses.
 type Transport struct {
-	base  http.RoundTripper
-	hosts []string // host:port
+	base   http.RoundTripper
+	hosts  []string // host:port
+	scheme string   // for Verify's reads: http (the default) or https
 
 	mu  sync.Mutex
 	cur int // the address to try first
 	// OnSwitch, when set, is called (outside the lock) when calls move
 	// from one address to another, with the reason.
 	OnSwitch func(from, to, why string)
-	// OnReject, when set, is called once for an address found to be of
-	// another cluster, with the reason.
+	// OnReject, when set, is called (outside the lock) when an address is
+	// found to be of another cluster: once per address and Raft servers
+	// it named.
 	OnReject func(host string, err error)
 
-	vmu      sync.Mutex      // serialises checks
-	checked  map[int]bool    // addresses found to be of the cluster
-	rejected map[int]error   // addresses found to be of another one
-	peers    map[string]bool // the Raft servers the checked addresses named
+	vmu      sync.Mutex     // serialises checks
+	checked  map[int]bool   // addresses found to be of the cluster, not failed since
+	reported map[int]string // the Raft servers each rejected address was reported with
+	ref      []string       // the cluster's Raft servers, sorted, as last read
 }
 
 // ErrOtherCluster: an address answered for another Consul cluster or
@@ -72,7 +97,7 @@ func New(base http.RoundTripper, hosts []string) (*Transport, error) {
 		return nil, errors.New("consulpath: no base transport")
 	}
 	return &Transport{base: base, hosts: append([]string(nil), hosts...),
-		checked: map[int]bool{}, rejected: map[int]error{}, peers: map[string]bool{}}, nil
+		scheme: "http", checked: map[int]bool{}, reported: map[int]string{}}, nil
 }
 
 // Current is the address calls go to first now.
@@ -92,11 +117,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	sent := false
 	for i := range t.hosts {
 		idx := (start + i) % len(t.hosts)
-		if err := t.check(req, idx); err != nil {
+		if err := t.check(req.Context(), req.URL, idx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", t.hosts[idx], err))
+			if cancelled(req) {
+				return nil, errors.Join(errs...)
+			}
 			if notSent(err) || errors.Is(err, ErrOtherCluster) {
 				continue
 			}
+			t.failed(idx)
 			t.moveTo((idx+1)%len(t.hosts), start, err.Error())
 			return nil, errors.Join(errs...)
 		}
@@ -116,6 +145,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.base.RoundTrip(r)
 		if err == nil {
 			if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+				t.failed(idx)
 				t.moveTo((idx+1)%len(t.hosts), start, resp.Status)
 			} else {
 				t.moveTo(idx, start, "")
@@ -123,9 +153,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", t.hosts[idx], err))
+		if cancelled(req) {
+			// The caller gave up (a blocking query it no longer needs):
+			// nothing is known of the address; calls stay where they are.
+			return nil, errors.Join(errs...)
+		}
+		t.failed(idx)
 		if !notSent(err) || req.Context().Err() != nil {
-			// Sent, or the caller gave up: not again; the next call
-			// starts at the next address.
+			// Sent, or the caller's deadline passed: not again; the next
+			// call starts at the next address.
 			t.moveTo((idx+1)%len(t.hosts), start, err.Error())
 			return nil, errors.Join(errs...)
 		}
@@ -134,63 +170,185 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, errors.Join(errs...)
 }
 
+// cancelled reports whether req's caller cancelled it (not a deadline).
+func cancelled(req *http.Request) bool {
+	return errors.Is(req.Context().Err(), context.Canceled)
+}
+
+// failed marks address idx as to be checked again before its next call.
+func (t *Transport) failed(idx int) {
+	if len(t.hosts) == 1 {
+		return
+	}
+	t.vmu.Lock()
+	delete(t.checked, idx)
+	t.vmu.Unlock()
+}
+
+// Verify asks every address for its Raft servers and returns an error
+// wrapping ErrOtherCluster, naming each group, when the addresses that
+// answer do not all name the same ones. A disagreement is read again up to
+// twice, half a second apart (a cluster whose membership is changing
+// settles), within ctx. Addresses that do not answer are left to be
+// checked before their first call. With one address it does nothing.
+func (t *Transport) Verify(ctx context.Context) error {
+	if len(t.hosts) == 1 {
+		return nil
+	}
+	var groups map[string][]int
+	for round := 0; ; round++ {
+		sets := make([][]string, len(t.hosts))
+		var wg sync.WaitGroup
+		for i := range t.hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u := &url.URL{Scheme: t.scheme, Host: t.hosts[i]}
+				if peers, err := t.peersOf(ctx, u, i); err == nil {
+					sets[i] = peers
+				}
+			}()
+		}
+		wg.Wait()
+		groups = map[string][]int{}
+		for i, p := range sets {
+			if p != nil {
+				k := strings.Join(p, ",")
+				groups[k] = append(groups[k], i)
+			}
+		}
+		if len(groups) <= 1 {
+			t.vmu.Lock()
+			defer t.vmu.Unlock()
+			for k, idx := range groups {
+				t.ref = strings.Split(k, ",")
+				for _, i := range idx {
+					t.checked[i] = true
+				}
+			}
+			return nil
+		}
+		if round == 2 || sleepCtx(ctx, 500*time.Millisecond) != nil {
+			break
+		}
+	}
+	var parts []string
+	for k, idx := range groups {
+		hosts := make([]string, len(idx))
+		for j, i := range idx {
+			hosts[j] = t.hosts[i]
+		}
+		parts = append(parts, fmt.Sprintf("%s name the Raft servers [%s]", strings.Join(hosts, ","), strings.ReplaceAll(k, ",", " ")))
+	}
+	sort.Strings(parts)
+	return fmt.Errorf("%w: the addresses are of %d clusters: %s; give --consul-url only agents and servers of one datacenter, "+
+		"whose /v1/status/peers all name the same servers", ErrOtherCluster, len(groups), strings.Join(parts, "; "))
+}
+
+// peersOf reads /v1/status/peers of address idx, sorted. base gives the
+// scheme.
+func (t *Transport) peersOf(ctx context.Context, base *url.URL, idx int) ([]string, error) {
+	u := *base
+	u.Host, u.Path, u.RawPath, u.RawQuery, u.User = t.hosts[idx], "/v1/status/peers", "", "", nil
+	preq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(preq)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("check the address: /v1/status/peers answered %s", resp.Status)
+	}
+	var peers []string
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&peers); err != nil || len(peers) == 0 {
+		return nil, fmt.Errorf("check the address: /v1/status/peers: no Raft servers named (%v)", err)
+	}
+	sort.Strings(peers)
+	return slices.Compact(peers), nil
+}
+
 // check makes sure, with several addresses, that address idx belongs to
-// the cluster of the addresses checked before it (their Raft servers
-// overlap); the first one checked sets the cluster. A dial error leaves
-// it unchecked; ErrOtherCluster rejects it for good.
-func (t *Transport) check(req *http.Request, idx int) error {
+// the cluster: unless it was checked and has not failed since, it must
+// name the same Raft servers as the cluster (read again from an address
+// checked before when one answers, else as last read; the first address
+// read sets them when Verify was not called). An error that is not
+// ErrOtherCluster means the address could not be asked.
+func (t *Transport) check(ctx context.Context, base *url.URL, idx int) error {
 	if len(t.hosts) == 1 {
 		return nil
 	}
 	t.vmu.Lock()
-	defer t.vmu.Unlock()
+	report, err := t.checkLocked(ctx, base, idx)
+	f := t.OnReject
+	t.vmu.Unlock()
+	if report && f != nil {
+		f(t.hosts[idx], err)
+	}
+	return err
+}
+
+// checkLocked is check under vmu; report: a rejection not reported yet.
+func (t *Transport) checkLocked(ctx context.Context, base *url.URL, idx int) (report bool, err error) {
 	if t.checked[idx] {
+		return false, nil
+	}
+	peers, err := t.peersOf(ctx, base, idx)
+	if err != nil {
+		return false, err
+	}
+	if t.ref == nil || sameCluster(peers, t.ref) {
+		t.ref, t.checked[idx] = peers, true
+		return false, nil
+	}
+	for j := range t.hosts {
+		if j == idx || !t.checked[j] {
+			continue
+		}
+		if ref, err := t.peersOf(ctx, base, j); err == nil {
+			t.ref = ref
+			break
+		}
+	}
+	if sameCluster(peers, t.ref) {
+		t.ref, t.checked[idx] = peers, true
+		return false, nil
+	}
+	err = fmt.Errorf("%w: it names the Raft servers %v, the cluster of the other addresses %v; "+
+		"give --consul-url only agents and servers of one datacenter", ErrOtherCluster, peers, t.ref)
+	k := strings.Join(peers, ",")
+	report = t.reported[idx] != k
+	t.reported[idx] = k
+	return report, err
+}
+
+// sameCluster reports whether two lists of Raft servers are of one
+// cluster whose membership may have changed between the two reads: they
+// share a strict majority of each. Two clusters cannot (a server is in one
+// cluster), and a server wiped and started again as a cluster of its own
+// names itself alone, a minority of the servers it left.
+func sameCluster(a, b []string) bool {
+	shared := 0
+	for _, p := range a {
+		if slices.Contains(b, p) {
+			shared++
+		}
+	}
+	return 2*shared > len(a) && 2*shared > len(b)
+}
+
+// sleepCtx waits d or until ctx ends (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
 		return nil
 	}
-	if err := t.rejected[idx]; err != nil {
-		return err
-	}
-	u := *req.URL
-	u.Host, u.Path, u.RawPath, u.RawQuery = t.hosts[idx], "/v1/status/peers", "", ""
-	preq, err := http.NewRequestWithContext(req.Context(), http.MethodGet, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := t.base.RoundTrip(preq)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var peers []string
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("check the address: /v1/status/peers answered %s", resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&peers); err != nil || len(peers) == 0 {
-		return fmt.Errorf("check the address: /v1/status/peers: no Raft servers named (%v)", err)
-	}
-	shared := len(t.peers) == 0
-	for _, p := range peers {
-		shared = shared || t.peers[p]
-	}
-	if !shared {
-		known := make([]string, 0, len(t.peers))
-		for p := range t.peers {
-			known = append(known, p)
-		}
-		sort.Strings(known)
-		err := fmt.Errorf("%w: its Raft servers %v share none with %v, those of the addresses before it; "+
-			"give --consul-url only agents and servers of one datacenter", ErrOtherCluster, peers, known)
-		t.rejected[idx] = err
-		if t.OnReject != nil {
-			t.OnReject(t.hosts[idx], err)
-		}
-		return err
-	}
-	for _, p := range peers {
-		t.peers[p] = true
-	}
-	t.checked[idx] = true
-	return nil
 }
 
 // moveTo makes idx the first address, if the first one is still from (a
@@ -235,6 +393,9 @@ func NewClient(cfg *api.Config, hosts []string) (*api.Client, *Transport, error)
 	t, err := New(hc.Transport, hosts)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.Scheme != "" {
+		t.scheme = cfg.Scheme
 	}
 	hc.Transport = t
 	cfg.HttpClient, cfg.Address = hc, hosts[0]

@@ -2,6 +2,7 @@ package consulpath
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -141,11 +142,11 @@ func TestNoAddressReachable(t *testing.T) {
 // TestOtherClusterNeverUsed: an address whose Raft servers share none
 // with the first address's is rejected before it carries any call, and
 // stays rejected; an agent of the same cluster whose peer list changed
-// since (one server replaced) is accepted.
+// since (one server of three replaced) is accepted.
 func TestOtherClusterNeverUsed(t *testing.T) {
 	a, na := server(t, cluster)
 	other, nOther := server(t, `["10.9.0.1:8300"]`)
-	same, nSame := server(t, `["10.0.0.3:8300","10.0.0.4:8300"]`)
+	same, nSame := server(t, `["10.0.0.1:8300","10.0.0.2:8300","10.0.0.4:8300"]`)
 	c, tr, events := client(t, a.Listener.Addr().String(), other.Listener.Addr().String(), same.Listener.Addr().String())
 	if got, err := put(t, c, 2*time.Second, "one"); err != nil || got != "one" || na.Load() != 1 {
 		t.Fatalf("first call: %q, %v", got, err)
@@ -183,5 +184,213 @@ func TestServerErrorMovesNextCall(t *testing.T) {
 	}
 	if got, err := put(t, c, 2*time.Second, "y"); err != nil || got != "y" || nGood.Load() != 1 {
 		t.Fatalf("next call: %q, %v", got, err)
+	}
+}
+
+// agent is a settable test agent: the Raft servers it names, and a number
+// of calls to answer 503 (a server without a leader) before it answers
+// again; n counts the calls it served (503s included).
+type agent struct {
+	*httptest.Server
+	peers atomic.Value // string
+	sick  atomic.Int32
+	n     atomic.Int32
+}
+
+func newAgent(t *testing.T, peers string) *agent {
+	a := &agent{}
+	a.peers.Store(peers)
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/status/peers" {
+			_, _ = w.Write([]byte(a.peers.Load().(string)))
+			return
+		}
+		a.n.Add(1)
+		if a.sick.Load() > 0 {
+			a.sick.Add(-1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *agent) addr() string { return a.Listener.Addr().String() }
+
+// call makes one call and returns its status ("" on a transport error).
+func call(t *testing.T, c *http.Client) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://consul/v1/kv/x", strings.NewReader("x"))
+	resp, err := c.Do(req)
+	if err != nil {
+		return ""
+	}
+	resp.Body.Close()
+	return resp.Status
+}
+
+const otherCluster = `["10.9.0.1:8300","10.9.0.2:8300","10.9.0.3:8300"]`
+
+// TestVerifyRefusesTwoClusters: with an address that does not answer, one
+// of another cluster and two of the right one (in that order: the order
+// in which the first answer used to define the cluster), Verify refuses
+// and names both groups of servers.
+func TestVerifyRefusesTwoClusters(t *testing.T) {
+	other, a, b := newAgent(t, otherCluster), newAgent(t, cluster), newAgent(t, cluster)
+	_, tr, _ := client(t, deadAddr(t), other.addr(), a.addr(), b.addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := tr.Verify(ctx)
+	if !errors.Is(err, ErrOtherCluster) {
+		t.Fatalf("Verify: %v; want ErrOtherCluster", err)
+	}
+	for _, want := range []string{other.addr() + " name the Raft servers [10.9.0.1:8300", a.addr() + "," + b.addr() + " name the Raft servers [10.0.0.1:8300"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Verify error %q does not say %q", err, want)
+		}
+	}
+}
+
+// TestVerifyAcceptsOneCluster: addresses that do not answer are no
+// disagreement, and those that answered carry calls without another
+// check.
+func TestVerifyAcceptsOneCluster(t *testing.T) {
+	a, b := newAgent(t, cluster), newAgent(t, `["10.0.0.3:8300","10.0.0.2:8300","10.0.0.1:8300"]`)
+	c, tr, _ := client(t, deadAddr(t), a.addr(), b.addr())
+	if err := tr.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got := call(t, c); got != "200 OK" || a.n.Load() != 1 {
+		t.Fatalf("call: %q, a served %d", got, a.n.Load())
+	}
+}
+
+// TestAddressBackWithOtherServersNeverUsed: an address of the cluster that
+// failed and came back as an agent of another cluster is never used again,
+// and reported once, while its former cluster's address serves the calls.
+func TestAddressBackWithOtherServersNeverUsed(t *testing.T) {
+	x, a := newAgent(t, cluster), newAgent(t, cluster)
+	c, tr, events := client(t, x.addr(), a.addr())
+	if err := tr.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got := call(t, c); got != "200 OK" || x.n.Load() != 1 {
+		t.Fatalf("first call: %q, x served %d", got, x.n.Load())
+	}
+	// x fails, and from then on answers for another cluster.
+	x.sick.Store(1)
+	if got := call(t, c); got != "503 Service Unavailable" {
+		t.Fatalf("second call: %q; want x's 503", got)
+	}
+	x.peers.Store(otherCluster)
+	served := x.n.Load()
+	for i := range 4 {
+		a.sick.Store(1) // each call on a fails once, moving the next one to x
+		got := call(t, c)
+		if got == "" {
+			t.Fatalf("call %d failed", i)
+		}
+	}
+	if x.n.Load() != served {
+		t.Fatalf("x, now of another cluster, served %d calls", x.n.Load()-served)
+	}
+	rejections := 0
+	for _, e := range *events {
+		if e == "rejected "+x.addr() {
+			rejections++
+		}
+	}
+	if rejections != 1 {
+		t.Fatalf("x reported %d times, want once: %v", rejections, *events)
+	}
+}
+
+// TestMembershipChangeAccepted: the servers of one cluster change (one of
+// three replaced) while every address has failed since it was checked:
+// the addresses are still used.
+func TestMembershipChangeAccepted(t *testing.T) {
+	a, b := newAgent(t, cluster), newAgent(t, cluster)
+	c, tr, _ := client(t, a.addr(), b.addr())
+	if err := tr.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	a.sick.Store(1)
+	b.sick.Store(1)
+	call(t, c)
+	call(t, c)
+	changed := `["10.0.0.1:8300","10.0.0.2:8300","10.0.0.7:8300"]`
+	a.peers.Store(changed)
+	b.peers.Store(changed)
+	for i := range 3 {
+		if got := call(t, c); got != "200 OK" {
+			t.Fatalf("call %d after the change: %q", i, got)
+		}
+	}
+}
+
+// TestSameCluster: the majority rule that tells one cluster whose
+// membership changed from another cluster.
+func TestSameCluster(t *testing.T) {
+	abc := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		name  string
+		peers []string
+		want  bool
+	}{
+		{"same", abc, true},
+		{"one replaced", []string{"a", "b", "d"}, true},
+		{"one removed", []string{"a", "b"}, true},
+		{"one added", []string{"a", "b", "c", "d"}, true},
+		{"wiped server alone", []string{"a"}, false},
+		{"two replaced", []string{"a", "d", "e"}, false},
+		{"other cluster", []string{"x", "y", "z"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sameCluster(tc.peers, abc); got != tc.want {
+				t.Fatalf("sameCluster(%v, %v) = %v", tc.peers, abc, got)
+			}
+		})
+	}
+}
+
+// TestCancelledCallKeepsTheAddress: a call its caller cancels (a blocking
+// query it no longer needs) does not move the calls to the next address.
+func TestCancelledCallKeepsTheAddress(t *testing.T) {
+	hold := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/status/peers" {
+			_, _ = w.Write([]byte(cluster))
+			return
+		}
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(hold) })
+	b := newAgent(t, cluster)
+	c, tr, events := client(t, slow.Listener.Addr().String(), b.addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://consul/v1/kv/x?index=7&wait=60s", nil)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the blocking query is waiting
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled call succeeded")
+	}
+	if tr.Current() != slow.Listener.Addr().String() || len(*events) != 0 {
+		t.Fatalf("a cancelled call moved the calls: current %s, events %v", tr.Current(), *events)
 	}
 }
