@@ -41,6 +41,16 @@ const fencedRetrySlack = 5 * time.Millisecond
 // With Config.Fenced there is no such wait: Acquire returns as soon as the
 // take succeeded, and OnUncleanTakeover is not called.
 //
+// A take whose outcome is unknown (no answer within the call timeout, a
+// connection reset after the request was sent, an error answer) is
+// followed at once by a consistent read of the lock key: held by this
+// session means the take was applied, and Acquire goes on exactly as after
+// an answered take (the same checks of what it replaced; the local lease
+// deadline still counts from the send time of the last renew, S4 in the
+// README). Held by another session, free or unreadable: the take counts
+// as failed and is retried as usual. Success is never assumed without
+// that read.
+//
 // Not guaranteed: when ctx ends or the session is lost while a take is in
 // flight, Consul may still grant it; Close (or the session's expiry, with
 // lock-delay) releases it.
@@ -210,10 +220,16 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 	defer cancel()
 	pair := &api.KVPair{Key: s.e.lockKey, Value: value, Session: s.id}
 	ok, _, err := cfg.Client.KV().Acquire(pair, (&api.WriteOptions{}).WithContext(lctx))
+	var after *api.KVPair // the lock key as read after a take whose answer was lost
 	if err != nil {
 		err = fmt.Errorf("acquire %s: %w", s.e.lockKey, err)
 		s.e.consulError(err, ctx, s.ctx)
-		return false, err
+		// The outcome is unknown: Consul may have applied the take. Only a
+		// consistent read showing this session as the holder says it did.
+		if after = s.heldAfterUnknownTake(ctx); after == nil {
+			return false, err
+		}
+		ok = true
 	}
 	if !ok {
 		return false, nil
@@ -230,7 +246,7 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 	} else {
 		// The value judged above must be what the take replaced; if not,
 		// the take is unclean and its wait runs from now.
-		if changed := s.replacedSeen(lctx, seen); changed != "" {
+		if changed := s.replacedSeen(ctx, seen, after); changed != "" {
 			unclean, from, fencedBefore = changed, s.e.now(), false
 		}
 	}
@@ -238,20 +254,55 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 	return true, nil
 }
 
-// replacedSeen re-reads the lock key after a take and returns why the take
-// may not have replaced the value seen before it (empty: it did). The key
-// must not have been re-created (same CreateIndex), and no other session
-// may have locked it in between (LockIndex one above). A failed read is a
-// reason too.
-func (s *Session) replacedSeen(ctx context.Context, seen *api.KVPair) string {
-	now, err := s.e.get(ctx, s.e.lockKey)
-	switch {
-	case err != nil:
+// heldAfterUnknownTake re-reads the lock key (consistent read) after a
+// take whose outcome is unknown: no answer within the call timeout, a
+// connection reset after the request was sent, an error answer. It returns
+// the key as read when this session holds it, which means the take was
+// applied; nil otherwise, and when the read fails or ctx or the session
+// ended: success is never assumed without the read. A take still in
+// flight that Consul applies after this read is found by Acquire's next
+// read of the key (a take whose answer was lost, counted as unclean).
+func (s *Session) heldAfterUnknownTake(ctx context.Context) *api.KVPair {
+	if ctx.Err() != nil {
+		return nil // the caller gave up; see "Not guaranteed" on Acquire
+	}
+	rctx, cancel, err := s.leaseCtx(ctx)
+	if err != nil {
+		return nil
+	}
+	defer cancel()
+	pair, err := s.e.get(rctx, s.e.lockKey)
+	if err != nil {
 		s.e.consulError(err, ctx, s.ctx)
-		return "the lock key could not be re-read after the take: " + err.Error()
-	case now == nil || now.Session != s.id:
+		return nil
+	}
+	if pair == nil || pair.Session != s.id {
+		return nil
+	}
+	return pair
+}
+
+// replacedSeen returns why a take may not have replaced the value seen
+// before it (empty: it did). The key must not have been re-created (same
+// CreateIndex), and no other session may have locked it in between
+// (LockIndex one above). after is the key as read after the take, or nil
+// to read it now (consistent read); a failed read is a reason too.
+func (s *Session) replacedSeen(ctx context.Context, seen, after *api.KVPair) string {
+	if after == nil {
+		rctx, cancel, err := s.leaseCtx(ctx)
+		if err != nil {
+			return "the lock key could not be re-read after the take: " + err.Error()
+		}
+		defer cancel()
+		if after, err = s.e.get(rctx, s.e.lockKey); err != nil {
+			s.e.consulError(err, ctx, s.ctx)
+			return "the lock key could not be re-read after the take: " + err.Error()
+		}
+	}
+	switch {
+	case after == nil || after.Session != s.id:
 		return "the lock key changed right after the take"
-	case now.CreateIndex != seen.CreateIndex || now.LockIndex != seen.LockIndex+1:
+	case after.CreateIndex != seen.CreateIndex || after.LockIndex != seen.LockIndex+1:
 		return "the lock key changed between the read and the take"
 	}
 	return ""
