@@ -21,8 +21,9 @@ import (
 // socket in valguard's place. It shows, on the real thing: the node
 // reports the validator's key and the signer-mode Status accepts it;
 // ChainID is the network's; LastSignedHeight finds the validator's last
-// commit signature, exactly, within its window and not outside it, and is
-// 0 for a validator that never signed.
+// commit signature, exactly, within its window and not outside it (on a
+// first scan; a floor once found stays), and is 0 for a validator that
+// never signed.
 func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a CometBFT localnet")
@@ -156,8 +157,16 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	if floor < live {
 		t.Fatalf("the floor went down: %d after %d", floor, live)
 	}
-	// A window that ends below the last signature finds none; a later
-	// top only moves the window further away.
+	// A floor once found stays, whatever the window of a later call.
+	if got, err := n.LastSignedHeight(ctx, 1); err != nil || got != last {
+		t.Fatalf("LastSignedHeight over 1 height after it found %d = %d, %v; want %d", last, got, err, last)
+	}
+	// With nothing found before (a new client: a new cache), a window that
+	// ends below the last signature finds none; a later top only moves the
+	// window further away.
+	if n.rpc, err = rpchttp.New(rpc0, "/websocket"); err != nil {
+		t.Fatal(err)
+	}
 	if got, err := n.LastSignedHeight(ctx, top-last); err != nil || got != 0 {
 		t.Fatalf("LastSignedHeight over the %d heights above %d = %d, %v; want 0", top-last, last, got, err)
 	}
