@@ -51,6 +51,7 @@ type fakeNode struct {
 	status    Status
 	statusErr error
 	watermark []byte
+	still     bool // the chain does not move: the height stays
 	argv      map[Role][]string // command per role; default sleep 600
 	prepErr   map[Role]error
 }
@@ -124,7 +125,7 @@ func (n *fakeNode) starts(role Role) int {
 func (n *fakeNode) Status(context.Context) (Status, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.statusErr == nil && !n.status.CatchingUp {
+	if n.statusErr == nil && !n.status.CatchingUp && !n.still {
 		n.status.Height++ // the chain moves on while nothing else is said
 	}
 	return n.status, n.statusErr

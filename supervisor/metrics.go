@@ -19,6 +19,7 @@ type Metrics struct {
 	unreaped     prometheus.Gauge
 	abandoned    prometheus.Counter
 	recoveries   prometheus.Counter
+	stalled      prometheus.Gauge
 	ConsulErrors prometheus.Counter
 	// ConsulAddressRejected counts --consul-url addresses found at run
 	// time to answer for another Consul cluster (each time one is found).
@@ -65,6 +66,10 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_errors_total", Help: "Failed calls to Consul.",
 		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "valguard_chain_stalled",
+			Help: "1 while the leader waits out a stall of the whole chain (no other replica ahead, its node still signing) instead of stepping down.",
+		}),
 		ConsulAddressRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_address_rejected_total",
 			Help: "--consul-url addresses found to answer for another Consul cluster than the others (never used); fix --consul-url.",
@@ -80,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.ConsulErrors, m.ConsulAddressRejected, lease, build)
+	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.stalled, m.ConsulErrors, m.ConsulAddressRejected, lease, build)
 	m.SetState(Startup)
 	return m
 }
@@ -141,6 +146,16 @@ func (m *Metrics) nodeStatus(st Status) {
 func (m *Metrics) restart() {
 	if m != nil {
 		m.restarts.Inc()
+	}
+}
+
+func (m *Metrics) chainStalled(on bool) {
+	if m != nil {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		m.stalled.Set(v)
 	}
 }
 

@@ -38,6 +38,8 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 	defer poll.Stop()
 	lastHeight, progress := int64(0), time.Now()
 	recovered := false // the node was restarted in this stall
+	var stall stallWatch
+	defer s.moved(&stall)
 	for {
 		select {
 		case <-ctx.Done():
@@ -65,6 +67,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
 				lastHeight, progress, recovered = st.Height, time.Now(), false
+				s.moved(&stall)
 			}
 			if !recovered && s.needsRecovery(progress) {
 				recovered = true
@@ -74,7 +77,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 				progress = time.Now() // the restarted node gets the time to catch up
 				continue
 			}
-			if stalled := time.Since(progress); stalled > s.cfg.MaxStall {
+			if stalled := time.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, s.cfg.Signer.LastRequest()) {
 				return s.stepDownSigner(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		}

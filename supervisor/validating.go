@@ -69,6 +69,8 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 	defer publish.Stop()
 	var published []byte
 	lastHeight, progress := int64(0), time.Now()
+	var stall stallWatch
+	defer s.moved(&stall)
 	for {
 		select {
 		case <-ctx.Done():
@@ -102,8 +104,12 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
 				lastHeight, progress = st.Height, time.Now()
 				s.vfails = 0
+				s.moved(&stall)
 			}
-			if stalled := time.Since(progress); stalled > s.cfg.MaxStall {
+			if wm, werr := s.cfg.Node.Watermark(); werr == nil {
+				stall.signState(wm, time.Now())
+			}
+			if stalled := time.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, stall.since) {
 				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		case <-publish.C:
