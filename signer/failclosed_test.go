@@ -3,10 +3,15 @@ package signer
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cometbft/cometbft/crypto"
 	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
+	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // LastRequest feeds a duration that decides a node restart
@@ -36,5 +41,124 @@ func TestLastRequestIsMonotonic(t *testing.T) {
 	}
 	if since := time.Since(last); since < 0 || last.Before(before) || since > time.Minute {
 		t.Fatalf("last request %v, %v ago, request sent at %v", last, since, before)
+	}
+}
+
+// within runs f and returns its result, or false when f has not returned
+// after d (a generous bound: it is a hang being detected, not a speed).
+func within[T any](d time.Duration, f func() T) (T, bool) {
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case v := <-ch:
+		return v, true
+	case <-t.C:
+		var zero T
+		return zero, false
+	}
+}
+
+// mutexFree fails the test unless the signing mutex can be taken within a
+// generous bound. On failure it releases the mutex the panic left held,
+// so that the test's clean-up (Run's watch takes it) can end.
+func mutexFree(t *testing.T, n *node) {
+	t.Helper()
+	if _, ok := within(10*time.Second, n.s.Leading); !ok {
+		n.s.mu.Unlock()
+		t.Fatal("the signing mutex is still held 10s after the request was answered: every later request hangs")
+	}
+}
+
+// panicFencer panics on its first call, after committing the fence when
+// applied is set (the watermark moved, the reply never built).
+type panicFencer struct {
+	f       Fencer
+	applied bool
+	calls   atomic.Int32
+}
+
+func (p *panicFencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
+	if p.calls.Add(1) == 1 {
+		if p.applied {
+			if _, err := p.f.Fence(ctx, value, index); err != nil {
+				return 0, err
+			}
+		}
+		panic("fencer bug (test)")
+	}
+	return p.f.Fence(ctx, value, index)
+}
+
+// panicKey is the validator key whose Sign panics (an HSM library bug).
+type panicKey struct{ crypto.PrivKey }
+
+func (panicKey) Sign([]byte) ([]byte, error) { panic("key bug (test)") }
+
+// A panic while the signing mutex is held — in the key, or in the Fencer
+// before or after its transaction applied — never leaves the mutex held:
+// the request gets an error reply and no signature, the leader steps down
+// (whether a fence applied is unknown), and later requests, Follow and
+// Leading are answered.
+func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		key     bool
+		applied bool
+	}{
+		{"key panics", true, false},
+		{"fencer panics before its transaction", false, false},
+		{"fencer panics after its transaction applied", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newCluster(t)
+			reg := prometheus.NewRegistry()
+			a := newNode(t, cl, "a", func(c *Config) {
+				c.Metrics = NewMetrics(reg)
+				if tc.key {
+					c.Key = panicKey{testKey}
+				}
+			})
+			_, f := cl.lock(t)
+			pf := &panicFencer{f: f, applied: tc.applied}
+			if err := a.s.Lead(context.Background(), pf); err != nil {
+				t.Fatal(err)
+			}
+			r, ok := within(10*time.Second, func() reply { return handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)) })
+			if !ok {
+				a.s.mu.Unlock()
+				t.Fatal("the request that panicked got no reply")
+			}
+			mutexFree(t, a)
+			if r.kind != "refused" || !strings.Contains(r.err, "panic") {
+				t.Fatalf("got %s (%s), want an error reply naming the panic", r.kind, r.err)
+			}
+			if a.s.Leading() {
+				t.Fatal("still leading after a panic under the signing mutex")
+			}
+			select {
+			case <-a.s.Demoted():
+			default:
+				t.Fatal("not demoted: the lease is kept after a panic under the signing mutex")
+			}
+			if evs := a.logs.events("panic under the signing mutex; a leader steps down"); len(evs) != 1 || evs[0]["stack"] == "" {
+				t.Fatalf("%d panic events (%v), want 1 with its stack", len(evs), evs)
+			}
+			if got := testutil.ToFloat64(a.cfg.Metrics.panics); got != 1 {
+				t.Fatalf("valguard_signer_panics_total %v, want 1", got)
+			}
+			// A standby now: the next request is answered (parked: the
+			// standby waits for a leader), and Follow returns.
+			if r, ok := within(10*time.Second, func() reply { return handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)) }); !ok || r.kind == "signed" {
+				t.Fatalf("next request: %s (answered: %v)", r.kind, ok)
+			}
+			if _, ok := within(10*time.Second, func() bool { a.s.Follow(); return true }); !ok {
+				t.Fatal("Follow hangs")
+			}
+			if got := cl.stored(t); tc.applied != (got.Height == 4) {
+				t.Fatalf("consul holds %s (fence applied: %v)", got, tc.applied)
+			}
+		})
 	}
 }

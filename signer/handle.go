@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	privvalproto "github.com/cometbft/cometbft/proto/tendermint/privval"
@@ -41,13 +42,17 @@ type outcome struct {
 // a request still parked after ParkHold gets a PingResponse, which the
 // node answers by sending the request again. Every reply leaves before the
 // node's read timeout.
+//
+// A panic while answering (a bug, a key or a Fencer that panics) never
+// brings valguard down and never leaves the signing mutex held (see
+// failClosedOnPanic): the request gets an error reply, with no signature,
+// and is counted in valguard_signer_panics_total.
 func (s *Signer) Handle(ctx context.Context, req privvalproto.Message) (resp privvalproto.Message) {
-	// Nothing a node sends may bring valguard down: a panic in decoding is
-	// a refusal-free ping reply (no signature left, the node asks again).
 	defer func() {
 		if p := recover(); p != nil {
-			s.cfg.Log.Error().Interface("panic", p).Str("request", req.String()).Msg("request made the signer panic; replied with a ping")
-			resp = pingResponse()
+			s.cfg.Metrics.panicked()
+			s.cfg.Log.Error().Interface("panic", p).Str("request", req.String()).Msg("request made the signer panic; refused, no signature returned")
+			resp = panicReply(req, p)
 		}
 	}()
 	switch r := req.Sum.(type) {
@@ -144,69 +149,120 @@ func (s *Signer) decide(ctx context.Context, arrived time.Time, req Request) (o 
 		}
 		o.parked = s.cfg.Now().Sub(parkedAt)
 		s.cfg.Metrics.parkedFor(o.parked)
-		s.mu.Lock()
-		s.parking--
-		s.lastParkEnd = s.cfg.Now()
-		if o.result != resultParked {
-			s.parkSince = time.Time{}
-		}
-		s.mu.Unlock()
+		s.unpark(o.result != resultParked)
 	}()
 	for {
-		s.mu.Lock()
-		d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID}
-		if req.ChainID == s.cfg.ChainID {
-			d = Decide(s.leading, s.wm, req)
-		}
-		if d.Result == Sign {
-			if s.cfg.Now().Add(s.cfg.FenceTimeout).After(arrived.Add(replyBudget)) {
-				d = Decision{Result: Park, Reason: "too late to fence before the node's read timeout"}
-				hold = arrived // reply at once; the node asks again
-			} else if o, ok := s.signLocked(req, d, arrived.Add(replyBudget)); ok {
-				s.mu.Unlock()
-				if o.result == resultSigned {
-					s.floorAfterFence(&o)
-				}
-				return o
-			} else if s.leading {
-				s.mu.Unlock()
-				continue // an own late fence was adopted: decide again
-			} else {
-				d = Decide(s.leading, s.wm, req) // demoted: parks
+		t := s.decideOnce(req, arrived, &hold, &parkedAt)
+		switch {
+		case t.done:
+			if t.o.result == resultSigned {
+				s.floorAfterFence(&t.o)
 			}
+			return t.o
+		case t.again:
+			continue
 		}
-		switch d.Result {
-		case Reserve:
-			s.mu.Unlock()
-			return outcome{result: resultReserved, sig: d.Signature, ts: d.Timestamp, ext: d.Extension}
-		case Refuse:
-			s.mu.Unlock()
-			return outcome{result: resultRefused, reason: d.Reason}
-		}
-		if parkedAt.IsZero() {
-			parkedAt = s.cfg.Now()
-			s.parking++
-			if s.parkSince.IsZero() {
-				s.parkSince = parkedAt
-			}
-		}
-		changed := s.changed
-		s.mu.Unlock()
 		wait := hold.Sub(s.cfg.Now())
 		if wait <= 0 {
-			return outcome{result: resultParked, reason: d.Reason}
+			return outcome{result: resultParked, reason: t.reason}
 		}
-		t := time.NewTimer(wait)
+		timer := time.NewTimer(wait)
 		select {
-		case <-changed:
-			t.Stop()
-		case <-t.C:
-			return outcome{result: resultParked, reason: d.Reason}
+		case <-t.changed:
+			timer.Stop()
+		case <-timer.C:
+			return outcome{result: resultParked, reason: t.reason}
 		case <-ctx.Done():
-			t.Stop()
+			timer.Stop()
 			return outcome{result: resultParked, reason: "request abandoned: " + ctx.Err().Error()}
 		}
 	}
+}
+
+// turn is one decision under the signing mutex: the request's outcome
+// (done), a decision to take again at once (again), or a park until
+// changed is closed or the hold ends (reason says why).
+type turn struct {
+	o       outcome
+	done    bool
+	again   bool
+	changed <-chan struct{}
+	reason  string
+}
+
+// decideOnce takes one decision for req under the signing mutex, which it
+// releases however it ends (a panic included: failClosedOnPanic). A
+// request that parks for the first time sets *parkedAt and counts in the
+// deposition bookkeeping; one too late to fence sets *hold to its arrival
+// (reply at once; the node asks again).
+func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time.Time) turn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.failClosedOnPanic()
+	d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID}
+	if req.ChainID == s.cfg.ChainID {
+		d = Decide(s.leading, s.wm, req)
+	}
+	if d.Result == Sign {
+		if s.cfg.Now().Add(s.cfg.FenceTimeout).After(arrived.Add(replyBudget)) {
+			d = Decision{Result: Park, Reason: "too late to fence before the node's read timeout"}
+			*hold = arrived
+		} else if o, ok := s.signLocked(req, d, arrived.Add(replyBudget)); ok {
+			return turn{o: o, done: true}
+		} else if s.leading {
+			return turn{again: true} // an own late fence was adopted: decide again
+		} else {
+			d = Decide(s.leading, s.wm, req) // demoted: parks
+		}
+	}
+	switch d.Result {
+	case Reserve:
+		return turn{o: outcome{result: resultReserved, sig: d.Signature, ts: d.Timestamp, ext: d.Extension}, done: true}
+	case Refuse:
+		return turn{o: outcome{result: resultRefused, reason: d.Reason}, done: true}
+	}
+	if parkedAt.IsZero() {
+		*parkedAt = s.cfg.Now()
+		s.parking++
+		if s.parkSince.IsZero() {
+			s.parkSince = *parkedAt
+		}
+	}
+	return turn{changed: s.changed, reason: d.Reason}
+}
+
+// unpark ends a parked request's count in the deposition bookkeeping;
+// answered: it was answered (not parked again).
+func (s *Signer) unpark(answered bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parking--
+	s.lastParkEnd = s.cfg.Now()
+	if answered {
+		s.parkSince = time.Time{}
+	}
+}
+
+// errPanicked: a panic under the signing mutex ended the leadership.
+var errPanicked = errors.New("panic under the signing mutex")
+
+// failClosedOnPanic is deferred right after the signing mutex is taken,
+// after its deferred unlock, so it runs first: on a panic under the mutex
+// (in Decide, the key, the Fencer, the Store) it demotes a leader — a
+// fence in flight may or may not have been applied, and the state in
+// memory may be half updated, so this replica stops fencing and the lease
+// passes on — logs the panic with its stack, and panics on with the same
+// value. The deferred unlock then releases the mutex, and Handle refuses
+// the request: no signature leaves from a panicked request.
+func (s *Signer) failClosedOnPanic() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.cfg.Log.Error().Interface("panic", p).Str("stack", string(debug.Stack())).Bool("leading", s.leading).
+		Msg("panic under the signing mutex; a leader steps down")
+	s.demoteLocked(fmt.Errorf("%w: %v", errPanicked, p))
+	panic(p)
 }
 
 // signLocked signs req, fences the new watermark and, once the fence
@@ -404,6 +460,22 @@ func (s *Signer) logOutcome(req Request, o outcome, arrived time.Time) {
 func (s *Signer) logMalformed(typ string, err error) {
 	s.cfg.Log.Warn().Str("type", typ).Str("result", resultRefused).Str("reason", err.Error()).Msg("sign request")
 	s.cfg.Metrics.request(typ, resultRefused)
+}
+
+// panicReply is the answer to a request whose handling panicked: the
+// error reply of its kind (never a signature), or a ping reply to a
+// request that has no error reply.
+func panicReply(req privvalproto.Message, p any) privvalproto.Message {
+	why := &privvalproto.RemoteSignerError{Description: fmt.Sprintf("valguard failed on this request (panic: %v); no signature returned", p)}
+	switch req.Sum.(type) {
+	case *privvalproto.Message_SignVoteRequest:
+		return voteResponse(&privvalproto.SignedVoteResponse{Error: why})
+	case *privvalproto.Message_SignProposalRequest:
+		return proposalResponse(&privvalproto.SignedProposalResponse{Error: why})
+	case *privvalproto.Message_PubKeyRequest:
+		return pubKeyResponse(&privvalproto.PubKeyResponse{Error: why})
+	}
+	return pingResponse()
 }
 
 func pingResponse() privvalproto.Message {

@@ -19,6 +19,7 @@ type Metrics struct {
 	parked        prometheus.Histogram
 	connected     prometheus.Gauge
 	depositions   prometheus.Counter
+	panics        prometheus.Counter
 }
 
 // NewMetrics creates the signer's metrics and registers them with reg.
@@ -66,8 +67,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "valguard_signer_depositions_total",
 			Help: "Times this standby destroyed the holder's session because its own node stayed parked.",
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_signer_panics_total",
+			Help: "Requests whose handling panicked: each got an error reply and no signature; a panic under the signing mutex also demotes the leader.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions)
+	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics)
 	return m
 }
 
@@ -122,5 +127,11 @@ func (m *Metrics) parkedFor(d time.Duration) {
 func (m *Metrics) deposed() {
 	if m != nil {
 		m.depositions.Inc()
+	}
+}
+
+func (m *Metrics) panicked() {
+	if m != nil {
+		m.panics.Inc()
 	}
 }

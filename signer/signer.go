@@ -223,7 +223,7 @@ func (s *Signer) demoteLocked(err error) {
 	}
 	s.endLeadLocked()
 	close(s.demoted)
-	s.cfg.Log.Error().Err(err).Str("watermark", s.wm.String()).Msg("signer demoted: fence failed")
+	s.cfg.Log.Error().Err(err).Str("watermark", s.wm.String()).Msg("signer demoted")
 }
 
 func (s *Signer) endLeadLocked() {
