@@ -1,7 +1,9 @@
 package signer
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -161,4 +163,104 @@ func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flakyStore fails the next failReads reads, as a Consul that does not
+// answer for a moment; Watch passes through.
+type flakyStore struct {
+	Store
+	failReads atomic.Int32
+	reads     atomic.Int32
+}
+
+func (f *flakyStore) Read(ctx context.Context) ([]byte, uint64, error) {
+	f.reads.Add(1)
+	if f.failReads.Add(-1) >= 0 {
+		return nil, 0, errors.New("consul did not answer the read (test)")
+	}
+	return f.Store.Read(ctx)
+}
+
+// leadWithLateFence makes a lead with ff (unknown outcomes until told),
+// has a prevote at 4 parked with its fence unresolved, then lands that
+// first transaction in Consul, as Raft applying it late does. It returns
+// the landed watermark.
+func leadWithLateFence(t *testing.T, cl *cluster, a *node, ff *flakyFencer, f Fencer) Watermark {
+	t.Helper()
+	if err := a.s.Lead(context.Background(), ff); err != nil {
+		t.Fatal(err)
+	}
+	_, index0, err := cl.store().Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)); r.kind != "ping" {
+		t.Fatalf("got %s, want the parked request's ping reply", r.kind)
+	}
+	ff.mu.Lock()
+	first := ff.last
+	ff.mu.Unlock()
+	if _, err := f.Fence(context.Background(), first, index0); err != nil { // the first transaction lands
+		t.Fatal(err)
+	}
+	return cl.stored(t)
+}
+
+// The leader's own late fence makes its next fence fail with ErrMoved,
+// and the read that settles it is not answered at first (Consul slow for
+// a moment): the leader reads again, finds its own value, adopts it and
+// re-serves it, instead of stepping down.
+func TestOwnLateFenceWithFailedReadIsReadAgain(t *testing.T) {
+	cl := newCluster(t)
+	fs := &flakyStore{Store: cl.store()}
+	a := newNode(t, cl, "a", func(c *Config) { c.Store = fs })
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1 << 30}
+	landed := leadWithLateFence(t, cl, a, ff, f)
+	ff.mu.Lock()
+	ff.lost = 0
+	ff.mu.Unlock()
+	fs.failReads.Store(2)
+	reads := fs.reads.Load()
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0.Add(time.Second)))
+	v := mustSign(t, r)
+	stillLeading(t, a)
+	if !bytes.Equal(v.Signature, landed.Signature) || !v.Timestamp.Equal(t0) {
+		t.Fatalf("got the signature for %v, want the landed one with the first timestamp %v", v.Timestamp, t0)
+	}
+	if n := fs.reads.Load() - reads; n != 3 {
+		t.Fatalf("%d reads, want 3 (two unanswered, then the one that settled it)", n)
+	}
+	if r.took >= NodeReadTimeout {
+		t.Fatalf("answered after %s, beyond the node's read timeout", r.took)
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+}
+
+// The leader's own late fence plus an unknown outcome of its next fence:
+// the read finds the watermark at another index, holding a value this
+// leader sent itself with an unknown outcome. That is its own fence, not
+// another leader's: adopted and re-served, no step-down. (Another
+// leader's value there still demotes:
+// TestUnknownFenceAfterAnotherLeaderFenced.)
+func TestOwnLateFenceAfterUnknownOutcomeIsAdopted(t *testing.T) {
+	cl := newCluster(t)
+	a := newNode(t, cl, "a")
+	_, f := cl.lock(t)
+	ff := &flakyFencer{f: f, lost: 1 << 30}
+	landed := leadWithLateFence(t, cl, a, ff, f)
+	// Still no answer from the fencer: the next fence is unknown too.
+	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0.Add(time.Second)))
+	v := mustSign(t, r)
+	stillLeading(t, a)
+	if !bytes.Equal(v.Signature, landed.Signature) || !v.Timestamp.Equal(t0) {
+		t.Fatalf("got the signature for %v, want the landed one with the first timestamp %v", v.Timestamp, t0)
+	}
+	if evs := a.logs.events("an own earlier fence applied late: adopted, the request is decided again"); len(evs) != 1 {
+		t.Fatalf("%d adoption events, want 1", len(evs))
+	}
+	ff.mu.Lock()
+	ff.lost = 0
+	ff.mu.Unlock()
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
 }

@@ -351,78 +351,141 @@ func (o *ownLateFence) Error() string {
 	return fmt.Sprintf("an own earlier fence applied late: watermark %s at index %d", o.wm, o.index)
 }
 
-// movedLocked handles a fence the Fencer refused with ErrMoved: the lock
-// check passed but the watermark was no longer at s.index. Under this
-// session's lock only this leader fences (Lead read the watermark after
-// the take), so what moved it is an own fence applied late: a read that
-// finds value means that was this very one (success); another value above
-// the watermark in memory is adopted (ownLateFence). Anything else — a
-// read that fails, a value not above — stands as the refusal.
-func (s *Signer) movedLocked(value []byte, attempts int, moved error) (uint64, int, error) {
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
-	stored, at, err := s.cfg.Store.Read(rctx)
-	cancel()
-	switch {
-	case err != nil:
-		return 0, attempts, fmt.Errorf("%w; read back: %v", moved, err)
-	case bytes.Equal(stored, value):
-		return at, attempts, nil
-	}
-	wm, err := s.parseStored(stored)
-	if err != nil {
-		return 0, attempts, fmt.Errorf("%w; read back: %v", moved, err)
-	}
-	if wm.ChainID != s.cfg.ChainID || Compare(wm, s.wm) <= 0 {
-		return 0, attempts, fmt.Errorf("%w; read back %s, not above %s", moved, wm, s.wm)
-	}
-	return 0, attempts, &ownLateFence{wm: wm, index: at}
-}
-
 // fenceLocked fences value at the watermark's index. An outcome the
 // fencer reports unknown (ErrOutcomeUnknown: a timeout, Consul between two
-// Raft leaders) is resolved rather than taken as a refusal: a consistent
-// read that finds value stored means the fence was applied, under the
-// lock (the transaction checked the session when it applied); one that
-// finds the watermark still at its index means it was not applied, or not
-// yet, and the same value is fenced again at the same index — a
-// check-and-set that cannot apply twice, carrying the same signature, so
-// whichever attempt lands, one signature exists for the height/round/step.
-// A watermark at another index holding another value means another
-// leader fenced: the error stands. This goes on while one more fence fits
-// before until, then ends with errUnresolved; any other error ends it at
-// once. It returns the new index and the number of fence transactions
-// sent.
+// Raft leaders) or a refusal because the watermark moved (ErrMoved: the
+// lock check passed) is resolved with a consistent read rather than taken
+// as a refusal:
+//
+//   - a read that finds value stored means the fence was applied, under
+//     the lock (the transaction checked the session when it applied);
+//   - after an unknown outcome, one that finds the watermark still at its
+//     index means it was not applied, or not yet, and the same value is
+//     fenced again at the same index — a check-and-set that cannot apply
+//     twice, carrying the same signature, so whichever attempt lands, one
+//     signature exists for the height/round/step;
+//   - one that finds another value is settled by otherValueLocked: this
+//     leader's own earlier fence applied late (adopted: ownLateFence), or
+//     another leader's (the error stands).
+//
+// A read that fails is made again, never taken as a refusal: a leader does
+// not step down because Consul was slow to answer a read. This goes on
+// while a read and one more fence fit before until, then ends with
+// errUnresolved (the request parks, the leader stays: the lease decides).
+// Any other error ends it at once. It returns the new index and the number
+// of fence transactions sent.
 func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attempts int, err error) {
 	for {
 		attempts++
 		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
 		index, err = s.fencer.Fence(fctx, value, s.index)
 		cancel()
-		if errors.Is(err, ErrMoved) {
-			return s.movedLocked(value, attempts, err)
-		}
-		if err == nil || !errors.Is(err, ErrOutcomeUnknown) {
+		moved := errors.Is(err, ErrMoved)
+		if err == nil || !moved && !errors.Is(err, ErrOutcomeUnknown) {
 			return index, attempts, err
 		}
-		for {
+		if !moved {
+			s.noteUnsureLocked(value)
+		}
+		// ErrMoved is read back at once (an own late fence is the common
+		// cause); an unknown outcome after a pause.
+		stored, at, rerr := s.readBackLocked(until, moved)
+		switch {
+		case rerr != nil:
+			return 0, attempts, fmt.Errorf("%w after %d attempts: %w; %w", errUnresolved, attempts, err, rerr)
+		case bytes.Equal(stored, value):
+			return at, attempts, nil
+		case !moved && at == s.index:
+			continue // not applied: fence again
+		}
+		return 0, attempts, s.otherValueLocked(stored, at, moved, err)
+	}
+}
+
+// readBackLocked reads the watermark to settle a fence's outcome. A read
+// that fails is made again after fenceRetryPause; every read but a first
+// one made at once (now) waits for the pause and is made only while it and
+// one more fence fit before until. It returns an error only when no time is
+// left, naming the last read's failure.
+func (s *Signer) readBackLocked(until time.Time, now bool) (stored []byte, index uint64, err error) {
+	var last error
+	for first := true; ; first = false {
+		if !first || !now {
 			if s.cfg.Now().Add(fenceRetryPause + 2*s.cfg.FenceTimeout).After(until) {
-				return 0, attempts, fmt.Errorf("%w after %d attempts: %w", errUnresolved, attempts, err)
+				if last == nil {
+					return nil, 0, errors.New("no time left to read the watermark back")
+				}
+				return nil, 0, fmt.Errorf("the watermark could not be read back: %w", last)
 			}
 			time.Sleep(fenceRetryPause)
-			rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
-			stored, at, rerr := s.cfg.Store.Read(rctx)
-			cancel()
-			switch {
-			case rerr != nil:
-				continue // Consul still does not answer: read again
-			case bytes.Equal(stored, value):
-				return at, attempts, nil
-			case at != s.index:
-				return 0, attempts, fmt.Errorf("fence outcome unknown (%v); the watermark then moved to index %d with other data: another leader fenced", err, at)
-			}
-			break // not applied: fence again
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+		stored, index, err = s.cfg.Store.Read(rctx)
+		cancel()
+		if err == nil {
+			return stored, index, nil
+		}
+		last = err
+	}
+}
+
+// otherValueLocked settles a fence (failed with ferr) after which the
+// watermark holds another value than the one fenced, at index at. Under
+// this leader's lock only this leader fences (Lead read the watermark after
+// the take), so the value is an own earlier fence that applied late when
+// the lock check passed (lockChecked: ErrMoved), or when it is one of the
+// values this leader sent with an unknown outcome at the same index
+// (noteUnsureLocked): above the watermark in memory, it is adopted
+// (ownLateFence). Anything else — another leader's value after an unknown
+// outcome, a value not above, one that does not parse — stands as the
+// refusal.
+func (s *Signer) otherValueLocked(stored []byte, at uint64, lockChecked bool, ferr error) error {
+	if !lockChecked && !s.sentLocked(stored) {
+		return fmt.Errorf("%w; the watermark then moved to index %d with other data: another leader fenced", ferr, at)
+	}
+	wm, err := s.parseStored(stored)
+	if err != nil {
+		return fmt.Errorf("%w; read back: %v", ferr, err)
+	}
+	if wm.ChainID != s.cfg.ChainID || Compare(wm, s.wm) <= 0 {
+		return fmt.Errorf("%w; read back %s, not above %s", ferr, wm, s.wm)
+	}
+	return &ownLateFence{wm: wm, index: at}
+}
+
+// maxUnsure bounds the values remembered by noteUnsureLocked.
+const maxUnsure = 32
+
+// noteUnsureLocked remembers value, fenced at the watermark's index with
+// an unknown outcome: it may still land (Raft applies it late), and one
+// found stored later is this leader's own (sentLocked). The list restarts
+// whenever the index moves: a check-and-set at an older index can no
+// longer apply.
+func (s *Signer) noteUnsureLocked(value []byte) {
+	if s.unsureAt != s.index {
+		s.unsure, s.unsureAt = nil, s.index
+	}
+	if s.sentLocked(value) {
+		return
+	}
+	if len(s.unsure) == maxUnsure {
+		s.unsure = s.unsure[1:]
+	}
+	s.unsure = append(s.unsure, bytes.Clone(value))
+}
+
+// sentLocked reports whether value is one this leader fenced at the
+// watermark's index with an unknown outcome.
+func (s *Signer) sentLocked(value []byte) bool {
+	if s.unsureAt != s.index {
+		return false
+	}
+	for _, v := range s.unsure {
+		if bytes.Equal(v, value) {
+			return true
 		}
 	}
+	return false
 }
 
 // floorAfterFence writes the fenced watermark to the floor file before the

@@ -63,7 +63,9 @@ type Store interface {
 // reads the watermark back and fences again while the request's time
 // allows, then parks the request and keeps leading (the lease decides
 // that). An error wrapping ErrMoved (lock held, watermark moved) is read
-// back too. Any other error is a refusal: the signer demotes.
+// back too; a read-back that fails is made again, and one still failing
+// when the reply is due parks the request as for an unknown outcome. Any
+// other error is a refusal: the signer demotes.
 type Fencer interface {
 	Fence(ctx context.Context, value []byte, index uint64) (newIndex uint64, err error)
 }
@@ -133,6 +135,11 @@ type Signer struct {
 	parking     int       // requests parked now
 	parkSince   time.Time // since when requests park above an unmoved wm
 	lastParkEnd time.Time
+
+	// values fenced at index unsureAt with an unknown outcome
+	// (noteUnsureLocked), under mu
+	unsure   [][]byte
+	unsureAt uint64
 
 	floorMu sync.Mutex
 	floor   Watermark
