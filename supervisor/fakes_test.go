@@ -51,7 +51,7 @@ type fakeNode struct {
 	status    Status
 	statusErr error
 	watermark []byte
-	still     bool // the chain does not move: the height stays
+	still     bool              // the chain does not move: the height stays
 	argv      map[Role][]string // command per role; default sleep 600
 	prepErr   map[Role]error
 }

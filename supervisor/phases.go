@@ -108,7 +108,7 @@ func (s *Supervisor) nodeExited() {
 func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
-	logged, heldFor := false, ""
+	logged, heldFor, lagLogged := false, "", false
 	var meter progressMeter
 	var last Status
 	synced := false
@@ -150,6 +150,13 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			if h != heldFor {
 				s.log.Info().Str("hold", h).Msg("synced; staying out of the election on the operator's request")
 				heldFor = h
+			}
+			continue
+		}
+		if l := s.lagging(last.Height); l != "" {
+			if !lagLogged {
+				s.log.Info().Str("lag", l).Msg("synced; staying out of the election until the node catches up")
+				lagLogged = true
 			}
 			continue
 		}
@@ -220,6 +227,7 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 	}
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
+	height := s.Snapshot().Node.Height // the node's, as last read
 	for {
 		select {
 		case err := <-acquired:
@@ -240,6 +248,10 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 				s.release(false)
 				return Syncing, "out of the election: " + h
 			}
+			if l := s.lagging(height); l != "" {
+				s.release(false)
+				return Syncing, "out of the election: " + l
+			}
 			return s.promote(ctx)
 		case <-ctx.Done():
 			return leave(Shutdown, "signal")
@@ -252,11 +264,16 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 				return leave(Syncing, "out of the election: "+h)
 			}
 		case <-tick.C:
-			if st, err := s.status(ctx); err != nil || !st.Synced {
+			st, err := s.status(ctx)
+			if err != nil || !st.Synced {
 				return leave(Syncing, "node no longer synced")
 			}
+			height = st.Height
 			if h := s.hold(); h != "" {
 				return leave(Syncing, "out of the election: "+h)
+			}
+			if l := s.lagging(height); l != "" {
+				return leave(Syncing, "out of the election: "+l)
 			}
 		}
 	}

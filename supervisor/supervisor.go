@@ -70,10 +70,15 @@ type Config struct {
 	// down cleanly. Nil: always in.
 	Operator Operator
 	// BestHeight, when set, is the best chain height known elsewhere (the
-	// other replicas' reports), for the progress logged while syncing.
+	// other replicas' reports), for the progress logged while syncing,
+	// for MaxLag and for telling a stall of the whole chain from one of
+	// this node (stall.go).
 	BestHeight func() int64
-	Log        zerolog.Logger
-	Metrics    *Metrics // nil: no metrics
+	// MaxLag, when above 0, keeps a synced standby whose node is more
+	// than MaxLag blocks below BestHeight out of the election (lag.go).
+	MaxLag  int64
+	Log     zerolog.Logger
+	Metrics *Metrics // nil: no metrics
 
 	// Stdout and Stderr receive the node's output (default: ours, so that
 	// journald keeps it).
@@ -166,6 +171,9 @@ type Supervisor struct {
 func New(cfg Config) (*Supervisor, error) {
 	if cfg.Node == nil || cfg.Elector == nil {
 		return nil, errors.New("supervisor: Node and Elector are required")
+	}
+	if cfg.MaxLag < 0 {
+		return nil, errors.New("supervisor: MaxLag must not be negative")
 	}
 	if cfg.PollInterval < 0 || cfg.StopTimeout < 0 || cfg.KillTimeout < 0 || cfg.MaxStall < 0 || cfg.StepDownHoldoff < 0 {
 		return nil, errors.New("supervisor: durations must not be negative")

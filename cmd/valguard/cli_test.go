@@ -43,6 +43,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"not a cometbft key", []string{"--node-home", home, "--validator-key", garbage}, "is not a CometBFT priv_validator_key.json"},
 		{"no config.toml", []string{"--node-home", dir, "--validator-key", key}, "has no config/config.toml"},
 		{"no key at all", []string{"--node-home", home}, "no validator key"},
+		{"negative max lag", []string{"--node-home", home, "--validator-key", key, "--max-lag", "-1"}, "--max-lag -1: want 0"},
 		{"bad log format", []string{"--node-home", home, "--validator-key", key, "--log-format", "xml"}, "--log-format"},
 		{"bad consul url", []string{"--node-home", home, "--validator-key", key, "--consul-url", "ftp://x"}, "--consul-url"},
 		{"validator id of another key", []string{"--node-home", home, "--validator-key", key, "--validator-id", "0A1B2C"}, "--validator-id \"0A1B2C\" does not name the validator key"},

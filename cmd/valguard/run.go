@@ -31,6 +31,11 @@ import (
 // Consul may expire the session (S4, S6).
 const killMargin = time.Second
 
+// defaultRunMaxLag is run's --max-lag: looser than the hand-over's
+// (defaultMaxLag), since the best height compared with is what the
+// replicas last published, a second or two old on chains of fast blocks.
+const defaultRunMaxLag = 10
+
 func runCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "validator-id", Usage: "names the validator in Consul (default: derived from the key)", EnvVars: env("validator-id")},
@@ -38,7 +43,8 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "session-ttl", Value: election.DefaultTTL, Usage: "Consul session TTL (10s minimum)", EnvVars: env("session-ttl")},
 		&cli.DurationFlag{Name: "lock-delay", Usage: "Consul lock-delay after an invalidation (default: the TTL)", EnvVars: env("lock-delay")},
 		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
-		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down", EnvVars: env("max-stall")},
+		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down (not when the whole chain stopped: no other replica ahead and its node still signing)", EnvVars: env("max-stall")},
+		&cli.Int64Flag{Name: "max-lag", Value: defaultRunMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
 		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
 		&cli.DurationFlag{Name: "stop-timeout", Usage: "wait after SIGTERM before SIGKILL when stopping the node (default: 15s for cometbft, 60s for neard)", EnvVars: env("stop-timeout")},
 		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "wait for the node to be reaped after SIGKILL", EnvVars: env("kill-timeout")},
@@ -64,6 +70,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	logDeprecatedEnv(c, log)
+	if n := c.Int64("max-lag"); n < 0 {
+		return fmt.Errorf("--max-lag %d: want 0 (no limit) or a number of blocks", n)
+	}
 	name, kind, mode, err := chooseNode(c)
 	if err != nil {
 		return err
@@ -186,7 +195,7 @@ func run(c *cli.Context) error {
 		Operator: rgy.watcher, BestHeight: rgy.pub.BestHeight,
 		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
-		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
+		MaxStall: c.Duration("max-stall"), MaxLag: c.Int64("max-lag"), StepDownHoldoff: c.Duration("step-down-holdoff"),
 		MaxStartFailures: c.Int("max-start-failures"),
 	})
 	if err != nil {

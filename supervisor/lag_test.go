@@ -1,0 +1,42 @@
+package supervisor
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestLaggingStandbyStaysOut: a synced standby more than MaxLag blocks
+// below the best height a replica reports stays out of the election (no
+// session, no take), leaves it when it falls behind while voting, and
+// takes part once within MaxLag.
+func TestLaggingStandbyStaysOut(t *testing.T) {
+	var ahead atomic.Int64 // how far the best replica is above this node
+	ahead.Store(20)
+	var r *rig
+	r = newRig(t, func(c *Config) {
+		c.MaxLag = 5
+		c.BestHeight = func() int64 {
+			var h int64
+			r.node.set(func(n *fakeNode) { h = n.status.Height })
+			return h + ahead.Load()
+		}
+	})
+	r.run()
+	r.waitState(Syncing)
+	time.Sleep(300 * time.Millisecond)
+	if st := r.sup.State(); st != Syncing || r.sessions() != 0 {
+		t.Fatalf("a standby 20 blocks behind went on to %s with %d sessions", st, r.sessions())
+	}
+	ahead.Store(5) // within MaxLag
+	r.waitState(Voting)
+	ahead.Store(6)
+	r.waitState(Syncing)
+	if !strings.Contains(r.sup.Snapshot().Reason, "blocks behind the best height") {
+		t.Fatalf("left the election for %q", r.sup.Snapshot().Reason)
+	}
+	if r.j.index("start:validator") >= 0 {
+		t.Fatalf("a lagging standby was promoted:\n%s", strings.Join(r.j.list(), "\n"))
+	}
+}
