@@ -21,7 +21,7 @@
 //
 // Done is closed no later than the local lease deadline: the time the last
 // successful renew was sent, plus the session TTL, minus StopMargin, on the
-// monotonic clock (S4 in DESIGN.md). Consul never invalidates a session
+// monotonic clock (S4 in docs/design.md). Consul never invalidates a session
 // sooner than TTL after the last renew it received, and it received that
 // renew after it was sent, so the local deadline always comes at least
 // StopMargin before the earliest moment the server could let another

@@ -1,7 +1,7 @@
 package signer
 
 // Conformance of Serve, and of the behaviour of CometBFT v0.38 privval the
-// signer mode relies on (SIGNER-MODE.md §1), against a real
+// signer mode relies on (docs/signer-mode.md §1), against a real
 // single-validator node (testNode): the node listens, Serve dials, a
 // FilePV-backed handler signs. Each test states its figures with t.Logf.
 
@@ -251,7 +251,7 @@ func TestConformanceNodeRestart(t *testing.T) {
 		// socket file, and the next start fails on it unless it is
 		// removed first (TestConformanceStaleSocket).
 		if !left {
-			t.Errorf("%s: no socket file left behind; CometBFT now cleans up (update SIGNER-MODE.md)", how)
+			t.Errorf("%s: no socket file left behind; CometBFT now cleans up (update docs/signer-mode.md)", how)
 		}
 
 		// Down: Serve redials every 100 ms without spinning.

@@ -2,7 +2,7 @@
 // as a child process and moves it between the voter and the validator role as
 // the replica wins and loses the election.
 //
-// The states are those of DESIGN.md:
+// The states are those of docs/design.md:
 //
 //	Startup → Syncing → Registering → Voting → Validating → Shutdown
 //

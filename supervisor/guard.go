@@ -46,7 +46,7 @@ import (
 // Not covered: a guard killed by someone else (it is reaped, and the tree
 // is then unguarded until the node's cgroup is released); a valguard that
 // is frozen rather than dead (SIGSTOP, VM pause: its descriptors stay
-// open; see the residual risk in DESIGN.md); the process-group
+// open; see the residual risk in docs/design.md); the process-group
 // containment, which has no guard (without a cgroup there is no single
 // place to kill the tree from outside valguard).
 type guard struct {

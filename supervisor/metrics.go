@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the supervisor's Prometheus metrics (names in DESIGN.md).
+// Metrics are the supervisor's Prometheus metrics (names in docs/design.md).
 type Metrics struct {
 	state        *prometheus.GaugeVec
 	leader       prometheus.Gauge
