@@ -3,6 +3,7 @@ package roster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -44,6 +45,74 @@ func (r *Roster) SetDrain(ctx context.Context, replica string, d Drain) error {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
+}
+
+// drainAttempts bounds SetDrainUnlessLeading's reads of a lock key that
+// keeps changing under it.
+const drainAttempts = 5
+
+// SetDrainUnlessLeading marks replica drained unless replica holds the
+// lock at the moment of the write: it reads lockKey (consistent read),
+// asks holder which replica holds it ("" for none; an error, such as an
+// unreadable value, refuses the drain) and writes the mark in one
+// transaction with a check that lockKey is still as read (at the same
+// modify index, or still absent). A lock key that changed in between is
+// read again, a few times. When replica holds the lock it returns an
+// error wrapping ErrLeading and writes nothing: draining the leader makes
+// it step down, which must wait for a hand-over.
+//
+// Not guaranteed: a replica that has not yet seen the mark may still
+// take the lock right after the write; it then steps down when it sees
+// the mark.
+func (r *Roster) SetDrainUnlessLeading(ctx context.Context, replica string, d Drain, lockKey string, holder func(*api.KVPair) (string, error)) error {
+	if replica == "" || strings.Contains(replica, "/") {
+		return fmt.Errorf("replica id %q: must be set and have no '/'", replica)
+	}
+	value, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	key := r.DrainKey(replica)
+	kv := r.cfg.Client.KV()
+	for range drainAttempts {
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+		pair, _, err := kv.Get(lockKey, (&api.QueryOptions{RequireConsistent: true}).WithContext(cctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", lockKey, err)
+		}
+		who, err := holder(pair)
+		if err != nil {
+			return err
+		}
+		if who == replica {
+			return fmt.Errorf("%w: %s holds %s", ErrLeading, replica, lockKey)
+		}
+		check := &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: lockKey}
+		if pair != nil {
+			check = &api.KVTxnOp{Verb: api.KVCheckIndex, Key: lockKey, Index: pair.ModifyIndex}
+		}
+		ops := api.TxnOps{{KV: check}, {KV: &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: value}}}
+		cctx, cancel = context.WithTimeout(ctx, r.cfg.CallTimeout)
+		ok, resp, _, err := r.cfg.Client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(cctx))
+		cancel()
+		switch {
+		case err != nil:
+			return fmt.Errorf("write %s (in a transaction with a check of %s): %w", key, lockKey, err)
+		case ok:
+			return nil
+		case resp == nil || len(resp.Errors) == 0:
+			return fmt.Errorf("write %s: Consul refused the transaction without saying why", key)
+		}
+		for _, e := range resp.Errors {
+			if e.OpIndex != 0 || permissionDenied(errors.New(e.What)) {
+				return fmt.Errorf("write %s (in a transaction with a check of %s): %s", key, lockKey, e.What)
+			}
+		}
+		// The check failed: the lock key changed since it was read. Read
+		// it again.
+	}
+	return fmt.Errorf("%s kept changing while %s was being drained: nothing written, run again", lockKey, replica)
 }
 
 // Undrain removes replica's drain mark; ErrNotDrained when there is none.

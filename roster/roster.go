@@ -25,6 +25,9 @@ const (
 // ErrNotDrained: undrain of a replica that is not drained.
 var ErrNotDrained = errors.New("replica is not drained")
 
+// ErrLeading: the replica to drain holds the lock (SetDrainUnlessLeading).
+var ErrLeading = errors.New("the replica holds the lock")
+
 // ErrRequestChanged: the hand-over request changed under a
 // check-and-set (another operator, or its window ended).
 var ErrRequestChanged = errors.New("the hand-over request changed meanwhile")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
@@ -128,6 +130,21 @@ func (v *view) leaderID() string {
 		return ""
 	}
 	return v.leader.ReplicaID
+}
+
+// lockHolder names the replica whose session holds the lock key read as
+// pair; "" when no session does. A held key whose value cannot be read
+// names no known replica: an error, so that nothing is decided on it.
+func lockHolder(pair *api.KVPair) (string, error) {
+	if pair == nil || pair.Session == "" {
+		return "", nil
+	}
+	var info election.LeaderInfo
+	if err := json.Unmarshal(pair.Value, &info); err != nil {
+		return "", fmt.Errorf("lock key %s, held by session %s, has an unreadable value %q: the leader is unknown, nothing changed (valguard status)",
+			pair.Key, pair.Session, pair.Value)
+	}
+	return info.ReplicaID, nil
 }
 
 // reporting: the replica's session holds its key and its last report is
