@@ -55,10 +55,16 @@
 // (TestFollowStopsSigning: after Follow a request above the watermark
 // parks.)
 //
-// Lead refuses to lead from a watermark below the floor file (the highest
-// watermark this replica fenced or saw) or below the chain's last height
-// signed by this validator: Consul lost data or was restored from an old
-// snapshot (ErrBelowFloor; TestLeadRefusesBelowFloor).
+// A missing watermark key is never "nothing was signed", and one below
+// the floor file (the highest watermark this replica fenced or saw), the
+// watermark in memory or the chain's last height signed by this validator
+// is never led from (Consul lost data, was restored from an old snapshot,
+// or someone deleted or rewrote the key): a standby keeps the watermark it
+// holds, and Lead raises the key above all of these and above the chain's
+// latest height (S8), writes it back under the lock, logs and counts it
+// (TestLeadRestoresMissingWatermark, TestLeadRestoresLoweredWatermark,
+// TestLeadMissingWatermarkWithoutFloor). A restart-mode leader's
+// watermark is raised the same way (TestLeadRaisesRestartModeWatermark).
 //
 // Not guaranteed: that a parked request is ever served (the node gives a
 // step up after about 50 re-sends), or that the leader's node and a

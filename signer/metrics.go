@@ -20,6 +20,9 @@ type Metrics struct {
 	connected     prometheus.Gauge
 	depositions   prometheus.Counter
 	panics        prometheus.Counter
+	// restored and lost: the watermark key found missing or lowered.
+	restored *prometheus.CounterVec
+	lost     *prometheus.CounterVec
 }
 
 // NewMetrics creates the signer's metrics and registers them with reg.
@@ -73,7 +76,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics)
+	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "valguard_signer_watermark_restored_total",
+		Help: "Times a new leader raised the watermark it found in Consul above everything that may have been signed and wrote it back, by reason: missing (no key), lowered (below what this replica knew was signed), restart_mode (published by a key-file leader).",
+	}, []string{"reason"})
+	m.lost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "valguard_signer_watermark_lost_total",
+		Help: "Times this replica saw the watermark key in Consul go missing or below the watermark it held, by reason (missing, lowered); it kept its own.",
+	}, []string{"reason"})
+	reg.MustRegister(m.restored, m.lost)
 	return m
+}
+
+func (m *Metrics) restoredWatermark(reason string) {
+	if m != nil {
+		m.restored.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) lostWatermark(reason string) {
+	if m != nil {
+		m.lost.WithLabelValues(reason).Inc()
+	}
 }
 
 // SetConnected sets valguard_signer_node_connected.

@@ -37,6 +37,7 @@ func (s *Signer) Run(ctx context.Context) error {
 
 func (s *Signer) watchLoop(ctx context.Context) {
 	var index uint64
+	lost := "" // why the watermark in consul is below this replica's, if it is
 	for ctx.Err() == nil {
 		value, next, err := s.cfg.Store.Watch(ctx, index)
 		if err != nil {
@@ -57,41 +58,66 @@ func (s *Signer) watchLoop(ctx context.Context) {
 		default:
 			index = next
 		}
-		s.observe(value, next)
+		lost = s.observe(value, next, lost)
 	}
 }
 
 // observe takes a watermark seen in the store. A standby adopts it and
 // wakes its parked requests; the leader keeps its own (only its fences
 // write the key while it holds the lock). The floor rises either way.
-func (s *Signer) observe(value []byte, index uint64) {
+//
+// A watermark key of this chain that is missing, or below the watermark
+// in memory, is never adopted: a missing key is not "nothing was signed"
+// and a lower one is not what was signed (Consul lost data, or someone
+// deleted or rewrote the key). The replica keeps the watermark it holds,
+// so it goes on refusing and re-serving against what it saw, and a new
+// leader raises the key again (Lead). It returns why the key is below
+// ("missing", "lowered"; empty when it is not), and logs at error level
+// and counts valguard_signer_watermark_lost_total when that reason
+// differs from prev, the one of the last call, so a key that stays gone
+// is reported once. A value read before this replica's own last fence (an
+// answer on its way while it still led) is older than what it holds: not
+// adopted, and not a loss.
+func (s *Signer) observe(value []byte, index uint64, prev string) string {
 	wm, err := s.parseStored(value)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("watermark in consul unreadable; kept the one in memory")
-		return
+		return prev
 	}
 	if wm.ChainID != s.cfg.ChainID {
 		s.cfg.Log.Error().Str("chain_id", wm.ChainID).Msg("watermark in consul is of another chain; every request is refused")
 	}
+	lost := ""
 	s.mu.Lock()
-	// A value read before this replica's own last fence (an answer on its
-	// way while it still led) is older than what it holds: not adopted.
-	stale := Compare(wm, s.wm) < 0 && index != 0 && index <= s.index
-	if !s.leading && !stale {
-		if !wm.Equal(s.wm) {
-			if Compare(wm, s.wm) < 0 {
-				s.cfg.Log.Warn().Str("watermark", wm.String()).Str("was", s.wm.String()).Msg("watermark in consul went down")
-			}
-			s.wm = wm
-			s.changedLocked(true)
-		}
+	held := s.wm
+	below := held.ChainID == s.cfg.ChainID && wm.ChainID == s.cfg.ChainID && Compare(wm, held) < 0
+	stale := below && index != 0 && index <= s.index
+	switch {
+	case stale:
+	case below && value == nil:
+		lost = restoreMissing
+	case below:
+		lost = restoreLowered
+	case !s.leading && !wm.Equal(s.wm):
+		s.wm = wm
+		s.changedLocked(true)
 	}
 	s.mu.Unlock()
+	if lost != "" && lost != prev {
+		s.cfg.Metrics.lostWatermark(lost)
+		s.cfg.Log.Error().Str("reason", lost).Str("watermark", wm.String()).Bool("absent", value == nil).
+			Str("kept", held.String()).Uint64("index", index).Str("fix", lostFix).
+			Msg("watermark in consul went missing or down; kept the one in memory, the next leader raises it")
+	}
 	if wm.ChainID == s.cfg.ChainID {
 		if err := s.raiseFloor(wm); err != nil {
 			s.cfg.Log.Error().Err(err).Str("watermark", wm.String()).Msg("floor file not raised")
 		}
 	}
+	if stale {
+		return prev
+	}
+	return lost
 }
 
 // deposeLoop checks the deposition rule a few times per DeposeAfter.

@@ -95,9 +95,14 @@ type Config struct {
 	FloorFile string
 	// ChainFloor, if set, returns the last height carrying this
 	// validator's signature on chain and the round of that commit (0, 0:
-	// none found); Lead refuses a watermark below that height's precommit
+	// none found); Lead raises a watermark below that height's precommit
 	// in that round.
 	ChainFloor func(ctx context.Context) (height int64, round int32, err error)
+	// ChainHeight, if set, returns the node's latest committed height (0:
+	// none yet). Lead raises a missing, lowered or restart-mode watermark
+	// above it (the whole next height: S8); an error then keeps it from
+	// leading. Nil leaves the chain's height out of that raise.
+	ChainHeight func(ctx context.Context) (int64, error)
 	// DeposeAfter: a standby whose own node stayed parked above a
 	// watermark that did not move for longer than this destroys the
 	// holder's session (Depose). 0 turns it off.

@@ -66,8 +66,12 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	s, err := signer.New(signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
 		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
-		FloorFile:   filepath.Join(ns.stateDir, "signer-floor.json"),
-		ChainFloor:  func(ctx context.Context) (int64, int32, error) { return n.LastSigned(ctx, chainFloorScan) },
+		FloorFile:  filepath.Join(ns.stateDir, "signer-floor.json"),
+		ChainFloor: func(ctx context.Context) (int64, int32, error) { return n.LastSigned(ctx, chainFloorScan) },
+		ChainHeight: func(ctx context.Context) (int64, error) {
+			st, err := ns.node.Status(ctx)
+			return st.Height, err
+		},
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Depose: func(ctx context.Context) error {
 			// Never this replica's own session: it may have taken the lock
