@@ -264,3 +264,60 @@ func TestOwnLateFenceAfterUnknownOutcomeIsAdopted(t *testing.T) {
 	ff.mu.Unlock()
 	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
 }
+
+// The watermark key deleted in Consul while a replica leads (by hand, or
+// Consul lost it): the leader's next fence finds it absent — at once
+// (ErrMoved) or after an unknown outcome — and never takes that as
+// "nothing signed": it writes back the watermark it holds in memory
+// (create-only, under the lock), logs it at error level, counts it, and
+// fences on. The validator keeps signing; the standby follows.
+func TestLeaderWritesBackDeletedWatermark(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lost int // fences answered "unknown" (not applied) after the deletion
+	}{
+		{"fence refused: the key moved", 0},
+		{"fence outcome unknown", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := newCluster(t)
+			reg := prometheus.NewRegistry()
+			a := newNode(t, cl, "a", func(c *Config) { c.Metrics = NewMetrics(reg) })
+			b := newNode(t, cl, "b")
+			_, f := cl.lock(t)
+			ff := &flakyFencer{f: f}
+			if err := a.s.Lead(context.Background(), ff); err != nil {
+				t.Fatal(err)
+			}
+			mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
+			if _, err := cl.c.KV().Delete(cl.wmKey, nil); err != nil {
+				t.Fatal(err)
+			}
+			ff.mu.Lock()
+			ff.lost, ff.calls = tc.lost, 0
+			ff.mu.Unlock()
+			v := mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+			stillLeading(t, a)
+			if got := cl.stored(t); got.Height != 4 || got.Step != StepPrecommit || !bytes.Equal(got.Signature, v.Signature) {
+				t.Fatalf("consul holds %s, want the returned precommit at 4", got)
+			}
+			evs := a.logs.events("watermark key absent in consul while leading: wrote back the watermark held in memory")
+			if len(evs) != 1 || evs[0]["level"] != "error" || evs[0]["watermark"] != "4/0/2" {
+				t.Fatalf("write-back events %v, want one at error level naming 4/0/2", evs)
+			}
+			if got := testutil.ToFloat64(a.cfg.Metrics.writtenBack); got != 1 {
+				t.Fatalf("valguard_signer_watermark_written_back_total %v, want 1", got)
+			}
+			// The standby re-serves the leader's precommit, and both the
+			// prevote and the precommit stay refused below it.
+			b.waitWatermark(t, Watermark{Height: 4, Step: StepPrecommit})
+			if got := mustSign(t, handleVote(b, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0))); !bytes.Equal(got.Signature, v.Signature) {
+				t.Fatal("the standby re-served another signature")
+			}
+			if r := handleVote(b, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)); r.kind != "refused" {
+				t.Fatalf("the standby answered the prevote below the watermark with %s", r.kind)
+			}
+			mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 5, 0, &blockA, t0)))
+		})
+	}
+}

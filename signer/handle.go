@@ -376,6 +376,9 @@ func (o *ownLateFence) Error() string {
 // of fence transactions sent.
 func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attempts int, err error) {
 	for {
+		if attempts > 0 && s.cfg.Now().Add(s.cfg.FenceTimeout).After(until) {
+			return 0, attempts, fmt.Errorf("%w after %d attempts: %w", errUnresolved, attempts, err)
+		}
 		attempts++
 		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
 		index, err = s.fencer.Fence(fctx, value, s.index)
@@ -397,9 +400,63 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			return at, attempts, nil
 		case !moved && at == s.index:
 			continue // not applied: fence again
+		case stored == nil && s.index != 0:
+			// The key was deleted while this replica leads.
+			attempts++
+			if werr := s.writeBackLocked(); werr != nil {
+				return 0, attempts, werr
+			}
+			continue // fence at the key's new index
+		case at != s.index && s.holdsMemoryLocked(stored):
+			// The key holds the watermark in memory at another index: an
+			// own write-back that applied late. Fencing over it loses
+			// nothing; the transaction still checks the lock.
+			s.index = at
+			continue
 		}
 		return 0, attempts, s.otherValueLocked(stored, at, moved, err)
 	}
+}
+
+// writeBackLocked re-creates the watermark key, found absent while this
+// replica leads (deleted by hand, or Consul lost it), with the watermark
+// held in memory: a create-only fence (index 0) under the lock, so that
+// the key never reads as "nothing signed" (DESIGN.md S8, S11) and the
+// validator goes on signing. It logs at error level and counts in
+// valguard_signer_watermark_written_back_total. A write-back whose outcome
+// is unknown, or a key created meanwhile, is left to fenceLocked's next
+// read; any other refusal is returned (the leader steps down).
+func (s *Signer) writeBackLocked() error {
+	mem, err := json.Marshal(s.wm)
+	if err != nil {
+		return fmt.Errorf("the watermark key is absent in consul; the watermark in memory not encoded: %w", err)
+	}
+	s.cfg.Metrics.wroteBack()
+	ev := s.cfg.Log.Error().Str("watermark", s.wm.String()).Uint64("was_index", s.index).
+		Str("fix", "never delete the watermark key while a replica runs; check who did (consul's logs), or whether consul lost data")
+	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+	index, err := s.fencer.Fence(fctx, mem, 0)
+	cancel()
+	switch {
+	case err == nil:
+		ev.Uint64("index", index).Msg("watermark key absent in consul while leading: wrote back the watermark held in memory")
+		s.index = index
+		return nil
+	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrMoved):
+		ev.AnErr("write_back_err", err).Msg("watermark key absent in consul while leading: writing back the watermark held in memory, outcome not known yet")
+		return nil
+	}
+	ev.AnErr("write_back_err", err).Msg("watermark key absent in consul while leading: the write-back was refused")
+	return fmt.Errorf("the watermark key is absent in consul; writing back %s failed: %w", s.wm, err)
+}
+
+// holdsMemoryLocked reports whether stored is the watermark in memory.
+func (s *Signer) holdsMemoryLocked(stored []byte) bool {
+	if stored == nil {
+		return false
+	}
+	wm, err := s.parseStored(stored)
+	return err == nil && wm.Equal(s.wm)
 }
 
 // readBackLocked reads the watermark to settle a fence's outcome. A read

@@ -20,6 +20,7 @@ type Metrics struct {
 	connected     prometheus.Gauge
 	depositions   prometheus.Counter
 	panics        prometheus.Counter
+	writtenBack   prometheus.Counter
 	// restored and lost: the watermark key found missing or lowered.
 	restored *prometheus.CounterVec
 	lost     *prometheus.CounterVec
@@ -74,8 +75,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "valguard_signer_panics_total",
 			Help: "Requests whose handling panicked: each got an error reply and no signature; a panic under the signing mutex also demotes the leader.",
 		}),
+		writtenBack: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_signer_watermark_written_back_total",
+			Help: "Times the leader found the watermark key absent in Consul at a fence and wrote back the watermark it held in memory (create-only, under the lock) before fencing on.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics)
+	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics, m.writtenBack)
 	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "valguard_signer_watermark_restored_total",
 		Help: "Times a new leader raised the watermark it found in Consul above everything that may have been signed and wrote it back, by reason: missing (no key), lowered (below what this replica knew was signed), restart_mode (published by a key-file leader).",
@@ -157,5 +162,11 @@ func (m *Metrics) deposed() {
 func (m *Metrics) panicked() {
 	if m != nil {
 		m.panics.Inc()
+	}
+}
+
+func (m *Metrics) wroteBack() {
+	if m != nil {
+		m.writtenBack.Inc()
 	}
 }
