@@ -193,6 +193,48 @@ func (e *Election) DestroyHolder(ctx context.Context, own string) (destroyed str
 	return pair.Session, nil
 }
 
+// DestroyStaleHolder destroys session holder if a consistent read of the
+// lock key shows it still holds the lock, and reports whether it did.
+// holder is the session a standby saw holding the lock when it decided to
+// depose it (LeaderInfo.Session from Leader): if the lock is free, absent
+// or held by another session now (it changed hands since, to this
+// replica's own session maybe), nothing is destroyed (false, nil). Consul
+// then frees the key, keeping its value, and refuses it for the holder's
+// lock-delay; the holder's fences fail from the destroy on. Meant for
+// deposition, where the fence makes it safe (see the package doc).
+//
+// A lock key that names another validator's public key is not touched: an
+// error wrapping ErrForeignLock. Not guaranteed: the lock may change hands
+// between the read and the destroy; the session destroyed is then holder,
+// by its ID, which no longer holds the lock. Each call is bounded by ctx
+// and CallTimeout.
+func (e *Election) DestroyStaleHolder(ctx context.Context, holder string) (destroyed bool, err error) {
+	if holder == "" {
+		return false, errors.New("destroy the lock holder: no session named")
+	}
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	pair, err := e.get(rctx, e.lockKey)
+	cancel()
+	if err != nil {
+		e.consulError(err, ctx)
+		return false, err
+	}
+	if pair == nil || pair.Session != holder {
+		return false, nil
+	}
+	if err := e.foreign(pair); err != nil {
+		return false, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
+	if _, err := e.cfg.Client.Session().Destroy(holder, (&api.WriteOptions{}).WithContext(dctx)); err != nil {
+		err = fmt.Errorf("destroy session %s holding %s: %w", holder, e.lockKey, err)
+		e.consulError(err, ctx)
+		return false, err
+	}
+	return true, nil
+}
+
 // present is the value of a key that exists: never nil.
 func present(v []byte) []byte {
 	if v == nil {

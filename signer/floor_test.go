@@ -52,11 +52,15 @@ func TestDeposition(t *testing.T) {
 	b := newNode(t, cl, "b", func(c *Config) {
 		c.DeposeAfter, c.DeposeHoldoff = after, time.Hour
 		c.Synced = synced.Load
-		c.Depose = func(ctx context.Context) error {
+		c.Holder = cl.holder
+		c.Depose = func(ctx context.Context, holder string) (bool, error) {
 			calls.Add(1)
 			deposed.CompareAndSwap(0, time.Now().UnixNano())
+			if holder != sess {
+				t.Errorf("deposed %q, want the holder %s", holder, sess)
+			}
 			_, err := cl.c.Session().Destroy(sess, nil)
-			return err
+			return err == nil, err
 		}
 	})
 	b.waitWatermark(t, Watermark{Height: 2, Step: StepPrevote})
@@ -103,10 +107,11 @@ func TestDeposition(t *testing.T) {
 	c := newNode(t, cl2, "c", func(c *Config) {
 		c.DeposeAfter = after
 		c.Synced = func() bool { return true }
-		c.Depose = func(ctx context.Context) error {
+		c.Holder = cl2.holder
+		c.Depose = func(ctx context.Context, holder string) (bool, error) {
 			first.CompareAndSwap(0, time.Now().UnixNano())
 			_, err := cl2.c.Session().Destroy(sess2, nil)
-			return err
+			return err == nil, err
 		}
 	})
 	start := time.Now()

@@ -125,21 +125,39 @@ func (s *Signer) deposeLoop(ctx context.Context) {
 	every := min(s.cfg.DeposeAfter/4, 250*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var seen holderSeen
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.maybeDepose(ctx)
+			s.maybeDepose(ctx, &seen)
 		}
 	}
 }
 
-// maybeDepose destroys the holder's session when this standby's own node
-// has been parked above a watermark that has not moved for longer than
-// DeposeAfter, the node is synced, and this replica has neither led nor
-// deposed within DeposeHoldoff. It reports whether it deposed.
-func (s *Signer) maybeDepose(ctx context.Context) bool {
+// holderSeen is the lock holder a standby saw during one park above an
+// unmoved watermark.
+type holderSeen struct {
+	park   time.Time // the park (its start) the holder was seen in
+	looked bool      // Holder was read in this park
+	id     string    // the holder read ("": none, or this replica)
+	at     time.Time // when id was first read in this park
+}
+
+// maybeDepose destroys the session of a stale holder: one seen holding the
+// lock while this standby's own node has been parked above a watermark
+// that has not moved for longer than DeposeAfter, with the node synced,
+// and this replica having neither led nor deposed within DeposeHoldoff.
+// It reports whether it deposed.
+//
+// The holder is read (Holder) once half of DeposeAfter into the park, and
+// again when the deposition is due; only a holder read both times, at
+// least DeposeAfter/2 apart, is deposed, and only that session, by its ID
+// (Depose): a lock that changed hands since is left alone, and a new
+// holder gets DeposeAfter/2 from when it was first seen to sign. Never
+// this replica's own session (Holder reports none for it).
+func (s *Signer) maybeDepose(ctx context.Context, seen *holderSeen) bool {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	waiting := s.parking > 0 || now.Sub(s.lastParkEnd) < parkGap
@@ -147,27 +165,58 @@ func (s *Signer) maybeDepose(ctx context.Context) bool {
 		s.parkSince = time.Time{}
 	}
 	since := s.parkSince
-	ok := !s.leading && waiting && !since.IsZero() && now.Sub(since) > s.cfg.DeposeAfter &&
+	ok := !s.leading && waiting && !since.IsZero() &&
 		(s.leftAt.IsZero() || now.Sub(s.leftAt) > s.cfg.DeposeHoldoff) &&
 		(s.deposeAt.IsZero() || now.Sub(s.deposeAt) > s.cfg.DeposeHoldoff)
 	wm := s.wm
 	s.mu.Unlock()
-	if !ok || !s.cfg.Synced() {
+	if !ok {
+		*seen = holderSeen{}
+		return false
+	}
+	if seen.park != since {
+		*seen = holderSeen{park: since}
+	}
+	after, half := s.cfg.DeposeAfter, s.cfg.DeposeAfter/2
+	parked := now.Sub(since)
+	first := !seen.looked || (seen.id == "" && now.Sub(seen.at) >= half)
+	if parked <= half || (!first && (parked <= after || now.Sub(seen.at) < half || !s.cfg.Synced())) {
+		return false
+	}
+	hctx, cancel := context.WithTimeout(ctx, deposeTimeout)
+	holder, err := s.cfg.Holder(hctx)
+	cancel()
+	if err != nil {
+		s.cfg.Log.Warn().Err(err).Str("watermark", wm.String()).Msg("deposition: lock holder unreadable")
+		return false
+	}
+	if first || holder != seen.id {
+		if !first {
+			s.cfg.Log.Info().Str("holder", holder).Str("was", seen.id).Str("watermark", wm.String()).
+				Msg("deposition: the lock changed hands during the park; the new holder is given time to sign")
+		}
+		*seen = holderSeen{park: since, looked: true, id: holder, at: now}
 		return false
 	}
 	dctx, cancel := context.WithTimeout(ctx, deposeTimeout)
-	err := s.cfg.Depose(dctx)
+	deposed, err := s.cfg.Depose(dctx, holder)
 	cancel()
 	if err != nil {
-		s.cfg.Log.Error().Err(err).Str("watermark", wm.String()).Msg("deposition failed")
+		s.cfg.Log.Error().Err(err).Str("holder", holder).Str("watermark", wm.String()).Msg("deposition failed")
 		sleep(ctx, watchRetry)
+		return false
+	}
+	if !deposed {
+		s.cfg.Log.Info().Str("holder", holder).Str("watermark", wm.String()).
+			Msg("deposition: the holder no longer holds the lock; nothing destroyed")
+		*seen = holderSeen{park: since}
 		return false
 	}
 	s.mu.Lock()
 	s.deposeAt = s.cfg.Now()
 	s.mu.Unlock()
 	s.cfg.Metrics.deposed()
-	s.cfg.Log.Warn().Str("watermark", wm.String()).Dur("parked", now.Sub(since)).
+	s.cfg.Log.Warn().Str("holder", holder).Str("watermark", wm.String()).Dur("parked", now.Sub(since)).
 		Msg("deposed the holder: own node parked above a watermark that did not move")
 	return true
 }

@@ -110,8 +110,14 @@ type Config struct {
 	// DeposeHoldoff: no deposition within this long after leading or
 	// deposing. Default DefaultDeposeHoldoff.
 	DeposeHoldoff time.Duration
-	// Depose destroys the holder's session. Required with DeposeAfter.
-	Depose func(ctx context.Context) error
+	// Holder returns who holds the lock now, as an opaque ID (the Consul
+	// session), "" when nobody does or this replica does. Required with
+	// DeposeAfter.
+	Holder func(ctx context.Context) (holder string, err error)
+	// Depose destroys holder's session if it still holds the lock, and
+	// reports whether it did; a lock that changed hands is left alone.
+	// Required with DeposeAfter.
+	Depose func(ctx context.Context, holder string) (deposed bool, err error)
 	// Synced reports the local node synced. Required with DeposeAfter.
 	Synced func() bool
 	// Now is the clock; default time.Now.
@@ -189,8 +195,8 @@ func New(cfg Config) (*Signer, error) {
 		return nil, fmt.Errorf("%w: depose after %v must be above the fence timeout %v: a healthy leader's slow fence would be deposed",
 			ErrUnsafeTiming, cfg.DeposeAfter, cfg.FenceTimeout)
 	}
-	if cfg.DeposeAfter > 0 && (cfg.Depose == nil || cfg.Synced == nil) {
-		return nil, errors.New("deposition needs a depose function and a synced check")
+	if cfg.DeposeAfter > 0 && (cfg.Depose == nil || cfg.Holder == nil || cfg.Synced == nil) {
+		return nil, errors.New("deposition needs a depose function, a holder read and a synced check")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -76,7 +76,7 @@ func TestNewValidates(t *testing.T) {
 		{"fence timeout above default park hold", func(c *Config) { c.FenceTimeout = 4500 * time.Millisecond }, true},
 		{"deposition without depose", func(c *Config) { c.DeposeAfter = 2 * time.Second; c.Synced = func() bool { return true } }, false},
 		{"deposition not above the fence timeout", func(c *Config) {
-			c.DeposeAfter, c.Depose, c.Synced = time.Second, func(context.Context) error { return nil }, func() bool { return true }
+			c.DeposeAfter, c.Depose, c.Synced = time.Second, func(context.Context, string) (bool, error) { return true, nil }, func() bool { return true }
 		}, true},
 		{"negative", func(c *Config) { c.DeposeAfter = -1 }, false},
 	} {

@@ -73,17 +73,16 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 			return st.Height, err
 		},
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
-		Depose: func(ctx context.Context) error {
+		Holder: func(ctx context.Context) (string, error) {
 			// Never this replica's own session: it may have taken the lock
 			// a moment ago and not be leading yet.
-			if l, err := el.Leader(ctx); err != nil {
-				return err
-			} else if l == nil || l.ReplicaID == el.Config().ReplicaID {
-				return nil
+			l, err := el.Leader(ctx)
+			if err != nil || l == nil || l.ReplicaID == el.Config().ReplicaID {
+				return "", err
 			}
-			_, err := el.DestroyHolder(ctx, "")
-			return err
+			return l.Session, nil
 		},
+		Depose: el.DestroyStaleHolder,
 		Synced: synced,
 	})
 	if errors.Is(err, signer.ErrUnsafeTiming) {
