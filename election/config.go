@@ -101,6 +101,13 @@ type Config struct {
 	// renew loop: it must return quickly. Meant for a systemd watchdog,
 	// which must then be fed from nowhere else.
 	OnRenew func()
+	// TakeDelay, if set, is how long Acquire waits, the first time it sees
+	// the lock key free after it was held (or at its start), before it
+	// takes the key (if it is then still free): several standbys that see the key freed at once then
+	// take it in the order of their delays, the shortest first. It must
+	// return quickly; at most MaxTakeDelay is used. Meant for letting the
+	// standby whose node is freshest win (the supervisor's TakeDelay).
+	TakeDelay func() time.Duration
 	// OnUncleanTakeover, if set, is called by Acquire when it took a lock
 	// key that no clean release left behind (see the package doc), with the
 	// reason and the time Acquire will now wait, holding the lock, before

@@ -14,6 +14,9 @@ import (
 // least that often even if a change notification is lost.
 const maxWait = time.Minute
 
+// MaxTakeDelay caps Config.TakeDelay.
+const MaxTakeDelay = time.Second
+
 // fencedRetrySlack is added to the lock-delay before a Fenced election
 // retries a refused take, so that the retry lands after the delay ends.
 const fencedRetrySlack = 5 * time.Millisecond
@@ -57,6 +60,7 @@ const fencedRetrySlack = 5 * time.Millisecond
 func (s *Session) Acquire(ctx context.Context) error {
 	var index uint64
 	var free freeSighting
+	delayed := false // TakeDelay was waited for since the key was last seen held
 	for {
 		if err := s.Err(); err != nil {
 			return err
@@ -86,12 +90,22 @@ func (s *Session) Acquire(ctx context.Context) error {
 			return err
 		}
 		free.saw(pair, next, s.e.now())
+		if pair != nil && pair.Session != "" {
+			delayed = false
+		}
 		switch {
 		case pair != nil && pair.Session == s.id:
 			// An earlier take whose answer was lost: what it replaced is
 			// unknown, so it counts as unclean.
 			s.tookLock(pair.Value, "a take whose answer was lost", s.e.now(), false)
 		case pair == nil || pair.Session == "":
+			if w := s.takeDelay(&delayed); w > 0 {
+				if err := s.pause(ctx, w); err != nil {
+					return err
+				}
+				index = 0 // read again at once: take it if still free as seen
+				continue
+			}
 			ok, takeErr := s.take(ctx, pair, free.since)
 			if ok {
 				continue // the loop head waits if need be and reports leadership
@@ -104,6 +118,17 @@ func (s *Session) Acquire(ctx context.Context) error {
 			index = 0
 		}
 	}
+}
+
+// takeDelay is Config.TakeDelay (capped at MaxTakeDelay) the first time
+// the lock key is seen free since it was last seen held; 0 after.
+func (s *Session) takeDelay(delayed *bool) time.Duration {
+	f := s.e.cfg.TakeDelay
+	if f == nil || *delayed {
+		return 0
+	}
+	*delayed = true
+	return min(max(f(), 0), MaxTakeDelay)
 }
 
 // retryAfterTake is the pause after a take that did not succeed with

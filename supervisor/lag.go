@@ -1,6 +1,9 @@
 package supervisor
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // lagging reports why a synced standby whose node is at height h stays
 // out of the election: its node is more than MaxLag blocks below the best
@@ -24,4 +27,25 @@ func (s *Supervisor) lagging(h int64) string {
 		return fmt.Sprintf("node at height %d is %d blocks behind the best height %d a replica reports (more than --max-lag %d)", h, best-h, best, s.cfg.MaxLag)
 	}
 	return ""
+}
+
+// takeDelayPerBlock is TakeDelay's wait for each block a standby's node
+// is below the best height.
+const takeDelayPerBlock = 100 * time.Millisecond
+
+// TakeDelay is how long this standby lets fresher ones take a freed lock
+// first (election.Config.TakeDelay): takeDelayPerBlock for each block its
+// node, as last read, is below the best height a replica reports; 0 at
+// the best height, or without BestHeight. Of several eligible standbys
+// the freshest thus wins, and one alone loses at most that wait.
+func (s *Supervisor) TakeDelay() time.Duration {
+	if s.cfg.BestHeight == nil {
+		return 0
+	}
+	h := s.Snapshot().Node.Height
+	behind := s.cfg.BestHeight() - h
+	if h <= 0 || behind <= 0 {
+		return 0
+	}
+	return time.Duration(min(behind, 100)) * takeDelayPerBlock
 }

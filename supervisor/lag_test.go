@@ -40,3 +40,20 @@ func TestLaggingStandbyStaysOut(t *testing.T) {
 		t.Fatalf("a lagging standby was promoted:\n%s", strings.Join(r.j.list(), "\n"))
 	}
 }
+
+// TestTakeDelay: a standby waits takeDelayPerBlock for each block its node
+// is below the best height, nothing at the best height or without one.
+func TestTakeDelay(t *testing.T) {
+	var best atomic.Int64
+	r := newRig(t, func(c *Config) { c.BestHeight = best.Load })
+	r.sup.snap.update(func(sn *Snapshot) { sn.Node.Height = 100 })
+	for _, tc := range []struct {
+		best int64
+		want time.Duration
+	}{{0, 0}, {90, 0}, {100, 0}, {103, 3 * takeDelayPerBlock}} {
+		best.Store(tc.best)
+		if got := r.sup.TakeDelay(); got != tc.want {
+			t.Errorf("best %d: TakeDelay %s, want %s", tc.best, got, tc.want)
+		}
+	}
+}

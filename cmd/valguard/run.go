@@ -126,12 +126,20 @@ func run(c *cli.Context) error {
 		metrics.ConsulAddressRejected.Inc()
 		log.Error().Str("address", host).Err(err).Msg("--consul-url address not used: it belongs to another Consul cluster; fix --consul-url")
 	}
+	var sup *supervisor.Supervisor
 	el, err := election.New(election.Config{
 		Client: client, ValidatorID: ns.lockID, PublicKey: ns.publicKey, Label: label,
 		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
-		Fenced:        mode == signSigner,
+		Fenced: mode == signSigner,
+		// The freshest of several standbys takes a freed lock first.
+		TakeDelay: func() time.Duration {
+			if sup == nil {
+				return 0
+			}
+			return sup.TakeDelay()
+		},
 		OnConsulError: func(error) { metrics.ConsulErrors.Inc() },
 		OnLateClose: func(attempts int, err error) {
 			if err != nil {
@@ -156,7 +164,6 @@ func run(c *cli.Context) error {
 	if err := checkWatchdog(underSystemd, wdInterval, cfg.TTL, cfg.RenewInterval, cfg.StopMargin); err != nil {
 		return err
 	}
-	var sup *supervisor.Supervisor
 	var signerMode *signerSetup
 	var sig supervisor.Signer
 	if mode == signSigner {
