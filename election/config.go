@@ -79,17 +79,19 @@ type Config struct {
 	// on the old leader stopping in time, so:
 	//
 	//   - Acquire skips the unclean-takeover wait (max(LockDelay, TTL), see
-	//     the package doc) and does not call OnUncleanTakeover: a fence by
-	//     an old leader that still runs fails at Consul;
+	//     the package doc) and does not call OnUncleanTakeover when the lock
+	//     it took was held by a Fenced replica: a fence by an old leader
+	//     that still runs fails at Consul. A lock a key-file replica held
+	//     (a fleet migrating between modes) gets the wait like any unclean
+	//     take: no fence stops that leader's node, only its own deadline;
 	//   - LockDelay defaults to FencedLockDelay;
 	//   - a take refused inside the lock-delay is retried after
 	//     min(LockDelay + 5 ms, 500 ms) rather than 500 ms.
 	//
-	// Every replica of a validator must run in the same mode: a fenced
-	// replica that takes over from a crashed key-file leader does not wait
-	// for that leader's node to stop. The watermark is then written only
-	// by Fence: a Publish or a final write in Close moves the key's index,
-	// and the next Fence fails with ErrWatermarkMoved.
+	// The watermark is then written only by Fence: a Publish or a final
+	// write in Close moves the key's index, and the next Fence fails with
+	// ErrWatermarkMoved. The signer raises a key-file leader's watermark
+	// above the chain before it signs (S8; signer.Signer.Lead).
 	Fenced bool
 
 	// Now is the clock for deadlines; it must follow real time (timers run

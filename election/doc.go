@@ -82,9 +82,10 @@
 // served that: Acquire skips the unclean-takeover wait, lock-delay
 // defaults to 1 ms (FencedLockDelay; the api drops a zero, which would
 // give Consul's 15 s), and a take refused inside the lock-delay is retried
-// after the lock-delay plus 5 ms. Election.DestroyHolder lets a standby
-// depose a leader that stopped signing; its fences fail from the destroy
-// on. The watch (WatchWatermark) lets a standby follow the leader's
+// after the lock-delay plus 5 ms. Election.DestroyStaleHolder lets a
+// standby depose a leader that stopped signing, by the session id it saw
+// holding the lock (never a newer holder); its fences fail from the
+// destroy on. The watch (WatchWatermark) lets a standby follow the leader's
 // signatures.
 //
 // Guaranteed in signer mode: every value Fence returned nil for was
@@ -96,9 +97,10 @@
 // when to stop fencing); that a Fence which returned ErrFenceUnknown wrote
 // nothing (the watermark may be ahead of what was released, which is only
 // conservative); anything about signatures released without a Fence, such
-// as a key-file (restart mode) leader's: every replica of a validator must
-// run in the same mode, and a Fenced replica taking over from a crashed
-// restart-mode leader does not wait for its node to stop. Consul data loss
+// as a key-file (restart mode) leader's: a Fenced replica that takes over
+// from one (a fleet migrating between modes) waits as any unclean take
+// does, for that leader's node to have stopped, and the signer raises the
+// watermark above the chain before it signs. Consul data loss
 // or a rollback (a snapshot restore, a wiped server) brings back an older
 // watermark; only a floor kept outside Consul covers that.
 //
