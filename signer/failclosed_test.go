@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	cmtproto "github.com/cometbft/cometbft/proto/tendermint/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/valguard/valguard/internal/atomicfile"
 )
 
 // LastRequest feeds a duration that decides a node restart
@@ -319,5 +323,117 @@ func TestLeaderWritesBackDeletedWatermark(t *testing.T) {
 			}
 			mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 5, 0, &blockA, t0)))
 		})
+	}
+}
+
+// A floor file write that hangs after a fence (a state directory whose
+// fsync never returns) is given up on after FloorTimeout: the request is
+// refused — the signature never leaves without its floor — and the leader
+// steps down, well before the node's read timeout; the signing mutex stays
+// free (Follow returns), and Lead fails at once while the write hangs.
+// Once the disk answers, the floor is raised and the replica leads again.
+func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
+	cl := newCluster(t)
+	reg := prometheus.NewRegistry()
+	var hanging atomic.Bool
+	disk := make(chan struct{}) // closed: the disk answers again
+	var once sync.Once
+	answer := func() { once.Do(func() { close(disk) }) }
+	t.Cleanup(answer)
+	a := newNode(t, cl, "a", func(c *Config) {
+		c.Metrics = NewMetrics(reg)
+		c.FloorTimeout = 300 * time.Millisecond
+		c.writeFile = func(path string, data []byte, perm os.FileMode) error {
+			if hanging.Load() {
+				<-disk
+			}
+			return atomicfile.Write(path, data, perm)
+		}
+	})
+	_, f := cl.lock(t)
+	if err := a.s.Lead(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)))
+	floor3 := a.s.Floor()
+
+	hanging.Store(true)
+	r, ok := within(10*time.Second, func() reply { return handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)) })
+	if !ok {
+		answer()
+		t.Fatal("no reply 10s after the request: the reply waits for a hung floor file write")
+	}
+	if r.kind != "refused" || !strings.Contains(r.err, "floor file") {
+		t.Fatalf("got %s (%s), want a refusal naming the floor file", r.kind, r.err)
+	}
+	if r.took >= NodeReadTimeout {
+		t.Fatalf("refused after %s, beyond the node's read timeout", r.took)
+	}
+	select {
+	case <-a.s.Demoted():
+	default:
+		t.Fatal("not demoted: the leader keeps the lock while it cannot persist its floor")
+	}
+	if _, ok := within(10*time.Second, func() bool { a.s.Follow(); return a.s.Leading() }); !ok {
+		answer()
+		t.Fatal("Follow hangs behind the floor file write")
+	}
+	if got := a.s.Floor(); Compare(got, floor3) != 0 {
+		t.Fatalf("floor %s, want %s: the floor in memory is only what the file holds", got, floor3)
+	}
+	if got := cl.stored(t); got.Height != 4 || got.Step != StepPrevote {
+		t.Fatalf("consul holds %s, want the fenced prevote at 4", got)
+	}
+	if evs := a.logs.events("floor file not written after a fence: request refused, leader steps down"); len(evs) != 1 {
+		t.Fatalf("%d floor failure events, want 1", len(evs))
+	}
+	if got := testutil.ToFloat64(a.cfg.Metrics.floorFailures.WithLabelValues("timeout")); got < 1 {
+		t.Fatalf("valguard_signer_floor_failures_total{reason=timeout} %v, want at least 1", got)
+	}
+	// While the write hangs, Lead cannot persist the watermark it would
+	// lead from: it fails, within its bound.
+	err, ok := within(10*time.Second, func() error { return a.s.Lead(context.Background(), f) })
+	if !ok {
+		answer()
+		t.Fatal("Lead hangs behind the floor file write")
+	}
+	if !errors.Is(err, ErrFloorTimeout) {
+		t.Fatalf("Lead while the floor file write hangs: %v, want ErrFloorTimeout", err)
+	}
+	// The disk answers: the write that hung ends and raises the floor;
+	// the replica leads again and re-serves nothing it did not fence.
+	hanging.Store(false)
+	answer()
+	deadline := time.Now().Add(10 * time.Second)
+	for Compare(a.s.Floor(), Watermark{Height: 4, Step: StepPrevote}) < 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("floor %s after the disk answered, want 4/0/2", a.s.Floor())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.s.Lead(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))
+}
+
+// A floor timeout that, with the fence timeout, leaves a signed reply no
+// time before the node's read timeout is refused at start, naming both.
+func TestNewRefusesFloorTimeoutBeyondReplyBudget(t *testing.T) {
+	base := Config{Key: testKey, ChainID: testChain, Store: consulStore{}, FloorFile: t.TempDir() + "/floor.json"}
+	cfg := base
+	cfg.ParkHold, cfg.FenceTimeout, cfg.FloorTimeout = 4*time.Second, 3*time.Second, 2*time.Second
+	_, err := New(cfg)
+	if !errors.Is(err, ErrUnsafeTiming) || !strings.Contains(err.Error(), "floor file timeout 2s") || !strings.Contains(err.Error(), "fence timeout 3s") {
+		t.Fatalf("New: %v, want ErrUnsafeTiming naming both timeouts", err)
+	}
+	cfg.FloorTimeout = -time.Second
+	if _, err := New(cfg); err == nil {
+		t.Fatal("a negative floor timeout accepted")
+	}
+	cfg.FloorTimeout = 0 // the default fits with the default fence timeout
+	cfg.FenceTimeout = 0
+	if _, err := New(cfg); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/tidwall/sjson"
-
-	"github.com/valguard/valguard/internal/atomicfile"
 )
 
 // ErrBelowFloor: the watermark in Consul is below what this replica fenced
@@ -60,13 +59,20 @@ func loadFloor(path, chainID, address string) (Watermark, error) {
 	return w, nil
 }
 
+// ErrFloorTimeout: a floor file write did not end within FloorTimeout (a
+// hung disk or state directory). The write goes on in the background.
+var ErrFloorTimeout = errors.New("floor file write did not end in time")
+
 // raiseFloor makes w the floor, written to the floor file (atomic write,
 // fsync) before it returns, if w is above the current floor. w must be of
-// the signer's chain.
+// the signer's chain. The wait is bounded by FloorTimeout, counted from the
+// call: past it, it returns an error wrapping ErrFloorTimeout and leaves
+// the write (its own, or an earlier one it waited behind) running; the
+// floor in memory rises only once a write has ended, so Floor never says
+// more than the file holds. Failures count in
+// valguard_signer_floor_failures_total.
 func (s *Signer) raiseFloor(w Watermark) error {
-	s.floorMu.Lock()
-	defer s.floorMu.Unlock()
-	if Compare(w, s.floor) <= 0 {
+	if Compare(w, s.Floor()) <= 0 {
 		return nil
 	}
 	data, err := json.Marshal(w)
@@ -76,11 +82,45 @@ func (s *Signer) raiseFloor(w Watermark) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(s.cfg.FloorFile, data, 0o600); err != nil {
-		return fmt.Errorf("write floor file: %w", err)
+	timer := time.NewTimer(s.cfg.FloorTimeout)
+	defer timer.Stop()
+	timedOut := func(what string) error {
+		s.cfg.Metrics.floorFailed("timeout")
+		return fmt.Errorf("%w: %s %s did not end within %v: check the disk of the state directory",
+			ErrFloorTimeout, what, s.cfg.FloorFile, s.cfg.FloorTimeout)
 	}
-	s.floor = w
-	return nil
+	select {
+	case s.floorWrite <- struct{}{}:
+	case <-timer.C:
+		return timedOut("an earlier write of the floor file")
+	}
+	if Compare(w, s.Floor()) <= 0 { // raised meanwhile
+		<-s.floorWrite
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := s.cfg.writeFile(s.cfg.FloorFile, data, 0o600)
+		if err == nil {
+			s.floorMu.Lock()
+			if Compare(w, s.floor) > 0 {
+				s.floor = w
+			}
+			s.floorMu.Unlock()
+		}
+		<-s.floorWrite
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.cfg.Metrics.floorFailed("error")
+			return fmt.Errorf("write floor file: %w", err)
+		}
+		return nil
+	case <-timer.C:
+		return timedOut("the write of the floor file")
+	}
 }
 
 // Floor is the highest watermark this replica fenced or saw, as kept in

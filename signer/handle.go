@@ -33,6 +33,7 @@ type outcome struct {
 	fenceTook time.Duration // the fence, when one ran
 	floorTook time.Duration // the floor file write after a fence
 	floor     Watermark     // the fenced watermark, for the floor file
+	term      uint64        // the leadership that fenced it (Signer.term)
 }
 
 // Handle answers one request of the node (the privval loop calls it, one
@@ -204,10 +205,13 @@ func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time
 		d = Decide(s.leading, s.wm, req)
 	}
 	if d.Result == Sign {
-		if s.cfg.Now().Add(s.cfg.FenceTimeout).After(arrived.Add(replyBudget)) {
+		// The fence ends early enough to leave the floor file write its
+		// bound before the reply is due.
+		due := arrived.Add(replyBudget - s.cfg.FloorTimeout)
+		if s.cfg.Now().Add(s.cfg.FenceTimeout).After(due) {
 			d = Decision{Result: Park, Reason: "too late to fence before the node's read timeout"}
 			*hold = arrived
-		} else if o, ok := s.signLocked(req, d, arrived.Add(replyBudget)); ok {
+		} else if o, ok := s.signLocked(req, d, due); ok {
 			return turn{o: o, done: true}
 		} else if s.leading {
 			return turn{again: true} // an own late fence was adopted: decide again
@@ -329,7 +333,7 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 	}
 	s.wm, s.index = next, index
 	s.changedLocked(true)
-	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floor: next}, true
+	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floor: next, term: s.term}, true
 }
 
 // fenceRetryPause is the pause before each read that resolves an unknown
@@ -546,16 +550,31 @@ func (s *Signer) sentLocked(value []byte) bool {
 }
 
 // floorAfterFence writes the fenced watermark to the floor file before the
-// signature is returned, outside the signing mutex: a slow or hung disk
-// delays this reply only, never Follow, so the lock can still be released.
+// signature is returned (persist before acting), outside the signing
+// mutex: a slow disk delays this reply only, never Follow, so the lock can
+// still be released. A write that fails, or does not end within
+// FloorTimeout (a hung fsync), turns the outcome into a refusal — the
+// signature never leaves without its floor — and steps the leadership
+// that fenced down: the watermark in Consul holds the signature, and the
+// next leader's node gets it from there. It leaves the next leader's take
+// to the lease; this replica's own Lead fails while the write hangs.
 func (s *Signer) floorAfterFence(o *outcome) {
 	start := time.Now()
-	if err := s.raiseFloor(o.floor); err != nil {
-		// The signature is fenced, so it may leave; the floor is the
-		// second line against consul data loss.
-		s.cfg.Log.Error().Err(err).Str("watermark", o.floor.String()).Msg("floor file not raised")
-	}
+	err := s.raiseFloor(o.floor)
 	o.floorTook = time.Since(start)
+	if err == nil {
+		return
+	}
+	s.cfg.Log.Error().Err(err).Str("watermark", o.floor.String()).Dur("floor_took", o.floorTook).
+		Msg("floor file not written after a fence: request refused, leader steps down")
+	term := o.term
+	*o = outcome{result: resultRefused, reason: "fenced, but the floor file was not written: " + err.Error(),
+		fenceTook: o.fenceTook, floorTook: o.floorTook}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leading && s.term == term {
+		s.demoteLocked(fmt.Errorf("floor file not written after a fence: %w", err))
+	}
 }
 
 // logOutcome writes the one event per decision, with stable keys.

@@ -21,6 +21,7 @@ type Metrics struct {
 	depositions   prometheus.Counter
 	panics        prometheus.Counter
 	writtenBack   prometheus.Counter
+	floorFailures *prometheus.CounterVec
 	// restored and lost: the watermark key found missing or lowered.
 	restored *prometheus.CounterVec
 	lost     *prometheus.CounterVec
@@ -79,8 +80,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "valguard_signer_watermark_written_back_total",
 			Help: "Times the leader found the watermark key absent in Consul at a fence and wrote back the watermark it held in memory (create-only, under the lock) before fencing on.",
 		}),
+		floorFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "valguard_signer_floor_failures_total",
+			Help: "Floor file writes that failed, by reason: timeout (not ended within the floor timeout: a hung disk) or error. After a fence, the request is refused and the leader steps down.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics, m.writtenBack)
+	reg.MustRegister(m.requests, m.fence, m.fenceFailures, m.fenceRetries, m.height, m.round, m.step, m.parked, m.connected, m.depositions, m.panics, m.writtenBack, m.floorFailures)
 	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "valguard_signer_watermark_restored_total",
 		Help: "Times a new leader raised the watermark it found in Consul above everything that may have been signed and wrote it back, by reason: missing (no key), lowered (below what this replica knew was signed), restart_mode (published by a key-file leader).",
@@ -168,5 +173,11 @@ func (m *Metrics) panicked() {
 func (m *Metrics) wroteBack() {
 	if m != nil {
 		m.writtenBack.Inc()
+	}
+}
+
+func (m *Metrics) floorFailed(reason string) {
+	if m != nil {
+		m.floorFailures.WithLabelValues(reason).Inc()
 	}
 }

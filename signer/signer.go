@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,12 +13,15 @@ import (
 	cryptoenc "github.com/cometbft/cometbft/crypto/encoding"
 	cryptoproto "github.com/cometbft/cometbft/proto/tendermint/crypto"
 	"github.com/rs/zerolog"
+
+	"github.com/valguard/valguard/internal/atomicfile"
 )
 
 // Timing defaults and limits.
 const (
 	DefaultParkHold      = 4 * time.Second
 	DefaultFenceTimeout  = 1 * time.Second
+	DefaultFloorTimeout  = 1 * time.Second
 	DefaultDeposeHoldoff = time.Minute
 	// NodeReadTimeout is how long a CometBFT node waits for a reply
 	// (privval defaultTimeoutReadWriteSeconds); ParkHold must stay below.
@@ -93,6 +97,14 @@ type Config struct {
 	// FloorFile keeps the highest watermark this replica fenced or saw
 	// (atomic writes). Required.
 	FloorFile string
+	// FloorTimeout bounds each write of the floor file, its fsyncs
+	// included. A write not ended by then is given up on (it goes on in
+	// the background; later writes wait for it): a leader that fenced a
+	// signature refuses the request and steps down, a Lead fails. The
+	// fence of a signature leaves this much of the reply's time for the
+	// write. Default DefaultFloorTimeout; FenceTimeout plus FloorTimeout
+	// stay below the node's read timeout less a margin (4.75s).
+	FloorTimeout time.Duration
 	// ChainFloor, if set, returns the last height carrying this
 	// validator's signature on chain and the round of that commit (0, 0:
 	// none found); Lead raises a watermark below that height's precommit
@@ -122,6 +134,10 @@ type Config struct {
 	Synced func() bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// writeFile writes the floor file; default atomicfile.Write (tests
+	// make it hang).
+	writeFile func(path string, data []byte, perm os.FileMode) error
 }
 
 // Signer is the validator's only signer (see the package doc).
@@ -152,8 +168,16 @@ type Signer struct {
 	unsure   [][]byte
 	unsureAt uint64
 
+	// term counts the leaderships that ended, under mu: a floor file
+	// write that failed after a fence steps down only the leadership that
+	// fenced.
+	term uint64
+
 	floorMu sync.Mutex
-	floor   Watermark
+	floor   Watermark // the floor as persisted in the floor file
+	// floorWrite holds one token while a floor file write runs (even one
+	// given up on): writes are one at a time, in order.
+	floorWrite chan struct{}
 
 	// lastRequest is when the last sign request arrived, as Now gave it:
 	// with time.Now, a time carrying its monotonic clock reading, so that
@@ -173,7 +197,7 @@ func New(cfg Config) (*Signer, error) {
 		return nil, errors.New("no watermark store")
 	case cfg.FloorFile == "":
 		return nil, errors.New("no floor file")
-	case cfg.ParkHold < 0, cfg.FenceTimeout < 0, cfg.DeposeAfter < 0, cfg.DeposeHoldoff < 0:
+	case cfg.ParkHold < 0, cfg.FenceTimeout < 0, cfg.FloorTimeout < 0, cfg.DeposeAfter < 0, cfg.DeposeHoldoff < 0:
 		return nil, errors.New("negative duration")
 	}
 	if cfg.ParkHold == 0 {
@@ -182,14 +206,24 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.FenceTimeout == 0 {
 		cfg.FenceTimeout = DefaultFenceTimeout
 	}
+	if cfg.FloorTimeout == 0 {
+		cfg.FloorTimeout = DefaultFloorTimeout
+	}
 	if cfg.DeposeHoldoff == 0 {
 		cfg.DeposeHoldoff = DefaultDeposeHoldoff
+	}
+	if cfg.writeFile == nil {
+		cfg.writeFile = atomicfile.Write
 	}
 	if cfg.ParkHold >= NodeReadTimeout {
 		return nil, fmt.Errorf("%w: park hold %v must be below the node's read timeout %v", ErrUnsafeTiming, cfg.ParkHold, NodeReadTimeout)
 	}
 	if cfg.FenceTimeout >= cfg.ParkHold {
 		return nil, fmt.Errorf("%w: fence timeout %v must be below the park hold %v", ErrUnsafeTiming, cfg.FenceTimeout, cfg.ParkHold)
+	}
+	if cfg.FenceTimeout+cfg.FloorTimeout >= replyBudget {
+		return nil, fmt.Errorf("%w: fence timeout %v plus floor file timeout %v must be below %v, the time a signed reply has before the node's read timeout: lower the fence timeout",
+			ErrUnsafeTiming, cfg.FenceTimeout, cfg.FloorTimeout, replyBudget)
 	}
 	if cfg.DeposeAfter > 0 && cfg.DeposeAfter <= cfg.FenceTimeout {
 		return nil, fmt.Errorf("%w: depose after %v must be above the fence timeout %v: a healthy leader's slow fence would be deposed",
@@ -214,6 +248,7 @@ func New(cfg Config) (*Signer, error) {
 		cfg: cfg, pub: pk, address: address, floor: floor,
 		wm:      Watermark{ChainID: cfg.ChainID},
 		demoted: make(chan struct{}), changed: make(chan struct{}),
+		floorWrite: make(chan struct{}, 1),
 	}
 	ch := s.demoted
 	s.demotedCh.Store(&ch)
@@ -246,6 +281,7 @@ func (s *Signer) demoteLocked(err error) {
 
 func (s *Signer) endLeadLocked() {
 	s.leading, s.fencer = false, nil
+	s.term++
 	s.leftAt = s.cfg.Now()
 	s.changedLocked(false)
 }
