@@ -87,22 +87,7 @@ func (s *Signer) observe(value []byte, index uint64, prev string) string {
 	if wm.ChainID != s.cfg.ChainID {
 		s.cfg.Log.Error().Str("chain_id", wm.ChainID).Msg("watermark in consul is of another chain; every request is refused")
 	}
-	lost := ""
-	s.mu.Lock()
-	held := s.wm
-	below := held.ChainID == s.cfg.ChainID && wm.ChainID == s.cfg.ChainID && Compare(wm, held) < 0
-	stale := below && index != 0 && index <= s.index
-	switch {
-	case stale:
-	case below && value == nil:
-		lost = restoreMissing
-	case below:
-		lost = restoreLowered
-	case !s.leading && !wm.Equal(s.wm):
-		s.wm = wm
-		s.changedLocked(true)
-	}
-	s.mu.Unlock()
+	held, lost, stale := s.adopt(wm, value == nil, index)
 	if lost != "" && lost != prev {
 		s.cfg.Metrics.lostWatermark(lost)
 		s.cfg.Log.Error().Str("reason", lost).Str("watermark", wm.String()).Bool("absent", value == nil).
@@ -118,6 +103,29 @@ func (s *Signer) observe(value []byte, index uint64, prev string) string {
 		return prev
 	}
 	return lost
+}
+
+// adopt is observe's decision under the signing mutex (released however
+// it ends): a standby adopts wm unless it is below the watermark held
+// (lost: why it is not; stale: a value read before this replica's own last
+// fence). held is the watermark held before.
+func (s *Signer) adopt(wm Watermark, absent bool, index uint64) (held Watermark, lost string, stale bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held = s.wm
+	below := held.ChainID == s.cfg.ChainID && wm.ChainID == s.cfg.ChainID && Compare(wm, held) < 0
+	stale = below && index != 0 && index <= s.index
+	switch {
+	case stale:
+	case below && absent:
+		lost = restoreMissing
+	case below:
+		lost = restoreLowered
+	case !s.leading && !wm.Equal(s.wm):
+		s.wm = wm
+		s.changedLocked(true)
+	}
+	return held, lost, stale
 }
 
 // deposeLoop checks the deposition rule a few times per DeposeAfter.
@@ -159,17 +167,7 @@ type holderSeen struct {
 // this replica's own session (Holder reports none for it).
 func (s *Signer) maybeDepose(ctx context.Context, seen *holderSeen) bool {
 	now := s.cfg.Now()
-	s.mu.Lock()
-	waiting := s.parking > 0 || now.Sub(s.lastParkEnd) < parkGap
-	if !waiting {
-		s.parkSince = time.Time{}
-	}
-	since := s.parkSince
-	ok := !s.leading && waiting && !since.IsZero() &&
-		(s.leftAt.IsZero() || now.Sub(s.leftAt) > s.cfg.DeposeHoldoff) &&
-		(s.deposeAt.IsZero() || now.Sub(s.deposeAt) > s.cfg.DeposeHoldoff)
-	wm := s.wm
-	s.mu.Unlock()
+	since, wm, ok := s.deposable(now)
 	if !ok {
 		*seen = holderSeen{}
 		return false
@@ -213,12 +211,29 @@ func (s *Signer) maybeDepose(ctx context.Context, seen *holderSeen) bool {
 		return false
 	}
 	s.mu.Lock()
-	s.deposeAt = s.cfg.Now()
+	s.deposeAt = s.cfg.Now() // nothing here can panic
 	s.mu.Unlock()
 	s.cfg.Metrics.deposed()
 	s.cfg.Log.Warn().Str("holder", holder).Str("watermark", wm.String()).Dur("parked", now.Sub(since)).
 		Msg("deposed the holder: own node parked above a watermark that did not move")
 	return true
+}
+
+// deposable reads, under the signing mutex (released however it ends),
+// whether this standby's parked requests allow a deposition now: since is
+// when the park began, wm the watermark held.
+func (s *Signer) deposable(now time.Time) (since time.Time, wm Watermark, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	waiting := s.parking > 0 || now.Sub(s.lastParkEnd) < parkGap
+	if !waiting {
+		s.parkSince = time.Time{}
+	}
+	since = s.parkSince
+	ok = !s.leading && waiting && !since.IsZero() &&
+		(s.leftAt.IsZero() || now.Sub(s.leftAt) > s.cfg.DeposeHoldoff) &&
+		(s.deposeAt.IsZero() || now.Sub(s.deposeAt) > s.cfg.DeposeHoldoff)
+	return since, s.wm, ok
 }
 
 func sleep(ctx context.Context, d time.Duration) {
