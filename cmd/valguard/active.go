@@ -52,6 +52,9 @@ func activeValidator(c *cli.Context) error {
 			return err
 		}
 	}
+	if err := checkConsulAccess(c, client, id, accessRead); err != nil {
+		return err
+	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "active-validator", CallTimeout: c.Duration("consul-timeout")})
 	if err != nil {
 		return err

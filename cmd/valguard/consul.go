@@ -72,6 +72,9 @@ func consulURLs(flag string) (string, []string, error) {
 
 // consulClientPath builds a Consul client from the flags whose calls go
 // over every --consul-url address (consulpath), and returns that path.
+// For valguard run it also checks that the token has every permission the
+// run needs (checkConsulAccess); the other commands check theirs once
+// they know the validator's lock id.
 func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error) {
 	cfg := api.DefaultNonPooledConfig()
 	scheme, hosts, err := consulURLs(c.String("consul-url"))
@@ -112,7 +115,21 @@ func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error
 	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout")+time.Second)
 	defer cancel()
 	if err := path.Verify(ctx); err != nil {
+		if tlsErr := explainTLS(err); tlsErr != nil {
+			return nil, nil, fmt.Errorf("--consul-url: %w", tlsErr)
+		}
 		return nil, nil, fmt.Errorf("--consul-url: %w", err)
+	}
+	if c.Command.Name == "run" {
+		// valguard run's lock id is the one validatorIDFromKey derives
+		// from the key newNode has already loaded.
+		id, err := validatorIDFromKey(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkConsulAccess(c, client, id, accessRun); err != nil {
+			return nil, nil, err
+		}
 	}
 	return client, path, nil
 }

@@ -67,6 +67,9 @@ func stateElection(c *cli.Context) (*election.Election, *api.Client, error) {
 			return nil, nil, err
 		}
 	}
+	if err := checkConsulAccess(c, client, id, stateAccess(c)); err != nil {
+		return nil, nil, err
+	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "state", CallTimeout: c.Duration("consul-timeout")})
 	return el, client, err
 }

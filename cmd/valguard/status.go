@@ -49,6 +49,9 @@ func status(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("unexpected arguments %q", c.Args().Slice()), statusUnknown)
 	}
 	f, err := openFleet(c)
+	if err == nil {
+		err = checkConsulAccess(c, f.el.Config().Client, f.id, accessRead)
+	}
 	if err != nil {
 		return cli.Exit(err.Error(), statusUnknown)
 	}

@@ -10,13 +10,22 @@ package consultest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -53,6 +62,15 @@ type Agent struct {
 	Node string
 	// LogPath is the file that holds the agent's output.
 	LogPath string
+	// URL is the agent's HTTP API as --consul-url takes it: http://Addr,
+	// or https://Addr for an agent started with Options.TLS.
+	URL string
+	// Token is the management token of an agent started with
+	// Options.ACL ("" otherwise).
+	Token string
+	// CAFile is the PEM certificate of the CA that signed the HTTPS
+	// certificate of an agent started with Options.TLS ("" otherwise).
+	CAFile string
 
 	p        *localnet.Process
 	stopOnce sync.Once
@@ -65,14 +83,43 @@ type Agent struct {
 // meantime, is retried once with new ports.
 func Start(t testing.TB) *Agent {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// Options turn on what a plain dev agent lacks; the zero value is the
+// agent Start starts.
+type Options struct {
+	// ACL turns ACLs on with default_policy "deny" (and down_policy
+	// "deny"); Agent.Token is the management token.
+	ACL bool
+	// TLS serves the HTTP API over HTTPS only, with a certificate for
+	// 127.0.0.1 signed by a CA of the agent's own (Agent.CAFile).
+	TLS bool
+}
+
+// StartWith is Start with ACLs and TLS as opts says.
+func StartWith(t testing.TB, opts Options) *Agent {
+	t.Helper()
 	bin := Binary(t)
 	port := func() (int, error) { return testnet.FreePort(t), nil }
+	var lopts localnet.ConsulOptions
+	if opts.ACL {
+		lopts.ManagementToken = NewUUID(t)
+	}
+	if opts.TLS {
+		ca := NewCA(t, filepath.Join(t.TempDir(), "ca"))
+		cert, key := ca.ServerCert(t, "127.0.0.1")
+		lopts.TLS = &localnet.ConsulTLS{CAFile: ca.CertFile, CertFile: cert, KeyFile: key}
+	}
 	var errs []error
 	for attempt := 1; attempt <= 2; attempt++ {
 		dir := filepath.Join(t.TempDir(), "consul-"+strconv.Itoa(attempt))
-		c, err := localnet.StartConsul(context.Background(), bin, dir, port)
+		c, err := localnet.StartConsulWith(context.Background(), bin, dir, port, lopts)
 		if err == nil {
-			a := &Agent{Addr: c.Addr, Node: c.Node, LogPath: c.LogPath, p: c.Process}
+			a := &Agent{Addr: c.Addr, Node: c.Node, LogPath: c.LogPath, URL: c.Scheme + "://" + c.Addr, Token: c.Token, p: c.Process}
+			if lopts.TLS != nil {
+				a.CAFile = lopts.TLS.CAFile
+			}
 			t.Cleanup(a.Stop)
 			return a
 		}
@@ -82,10 +129,24 @@ func Start(t testing.TB) *Agent {
 	return nil
 }
 
-// Client returns a new API client for the agent.
+// Client returns a new API client for the agent; for an agent started
+// with Options.ACL it holds the management token, with Options.TLS it
+// trusts the agent's CA.
 func (a *Agent) Client(t testing.TB) *api.Client {
 	t.Helper()
-	return NewClient(t, a.Addr)
+	if a.Token == "" && a.CAFile == "" {
+		return NewClient(t, a.Addr)
+	}
+	cfg := &api.Config{Address: a.Addr, Scheme: "http", Token: a.Token}
+	if a.CAFile != "" {
+		cfg.Scheme = "https"
+		cfg.TLSConfig.CAFile = a.CAFile
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("consul client for %s: %v", a.Addr, err)
+	}
+	return c
 }
 
 // NewClient returns an API client for the Consul HTTP API at addr
@@ -171,5 +232,99 @@ func (c *Cluster) Restart(i int) {
 // does nothing: the cluster owns the process).
 func (c *Cluster) Agent(i int) *Agent {
 	s := c.Servers[i]
-	return &Agent{Addr: s.Addr, Node: s.Node, LogPath: s.LogPath}
+	return &Agent{Addr: s.Addr, Node: s.Node, LogPath: s.LogPath, URL: "http://" + s.Addr}
+}
+
+// NewUUID returns a random UUID, the form Consul wants for token secrets.
+func NewUUID(t testing.TB) string {
+	t.Helper()
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// CA is a certificate authority made for one test.
+type CA struct {
+	// CertFile is the CA's PEM certificate.
+	CertFile string
+
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// NewCA makes a self-signed CA valid for a day and writes its certificate
+// to dir/ca.pem.
+func NewCA(t testing.TB, dir string) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "valguard test CA " + NewUUID(t)[:8]},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca := &CA{CertFile: filepath.Join(dir, "ca.pem"), dir: dir, cert: cert, key: key}
+	writePEM(t, ca.CertFile, "CERTIFICATE", der)
+	return ca
+}
+
+// ServerCert issues a server certificate for the IP address ip (valid for
+// a day) and writes it and its key to the CA's directory.
+func (ca *CA) ServerCert(t testing.TB, ip string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "server.dc1.consul"},
+		DNSNames:     []string{"server.dc1.consul", "localhost"},
+		IPAddresses:  []net.IP{net.ParseIP(ip)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(ca.dir, "server.pem"), filepath.Join(ca.dir, "server-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
+
+func writePEM(t testing.TB, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

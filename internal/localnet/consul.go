@@ -2,6 +2,8 @@ package localnet
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,8 @@ type Consul struct {
 	Addr    string // host:port of the HTTP API
 	Node    string // the agent's node name
 	LogPath string
+	Scheme  string // "http", or "https" with ConsulOptions.TLS
+	Token   string // the management token with ConsulOptions.ManagementToken
 	*Process
 }
 
@@ -47,6 +51,30 @@ func ConsulBinary() (string, error) {
 // once. freePort picks each port (nil: a free loopback port). The agent is
 // stopped when ctx is done; on error it has been killed.
 func StartConsul(ctx context.Context, bin, dir string, freePort func() (int, error)) (*Consul, error) {
+	return StartConsulWith(ctx, bin, dir, freePort, ConsulOptions{})
+}
+
+// ConsulOptions turn on what a plain dev agent lacks. The zero value is
+// the plain agent StartConsul starts.
+type ConsulOptions struct {
+	// ManagementToken, when set, turns ACLs on with default_policy
+	// "deny"; the token is the initial management token and the agent's
+	// own token (so that it can register its node).
+	ManagementToken string
+	// TLS, when set, serves the HTTP API over HTTPS only (no plain HTTP
+	// port) with these files.
+	TLS *ConsulTLS
+}
+
+// ConsulTLS names the PEM files of an agent's HTTPS API.
+type ConsulTLS struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// StartConsulWith is StartConsul with ACLs and TLS as opts says. The
+// agent's readiness is checked with the management token and over TLS
+// with opts.TLS.CAFile.
+func StartConsulWith(ctx context.Context, bin, dir string, freePort func() (int, error), opts ConsulOptions) (*Consul, error) {
 	if freePort == nil {
 		used := map[int]bool{}
 		freePort = func() (int, error) { return pickPort(used) }
@@ -54,7 +82,7 @@ func StartConsul(ctx context.Context, bin, dir string, freePort func() (int, err
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
-	ports := make([]int, 4) // http, serf-lan, serf-wan, server
+	ports := make([]int, 4) // http (https with TLS), serf-lan, serf-wan, server
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -64,17 +92,54 @@ func StartConsul(ctx context.Context, bin, dir string, freePort func() (int, err
 	}
 	node := "valguard-" + strconv.Itoa(ports[0])
 	logPath := filepath.Join(dir, "consul.log")
-	p, err := StartProcess(ctx, logPath, []string{"CHECKPOINT_DISABLE=1"}, bin, "agent", "-dev",
+	args := []string{"agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-node", node, "-data-dir", filepath.Join(dir, "data"),
-		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+		"-serf-lan-port", strconv.Itoa(ports[1]),
 		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
-		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1")
+		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1"}
+	var conf strings.Builder
+	if t := opts.ManagementToken; t != "" {
+		fmt.Fprintf(&conf, "acl {\n  enabled = true\n  default_policy = \"deny\"\n  down_policy = \"deny\"\n"+
+			"  tokens {\n    initial_management = %q\n    agent = %q\n  }\n}\n", t, t)
+	}
+	scheme := "http"
+	if t := opts.TLS; t != nil {
+		scheme = "https"
+		fmt.Fprintf(&conf, "ports {\n  http = -1\n  https = %d\n}\n"+
+			"tls {\n  defaults {\n    ca_file = %q\n    cert_file = %q\n    key_file = %q\n    verify_incoming = false\n  }\n}\n",
+			ports[0], t.CAFile, t.CertFile, t.KeyFile)
+	} else {
+		args = append(args, "-http-port", strconv.Itoa(ports[0]))
+	}
+	if conf.Len() > 0 {
+		file := filepath.Join(dir, "extra.hcl")
+		if err := os.WriteFile(file, []byte(conf.String()), 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-config-file", file)
+	}
+	p, err := StartProcess(ctx, logPath, []string{"CHECKPOINT_DISABLE=1"}, bin, args...)
 	if err != nil {
 		return nil, fmt.Errorf("start consul: %w", err)
 	}
-	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Node: node, LogPath: logPath, Process: p}
-	if err := c.waitReady(ctx); err != nil {
+	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Node: node, LogPath: logPath, Process: p,
+		Scheme: scheme, Token: opts.ManagementToken}
+	client := &http.Client{Timeout: time.Second}
+	if opts.TLS != nil {
+		pem, err := os.ReadFile(opts.TLS.CAFile)
+		if err != nil {
+			_ = p.Kill()
+			return nil, err
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			_ = p.Kill()
+			return nil, fmt.Errorf("%s holds no PEM certificate", opts.TLS.CAFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	}
+	if err := c.waitReady(ctx, client); err != nil {
 		_ = p.Kill()
 		return nil, fmt.Errorf("%w; agent log %s:\n%s", err, logPath, logTail(logPath, 30))
 	}
@@ -85,18 +150,17 @@ func StartConsul(ctx context.Context, bin, dir string, freePort func() (int, err
 // in the catalog (sessions are bound to a node: before that, creating one
 // fails with "Missing node registration"), the agent exits, or the
 // timeout passes.
-func (c *Consul) waitReady(ctx context.Context) error {
+func (c *Consul) waitReady(ctx context.Context, client *http.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, ConsulStartTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	base := "http://" + c.Addr
+	base := c.Scheme + "://" + c.Addr
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var leader string
 		var node *struct{ Node struct{ Node string } }
-		if getJSON(ctx, client, base+"/v1/status/leader", &leader) == nil && leader != "" &&
-			getJSON(ctx, client, base+"/v1/catalog/node/"+c.Node, &node) == nil && node != nil && node.Node.Node == c.Node {
+		if getJSONToken(ctx, client, base+"/v1/status/leader", c.Token, &leader) == nil && leader != "" &&
+			getJSONToken(ctx, client, base+"/v1/catalog/node/"+c.Node, c.Token, &node) == nil && node != nil && node.Node.Node == c.Node {
 			return nil
 		}
 		select {
@@ -111,9 +175,17 @@ func (c *Consul) waitReady(ctx context.Context) error {
 
 // getJSON decodes the JSON answer to GET url into v.
 func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	return getJSONToken(ctx, client, url, "", v)
+}
+
+// getJSONToken is getJSON with a Consul ACL token ("" sends none).
+func getJSONToken(ctx context.Context, client *http.Client, url, token string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("X-Consul-Token", token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/urfave/cli/v2"
+)
+
+// consulAccess is what a command needs its Consul token to allow: the
+// policies of README.md's ACL table.
+type consulAccess int
+
+const (
+	// accessRead: status, active-validator, state show.
+	accessRead consulAccess = iota
+	// accessControl: handover, drain, undrain (read, and write of
+	// control/).
+	accessControl
+	// accessWrite: state import (write of the watermark).
+	accessWrite
+	// accessRun: valguard run (sessions, write of valguard/<id>/, read of
+	// control/).
+	accessRun
+)
+
+// stateAccess is what the state subcommand c needs: write for import,
+// read for show.
+func stateAccess(c *cli.Context) consulAccess {
+	if c.Command.Name == "import" {
+		return accessWrite
+	}
+	return accessRead
+}
+
+// accessCheckKey is the last part of the keys the check writes with a
+// check-and-set that cannot succeed and reads: no valguard ever writes a
+// key of that name, so the check never changes anything.
+const accessCheckKey = "access-check"
+
+// accessProbe is one harmless call that needs one permission.
+type accessProbe struct {
+	perm  string // Consul's name of the permission
+	what  string // what it allows, for the message
+	grant string // the policy rule that grants it
+	call  func(ctx context.Context) error
+}
+
+// checkConsulAccess asks Consul, before the command does anything, for
+// each permission that need calls for on the validator's keys
+// (valguard/<id>/), with calls that change nothing: a key read, a
+// check-and-set on a key that does not exist (it never succeeds, so
+// nothing is written), a session created without checks and destroyed at
+// once. A refusal is an error naming the permission, the policy rule that
+// grants it, and the flags that give the token; an unknown or expired
+// token and an untrusted TLS certificate are named as such. A Consul that
+// does not answer, or answers with another error, is not a refusal: the
+// check stops there and the command goes on as without it.
+//
+// Not checked: listing valguard/ (only --validator-id with a label needs
+// it). A token whose permissions are taken away later is not covered
+// either: the lease's renewals fail and the leader steps down (DESIGN S4).
+func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consulAccess) error {
+	prefix := "valguard/" + id + "/"
+	kv := client.KV()
+	read := func(key string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, _, err := kv.Get(key, (&api.QueryOptions{}).WithContext(ctx))
+			return err
+		}
+	}
+	write := func(key string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			// ModifyIndex math.MaxUint64 on a key that does not exist: Consul
+			// checks the permission, then refuses the write.
+			ok, _, err := kv.CAS(&api.KVPair{Key: key, ModifyIndex: math.MaxUint64}, (&api.WriteOptions{}).WithContext(ctx))
+			if err == nil && ok {
+				return fmt.Errorf("check-and-set of %s at index %d succeeded", key, uint64(math.MaxUint64))
+			}
+			return err
+		}
+	}
+	session := func(ctx context.Context) error {
+		wo := (&api.WriteOptions{}).WithContext(ctx)
+		sid, _, err := client.Session().CreateNoChecks(&api.SessionEntry{
+			Name: "valguard-access-check/" + id, TTL: "10s", Behavior: api.SessionBehaviorRelease,
+		}, wo)
+		if err != nil {
+			return err
+		}
+		// It holds nothing; if the destroy fails Consul expires it.
+		_, _ = client.Session().Destroy(sid, wo)
+		return nil
+	}
+	readPrefix := accessProbe{"key:read", "read " + prefix, fmt.Sprintf(`key_prefix %q { policy = "read" }`, prefix), read(prefix + "leader")}
+	var probes []accessProbe
+	switch need {
+	case accessRead:
+		probes = []accessProbe{readPrefix}
+	case accessControl:
+		probes = []accessProbe{readPrefix,
+			{"key:write", "write " + prefix + "control/", fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix+"control/"), write(prefix + "control/" + accessCheckKey)}}
+	case accessWrite:
+		probes = []accessProbe{readPrefix,
+			{"key:write", "write " + prefix, fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix), write(prefix + accessCheckKey)}}
+	case accessRun:
+		runRule := fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix)
+		probes = []accessProbe{
+			{"session:write", "create sessions (its election and report sessions)", `session_prefix "" { policy = "write" }`, session},
+			{"key:write", "write " + prefix + " (its lock, watermark and report)", runRule, write(prefix + accessCheckKey)},
+			{"key:read", "read " + prefix + "control/ (the operator's drain and hand-over requests)", runRule, read(prefix + "control/" + accessCheckKey)},
+		}
+	}
+	timeout := c.Duration("consul-timeout")
+	for _, p := range probes {
+		ctx, cancel := context.WithTimeout(c.Context, timeout)
+		err := p.call(ctx)
+		cancel()
+		if err == nil {
+			continue
+		}
+		if refusal := explainAccess(c, p, err); refusal != nil {
+			return refusal
+		}
+		// No answer, or one that says nothing about the token (no
+		// leader, a timeout): the command goes on as it would without
+		// the check and meets the same trouble in its own calls (valguard
+		// run waits for Consul).
+		return nil
+	}
+	return nil
+}
+
+// explainAccess turns the failure of probe p into an error saying what is
+// wrong and how to fix it, when the failure is Consul refusing the token
+// or a TLS certificate that is not trusted; nil for any other failure.
+func explainAccess(c *cli.Context, p accessProbe, err error) error {
+	if tlsErr := explainTLS(err); tlsErr != nil {
+		return tlsErr
+	}
+	msg := err.Error()
+	var se api.StatusError
+	code := 0
+	if errors.As(err, &se) {
+		code, msg = se.Code, se.Body
+	}
+	switch {
+	case strings.Contains(msg, "ACL not found"):
+		return fmt.Errorf("the Consul servers do not know the ACL token (%s): it is mistyped, was deleted, or has expired (a token created with an expiration time stops working then); "+
+			"give --consul-token-file (or --consul-token, CONSUL_HTTP_TOKEN) a valid token; nothing was changed", tokenSource(c))
+	case code == 403 || strings.Contains(msg, "Permission denied"):
+		anon := ""
+		if tokenSource(c) == "no token given" {
+			anon = "; no token was given (--consul-token-file, --consul-token, CONSUL_HTTP_TOKEN), so Consul used its anonymous token"
+		}
+		return fmt.Errorf("the Consul ACL token may not %s: permission %s denied (Consul: %s)%s; grant the token's policy %s (README.md, ACL) "+
+			"or give --consul-token-file a token that has it; nothing was changed",
+			p.what, p.perm, strings.TrimSpace(msg), anon, p.grant)
+	}
+	return nil
+}
+
+// tokenSource names where the token came from, for messages.
+func tokenSource(c *cli.Context) string {
+	switch {
+	case c.Path("consul-token-file") != "":
+		return "--consul-token-file " + c.Path("consul-token-file")
+	case c.String("consul-token") != "":
+		return "--consul-token"
+	}
+	return "no token given"
+}
+
+// explainTLS returns, for an error that is a TLS failure, one that says
+// what to fix; nil for any other error.
+func explainTLS(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknown) || strings.Contains(msg, "certificate signed by unknown authority") ||
+		(errors.As(err, &verify) && !errors.As(err, &host) && !errors.As(err, &invalid)):
+		return fmt.Errorf("the Consul agent's TLS certificate is not signed by a CA this command trusts: give --consul-ca-file (or CONSUL_CACERT) "+
+			"the PEM certificate of the CA that signed the Consul agent's HTTPS certificate: %w", err)
+	case errors.As(err, &host) || strings.Contains(msg, "certificate is valid for"):
+		return fmt.Errorf("the Consul agent's TLS certificate does not name the address in --consul-url: use an address the certificate names, "+
+			"or reissue the certificate for it: %w", err)
+	case errors.As(err, &invalid) || strings.Contains(msg, "x509: "):
+		return fmt.Errorf("the Consul agent's TLS certificate is not valid (expired, or not for a server): renew it on the Consul agent: %w", err)
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("--consul-url is https:// but Consul answers plain HTTP at that port: use http://, or the agent's HTTPS port: %w", err)
+	case strings.Contains(msg, "HTTP request to an HTTPS server"):
+		return fmt.Errorf("--consul-url is http:// but Consul answers HTTPS at that port: use https:// and --consul-ca-file: %w", err)
+	}
+	return nil
+}
