@@ -16,7 +16,10 @@ func (r *Roster) Drains(ctx context.Context) (map[string]Drain, error) {
 	defer cancel()
 	prefix := r.controlPrefix() + "drain/"
 	q := &api.QueryOptions{RequireConsistent: true}
-	pairs, _, err := r.cfg.Client.KV().List(prefix, q.WithContext(cctx))
+	pairs, meta, err := r.cfg.Client.KV().List(prefix, q.WithContext(cctx))
+	if err == nil && meta.ResultsFilteredByACLs {
+		err = errFiltered
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", prefix, err)
 	}

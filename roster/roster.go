@@ -123,10 +123,21 @@ func (r *Roster) now() time.Time { return r.cfg.Now() }
 // (fail-closed): a drain mark it cannot see must not be ignored.
 var ErrNoReadAccess = errors.New("the Consul token may not read the operator's requests")
 
+// errFiltered: a list Consul answered with keys left out by the token's
+// ACLs (X-Consul-Results-Filtered-By-ACLs). Without
+// acl.enable_key_list_policy Consul filters a list rather than refusing
+// it, so a token that may not read a drain mark gets an answer without
+// it: a refusal all the same, never "not drained".
+var errFiltered = errors.New("403 (Permission denied: Consul left out keys this token may not read)")
+
 // explain adds, to a refused read of control/, the key and the fix.
 func (r *Roster) explain(err error) error {
 	if !permissionDenied(err) {
 		return err
+	}
+	if strings.Contains(err.Error(), "ACL not found") {
+		return fmt.Errorf("%w: %w; this replica stays out of the election until it can read them: "+
+			"the Consul token is unknown to Consul (mistyped, deleted or expired): give a valid one with --consul-token-file", ErrNoReadAccess, err)
 	}
 	return fmt.Errorf("%w: %w; this replica stays out of the election until it can read them: "+
 		"grant its token read on key prefix %q (Consul policy: key_prefix %q { policy = \"write\" }, "+

@@ -210,7 +210,7 @@ key_prefix %q { policy = "deny" }`, prefix+"control/"), 0)
 	t.Run("drain and undrain without write of control", func(t *testing.T) {
 		tok, _ := aclToken(t, agent, readPolicy(id), 0)
 		refusedAtStart(t, op([]string{"drain", "--force"}, tok, "r1"), start, "Permission denied")
-		refusedAtStart(t, op([]string{"undrain"}, tok, "r1"), start)
+		refusedAtStart(t, op([]string{"undrain"}, tok, "r1"), start, "Permission denied")
 	})
 	t.Run("expired token", func(t *testing.T) {
 		time.Sleep(time.Until(expiresAt) + 2*time.Second)

@@ -69,6 +69,9 @@ func drain(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	f, err := openFleet(c)
+	if err == nil {
+		err = checkConsulAccess(c, f.el.Config().Client, f.id, accessControl)
+	}
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
@@ -190,6 +193,9 @@ func undrain(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	f, err := openFleet(c)
+	if err == nil {
+		err = checkConsulAccess(c, f.el.Config().Client, f.id, accessControl)
+	}
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
