@@ -451,11 +451,22 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	return st, nil
 }
 
-// synced is the adapter's verdict on a node's status: not catching up, a
-// block, and that block no older than maxAge (negative: any age).
+// synced is the adapter's verdict on a node's status: not catching up,
+// and either a block no older than maxAge (negative: any age) or no block
+// at all: a chain at its launch, whose first block may need this very
+// validator, so that waiting for a block would never end. A node that
+// joins a running chain reports catching up while it block-syncs; one cut
+// off from every peer may end its block sync at height 0 and count as
+// synced, and is then kept out of the election by the other replicas'
+// heights (run --max-lag) and has nothing to sign below the watermark.
 func synced(st supervisor.Status, maxAge time.Duration) bool {
-	fresh := maxAge < 0 || time.Since(st.BlockTime) <= maxAge
-	return !st.CatchingUp && st.Height > 0 && fresh
+	if st.CatchingUp {
+		return false
+	}
+	if st.Height == 0 {
+		return true
+	}
+	return st.Height > 0 && (maxAge < 0 || time.Since(st.BlockTime) <= maxAge)
 }
 
 // Watermark implements supervisor.Node: the validator's sign state, from the

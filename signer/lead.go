@@ -63,6 +63,7 @@ const lostFix = "consul lost data, was restored from an old snapshot, or someone
 // not led from: the error says so and the caller tries again. Without
 // ChainHeight (nil) the chain's height is left out of the raise.
 func (s *Signer) Lead(ctx context.Context, f Fencer) error {
+	s.lockFreeAt.Store(nil) // this replica holds the lock: park, never refuse for want of a holder
 	if f == nil {
 		return errors.New("lead without a fencer")
 	}

@@ -30,6 +30,13 @@ func (s *Signer) Run(ctx context.Context) error {
 			s.deposeLoop(ctx)
 		}()
 	}
+	if s.cfg.LockFree != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.lockFreeLoop(ctx)
+		}()
+	}
 	s.watchLoop(ctx)
 	wg.Wait()
 	return nil
@@ -217,6 +224,42 @@ func (s *Signer) maybeDepose(ctx context.Context, seen *holderSeen) bool {
 	s.cfg.Log.Warn().Str("holder", holder).Str("watermark", wm.String()).Dur("parked", now.Sub(since)).
 		Msg("deposed the holder: own node parked above a watermark that did not move")
 	return true
+}
+
+// lockFreeEvery is how often a standby reads whether the lock is free.
+const lockFreeEvery = time.Second
+
+// lockFreeLoop reads LockFree every lockFreeEvery while this replica does
+// not lead; a failed read counts as held (requests park, as they always
+// did).
+func (s *Signer) lockFreeLoop(ctx context.Context) {
+	t := time.NewTicker(lockFreeEvery)
+	defer t.Stop()
+	for {
+		if !s.Leading() {
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.FenceTimeout)
+			free, err := s.cfg.LockFree(rctx)
+			cancel()
+			if err == nil && free {
+				now := s.cfg.Now()
+				s.lockFreeAt.Store(&now)
+			} else {
+				s.lockFreeAt.Store(nil)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lockFree reports whether the last read of LockFree, at most two periods
+// old, said no session holds the lock.
+func (s *Signer) lockFree() bool {
+	at := s.lockFreeAt.Load()
+	return at != nil && s.cfg.Now().Sub(*at) < 2*lockFreeEvery
 }
 
 // deposable reads, under the signing mutex (released however it ends),

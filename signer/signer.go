@@ -126,6 +126,14 @@ type Config struct {
 	// session), "" when nobody does or this replica does. Required with
 	// DeposeAfter.
 	Holder func(ctx context.Context) (holder string, err error)
+	// LockFree, if set, reports whether no session holds the lock now (a
+	// consistent read). A standby reads it every lockFreeEvery and, while
+	// the last read said free, refuses a request above the watermark at
+	// once instead of parking it: no leader can answer it soon, and a
+	// parked request holds the node's consensus back (at a chain's launch,
+	// every replica's node at height 1, so none would ever count as
+	// synced). Nil: requests above the watermark always park.
+	LockFree func(ctx context.Context) (bool, error)
 	// Depose destroys holder's session if it still holds the lock, and
 	// reports whether it did; a lock that changed hands is left alone.
 	// Required with DeposeAfter.
@@ -184,6 +192,9 @@ type Signer struct {
 	// time.Since(LastRequest()) is not moved by a step of the wall clock
 	// (S4: durations that decide something are monotonic).
 	lastRequest atomic.Pointer[time.Time]
+	// lockFreeAt is when a read of LockFree last said free; nil when the
+	// last read said held or failed.
+	lockFreeAt atomic.Pointer[time.Time]
 }
 
 // New checks cfg and returns a standby Signer. It reads the floor file.

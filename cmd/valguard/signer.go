@@ -83,6 +83,10 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 			return l.Session, nil
 		},
 		Depose: el.DestroyStaleHolder,
+		LockFree: func(ctx context.Context) (bool, error) {
+			l, err := el.Leader(ctx)
+			return err == nil && l == nil, err
+		},
 		Synced: synced,
 	})
 	if errors.Is(err, signer.ErrUnsafeTiming) {
