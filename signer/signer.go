@@ -110,10 +110,13 @@ type Config struct {
 	// none found); Lead raises a watermark below that height's precommit
 	// in that round.
 	ChainFloor func(ctx context.Context) (height int64, round int32, err error)
-	// ChainHeight, if set, returns the node's latest committed height (0:
-	// none yet). Lead raises a missing, lowered or restart-mode watermark
-	// above it (the whole next height: S8); an error then keeps it from
-	// leading. Nil leaves the chain's height out of that raise.
+	// ChainHeight, if set, returns the chain's latest committed height,
+	// or an upper bound of it (0: no block yet). Lead raises a missing,
+	// lowered or restart-mode watermark above it (the whole next height:
+	// S8); an error then keeps it from leading. Nil leaves the chain's
+	// height out of that raise. The node's own height is too low when the
+	// node lags the chain: valguard run gives the higher of it and the
+	// best height a replica reports, plus --max-lag.
 	ChainHeight func(ctx context.Context) (int64, error)
 	// DeposeAfter: a standby whose own node stayed parked above a
 	// watermark that did not move for longer than this destroys the

@@ -166,11 +166,18 @@ func run(c *cli.Context) error {
 	}
 	var signerMode *signerSetup
 	var sig supervisor.Signer
+	var rgy *registry
 	if mode == signSigner {
 		synced := func() bool {
 			return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating
 		}
-		if signerMode, err = newSigner(c, ns, el, reg, synced, log); err != nil {
+		best := func() int64 {
+			if rgy == nil {
+				return 0
+			}
+			return rgy.pub.BestHeight()
+		}
+		if signerMode, err = newSigner(c, ns, el, reg, synced, best, log); err != nil {
 			return err
 		}
 		sig = seam{signerMode.s}
@@ -195,7 +202,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rgy := newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: mode, NodeRPC: ns.status},
+	rgy = newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: mode, NodeRPC: ns.status},
 		func() *supervisor.Supervisor { return sup }, func(error) { metrics.ConsulErrors.Inc() }, log)
 	sup, err = supervisor.New(supervisor.Config{
 		Node: ns.node, Elector: elector{el}, Signer: sig, Unsupervised: ns.unsupervised, Log: log, Metrics: metrics,

@@ -49,7 +49,7 @@ type signerSetup struct {
 
 // newSigner loads the validator key into memory and builds the signer; it
 // changes nothing on disk.
-func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, log zerolog.Logger) (*signerSetup, error) {
+func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
 	n := ns.signer
 	key, err := n.PrivKey()
 	if err != nil {
@@ -68,9 +68,18 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
 		FloorFile:  filepath.Join(ns.stateDir, "signer-floor.json"),
 		ChainFloor: func(ctx context.Context) (int64, int32, error) { return n.LastSigned(ctx, chainFloorScan) },
+		// The chain's latest height as far as a new leader that must
+		// raise a missing or lowered watermark can bound it: its node may
+		// be up to --max-lag behind the best height a replica reports,
+		// and that best height behind the chain, so the bound is the
+		// higher of the two plus --max-lag. At a launch (no block
+		// anywhere) it is 0: a new validator leads from zero.
 		ChainHeight: func(ctx context.Context) (int64, error) {
 			st, err := ns.node.Status(ctx)
-			return st.Height, err
+			if err != nil {
+				return 0, err
+			}
+			return restoreBound(st.Height, best(), c.Int64("max-lag")), nil
 		},
 		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		Holder: func(ctx context.Context) (string, error) {
@@ -215,4 +224,16 @@ func checkStoredChain(c *cli.Context, el *election.Election, chainID string) err
 		return fmt.Errorf("%s in Consul is of chain %q, but the node's genesis is of %q: check --validator-key and --node-home (one validator key, one chain)", el.WatermarkKey(), w.ChainID, chainID)
 	}
 	return nil
+}
+
+// restoreBound is the chain height a signer-mode leader raises a missing
+// or lowered watermark above: the higher of its node's height and the best
+// height a replica reports, plus maxLag (how far behind a synced standby
+// may lead); 0 while neither knows a block (a chain at its launch).
+func restoreBound(own, best, maxLag int64) int64 {
+	h := max(own, best)
+	if h == 0 {
+		return 0
+	}
+	return h + max(maxLag, 0)
 }
