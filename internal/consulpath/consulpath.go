@@ -27,8 +27,9 @@
 //     answer must name the same servers, or it returns ErrOtherCluster
 //     naming each group.
 //   - An address is checked again before it carries a call whenever it
-//     was not checked yet (it did not answer Verify) or has failed since
-//     (it could not be reached, dropped a call or answered 5xx): its Raft
+//     was not checked yet (it did not answer Verify), has failed since
+//     (it could not be reached, dropped a call or answered 5xx), or calls
+//     have just moved to it from another address: its Raft
 //     servers must share a strict majority of its own list and of the
 //     cluster's — as read again from an address checked before, when one
 //     answers, else as last read — which allows the membership changes of
@@ -352,7 +353,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // moveTo makes idx the first address, if the first one is still from (a
-// concurrent call may have moved it already).
+// concurrent call may have moved it already). The address calls move to
+// is checked again before its next call: an address that carried no call
+// for a while may have become another cluster's (a server wiped and
+// started anew) without failing a call.
 func (t *Transport) moveTo(idx, from int, why string) {
 	t.mu.Lock()
 	if t.cur != from || idx == from {
@@ -362,6 +366,7 @@ func (t *Transport) moveTo(idx, from int, why string) {
 	t.cur = idx
 	f := t.OnSwitch
 	t.mu.Unlock()
+	t.failed(idx)
 	if f != nil {
 		if why == "" {
 			why = "it answered"

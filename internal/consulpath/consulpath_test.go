@@ -394,3 +394,31 @@ func TestCancelledCallKeepsTheAddress(t *testing.T) {
 		t.Fatalf("a cancelled call moved the calls: current %s, events %v", tr.Current(), *events)
 	}
 }
+
+// TestIdleAddressCheckedWhenCallsMoveToIt: an address that passed Verify
+// and then carried no call becomes another cluster's (a server wiped and
+// started anew) without failing anything; when calls move to it, it is
+// checked again and not used.
+func TestIdleAddressCheckedWhenCallsMoveToIt(t *testing.T) {
+	a, x := newAgent(t, cluster), newAgent(t, cluster)
+	c, tr, events := client(t, a.addr(), x.addr())
+	if err := tr.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got := call(t, c); got != "200 OK" || a.n.Load() != 1 {
+		t.Fatalf("first call: %q", got)
+	}
+	x.peers.Store(otherCluster) // idle: it never failed a call
+	for i := range 3 {
+		a.sick.Store(1) // a call on a fails once, moving the next one to x
+		if got := call(t, c); got == "" {
+			t.Fatalf("call %d failed", i)
+		}
+	}
+	if x.n.Load() != 0 {
+		t.Fatalf("x, now of another cluster, served %d calls", x.n.Load())
+	}
+	if !strings.Contains(strings.Join(*events, " "), "rejected "+x.addr()) {
+		t.Fatalf("x not reported: %v", *events)
+	}
+}
