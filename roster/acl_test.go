@@ -72,3 +72,56 @@ key_prefix "valguard/V1/control/" { policy = "deny" }`}, nil)
 		t.Fatalf("Drains with keys left out by the token: %v", err)
 	}
 }
+
+// TestReportsFilteredByACLsIsAnError: a token that may read only some
+// replicas' reports gets an error from Reports, not a shorter list (the
+// best height, the lag and the stall rule read it).
+func TestReportsFilteredByACLsIsAnError(t *testing.T) {
+	agent := consultest.StartWith(t, consultest.Options{ACL: true})
+	ctx := t.Context()
+	for _, id := range []string{"a", "b"} {
+		r, err := New(Config{Client: agent.Client(t), ValidatorID: "V1", ReplicaID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.NewPublisher(func() Report { return Report{Replica: id, State: "Voting", Height: 7} }, func(err error) { t.Log(err) })
+		pctx, stop := context.WithCancel(ctx)
+		t.Cleanup(stop)
+		go p.Run(pctx)
+	}
+	admin, err := New(Config{Client: agent.Client(t), ValidatorID: "V1", ReplicaID: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		es, err := admin.Reports(ctx)
+		if err == nil && len(es) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reports: %v, %v", es, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	acl := agent.Client(t).ACL()
+	p, _, err := acl.PolicyCreate(&api.ACLPolicy{Name: "own-report", Rules: `key "valguard/V1/replicas/a" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := acl.TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := api.NewClient(&api.Config{Address: agent.Addr, Scheme: "http", Token: tok.SecretID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Client: client, ValidatorID: "V1", ReplicaID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es, err := r.Reports(ctx); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		t.Fatalf("Reports with a report left out by the token: %+v, %v", es, err)
+	}
+}

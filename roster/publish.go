@@ -251,7 +251,10 @@ func (r *Roster) Reports(ctx context.Context) ([]Entry, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	defer cancel()
 	q := &api.QueryOptions{RequireConsistent: true}
-	pairs, _, err := r.cfg.Client.KV().List(r.reportPrefix(), q.WithContext(cctx))
+	pairs, meta, err := r.cfg.Client.KV().List(r.reportPrefix(), q.WithContext(cctx))
+	if err == nil && meta.ResultsFilteredByACLs {
+		err = errFiltered // a list without some replicas is no list of them
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.reportPrefix(), err)
 	}
