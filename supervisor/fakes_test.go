@@ -52,6 +52,7 @@ type fakeNode struct {
 	statusErr error
 	watermark []byte
 	still     bool              // the chain does not move: the height stays
+	signed    int64             // SignedHeight
 	argv      map[Role][]string // command per role; default sleep 600
 	prepErr   map[Role]error
 }
@@ -135,6 +136,12 @@ func (n *fakeNode) set(f func(n *fakeNode)) {
 	n.mu.Lock()
 	f(n)
 	n.mu.Unlock()
+}
+
+func (n *fakeNode) SignedHeight() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.signed
 }
 
 func (n *fakeNode) Watermark() ([]byte, error) {

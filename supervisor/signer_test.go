@@ -21,7 +21,8 @@ type fakeSigner struct {
 	granted  bool
 	grantErr error
 	revoked  chan struct{}
-	dropped  bool // the node asks for nothing: LastRequest is zero
+	dropped  bool  // the node asks for nothing: LastRequest is zero
+	signed   int64 // SignedHeight
 }
 
 func (f *fakeSigner) Grant(_ context.Context, sess Session) error {
@@ -48,6 +49,12 @@ func (f *fakeSigner) Revoked() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.revoked
+}
+
+func (f *fakeSigner) SignedHeight() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.signed
 }
 
 // LastRequest is now, as for a node that keeps asking, unless dropped.

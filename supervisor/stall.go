@@ -13,11 +13,14 @@ import "time"
 //   - the other replicas' reports are known (Config.BestHeight is set and
 //     gave a height) and none is above its node's height: it is not
 //     behind them;
-//   - its node still signs or asks for signatures: within MaxStall its
-//     sign state changed (key-file mode) or it asked the signer (signer
-//     mode). A node that stopped taking part in consensus (wedged, or
-//     dropped a step the recovery restart did not bring back) is no
-//     reason to stay, even when the chain waits for this very validator.
+//   - its node takes part: it signed at the height it is stuck on (its
+//     latest height + 1: it voted there and waits for the others, which
+//     with a third of the power gone is all CometBFT does, without new
+//     rounds), or within MaxStall its sign state changed (key-file mode)
+//     or it asked the signer (signer mode). A node that stopped taking
+//     part in consensus (wedged, or dropped a step the recovery restart
+//     did not bring back) is no reason to stay, even when the chain waits
+//     for this very validator.
 //
 // Not guaranteed: a standby whose reports cannot reach Consul is not seen
 // to be ahead, so a leader cut off from the chain while every standby is
@@ -34,8 +37,11 @@ type stallWatch struct {
 // node last signed or asked to. It logs the start of such a stall once
 // and sets valguard_chain_stalled.
 func (s *Supervisor) chainStalled(w *stallWatch, st Status, err error, lastSign time.Time) bool {
-	ok := err == nil && !st.CatchingUp && st.Height > 0 && s.cfg.BestHeight != nil &&
-		!lastSign.IsZero() && time.Since(lastSign) <= s.cfg.MaxStall
+	active := !lastSign.IsZero() && time.Since(lastSign) <= s.cfg.MaxStall
+	if !active && err == nil && st.Height > 0 {
+		active = s.signedHeight() > st.Height
+	}
+	ok := err == nil && !st.CatchingUp && st.Height > 0 && s.cfg.BestHeight != nil && active
 	var best int64
 	if ok {
 		best = s.cfg.BestHeight()
@@ -69,4 +75,24 @@ func (w *stallWatch) signState(wm []byte, now time.Time) time.Time {
 		w.last = append(w.last[:0], wm...)
 	}
 	return w.since
+}
+
+// SignedHeighter is what a Node (key-file mode) or a Signer (signer mode)
+// may implement to say the height of the validator's last signature.
+type SignedHeighter interface {
+	SignedHeight() int64
+}
+
+// signedHeight is the height of the validator's last signature, from the
+// Signer in signer mode and from the Node in key-file mode; 0 when the
+// one in charge does not say.
+func (s *Supervisor) signedHeight() int64 {
+	var src any = s.cfg.Node
+	if s.cfg.Signer != nil {
+		src = s.cfg.Signer
+	}
+	if h, ok := src.(SignedHeighter); ok {
+		return h.SignedHeight()
+	}
+	return 0
 }

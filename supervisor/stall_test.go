@@ -29,24 +29,31 @@ func signing(t *testing.T, n *fakeNode) {
 }
 
 // TestChainWideStall: a leader whose node is at the top (no other replica
-// ahead) and still signs stays through a stall of the whole chain, in
-// both sign modes, and says so (valguard_chain_stalled 1); one that is
-// behind another replica, or whose node stopped signing, steps down after
-// MaxStall as before.
+// ahead) and takes part — it still signs new rounds, or it signed at the
+// height it is stuck on and waits for the others, which is what CometBFT
+// does with a third of the power gone — stays through a stall of the
+// whole chain, in both sign modes, and says so (valguard_chain_stalled
+// 1); one that is behind another replica, or whose node stopped taking
+// part, steps down after MaxStall as before.
 func TestChainWideStall(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		signer bool
 		ahead  int64 // how far the best other replica is above the node
 		quiet  bool  // the node stopped signing / asking
+		voted  int64 // the last signature's height relative to the node's (1: at the height it is stuck on)
 		stays  bool
 	}{
 		{name: "key-file: chain stopped", stays: true},
 		{name: "key-file: another replica ahead", ahead: 3},
 		{name: "key-file: node stopped signing", quiet: true},
+		{name: "key-file: voted at the stuck height, waits", quiet: true, voted: 1, stays: true},
+		{name: "key-file: last vote below the stuck height", quiet: true, voted: 0},
 		{name: "signer: chain stopped", signer: true, stays: true},
 		{name: "signer: another replica ahead", signer: true, ahead: 3},
 		{name: "signer: node stopped asking", signer: true, quiet: true},
+		{name: "signer: voted at the stuck height, waits", signer: true, quiet: true, voted: 1, stays: true},
+		{name: "signer: voted at the stuck height, another replica ahead", signer: true, quiet: true, voted: 1, ahead: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var best atomic.Int64
@@ -63,6 +70,17 @@ func TestChainWideStall(t *testing.T) {
 			var h int64
 			r.node.set(func(n *fakeNode) { h = n.status.Height })
 			best.Store(h + tc.ahead)
+			if tc.voted > 0 {
+				if tc.signer {
+					fs.mu.Lock()
+					fs.signed = h + tc.voted
+					fs.mu.Unlock()
+				} else {
+					r.node.set(func(n *fakeNode) { n.signed = h + tc.voted })
+				}
+			} else {
+				r.node.set(func(n *fakeNode) { n.signed = h })
+			}
 			switch {
 			case tc.quiet && tc.signer:
 				fs.mu.Lock()

@@ -182,6 +182,11 @@ func (g seam) Revoke()                  { g.s.Follow() }
 func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
 func (g seam) LastRequest() time.Time   { return g.s.LastRequest() }
 
+// SignedHeight is the height of the last signature fenced or seen: the
+// supervisor's stall rule counts a leader whose node signed at the height
+// it is stuck on as taking part.
+func (g seam) SignedHeight() int64 { return g.s.Watermark().Height }
+
 // fencer adapts *election.Session to signer.Fencer: election's unknown
 // outcome is the signer's, which it resolves with a read.
 type fencer struct{ s *election.Session }
