@@ -55,8 +55,9 @@ const lostFix = "consul lost data, was restored from an old snapshot, or someone
 // expected during a migration). Refusing mixed modes was the other
 // choice; an operator migrating a running validator expects to replace
 // replicas one at a time, as the restart mode's own takeover allows, and
-// the raise costs what that takeover costs — at most the one height above
-// the chain — while the election makes a fenced replica that replaces a
+// the raise costs about what that takeover costs — the heights up to the
+// bound ChainHeight gives (valguard run: the best known height plus
+// --max-lag) — while the election makes a fenced replica that replaces a
 // key-file holder wait until that holder's node has stopped.
 //
 // A missing or lowered watermark with ChainHeight unknown (its error) is

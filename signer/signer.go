@@ -45,7 +45,9 @@ var (
 	ErrOutcomeUnknown = errors.New("fence outcome unknown")
 	// ErrMoved: a Fencer's refusal because the watermark was not at the
 	// index, while the lock check passed. The signer reads it back: under
-	// its own lock, only its own late fence can have moved it.
+	// its own lock only its own late fence, or an operator's `valguard
+	// state import` (always a raise), can have moved it; a value above its
+	// own is adopted, anything else demotes.
 	ErrMoved = errors.New("the watermark moved under the lock")
 )
 

@@ -187,9 +187,11 @@ func stateImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// A check-and-set on the index read: a leader fencing meanwhile wins,
-	// and its next fence after this import fails and demotes it, so that it
-	// reads the raised watermark before it signs again.
+	// A check-and-set on the index read: a leader fencing meanwhile wins.
+	// A leader's next fence after this import is refused (the watermark
+	// moved); it reads the key back and, the imported value being above
+	// its own, adopts it and decides the request again against it, so it
+	// never signs below the import.
 	done, _, err := client.KV().CAS(&api.KVPair{Key: el.WatermarkKey(), Value: value, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", el.WatermarkKey(), err)
