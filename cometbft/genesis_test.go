@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -168,6 +169,136 @@ func TestSignerWatermarkInRestartMode(t *testing.T) {
 	} {
 		if got, err := CompareWatermarks([]byte(tc.a), []byte(tc.b)); err != nil || got != tc.want {
 			t.Errorf("CompareWatermarks(%s, %s) = %d, %v; want %d", tc.a, tc.b, got, err, tc.want)
+		}
+	}
+}
+
+// accounts is an app_state of n accounts (n < 0: without end), made as it
+// is read; read counts the bytes taken from it.
+type accounts struct {
+	n, i int
+	buf  []byte
+	read int64
+}
+
+const account = `{"address":"cosmos1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq","coins":[{"denom":"stake","amount":"1000000"}]}`
+
+func (a *accounts) Read(p []byte) (int, error) {
+	for len(a.buf) == 0 {
+		switch {
+		case a.i == 0:
+			a.buf = []byte(`{"accounts":[` + account)
+		case a.n < 0 || a.i < a.n:
+			a.buf = []byte("," + account)
+		case a.i == a.n:
+			a.buf = []byte(`]}`)
+		default:
+			return 0, io.EOF
+		}
+		a.i++
+	}
+	k := copy(p, a.buf)
+	a.buf = a.buf[k:]
+	a.read += int64(k)
+	return k, nil
+}
+
+func TestGenesisTime(t *testing.T) {
+	want := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name, genesis, bad string
+		want               time.Time
+	}{
+		{"cometbft layout", `{"genesis_time":"2026-03-01T12:00:00.123456789Z","chain_id":"c-1","initial_height":"1","app_state":{}}`, "", want},
+		{"without fraction, other zone", `{"genesis_time":"2026-03-01T13:00:00+01:00"}`, "", time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+		{"far past", `{"genesis_time":"2019-12-11T16:11:34.115Z","chain_id":"cosmoshub-4"}`, "", time.Date(2019, 12, 11, 16, 11, 34, 115e6, time.UTC)},
+		{"future", `{"genesis_time":"2099-01-01T00:00:00Z"}`, "", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"initial_height before it", `{"initial_height":"5000000","consensus_params":{"block":{"max_bytes":"1"}},"genesis_time":"2026-03-01T12:00:00.123456789Z"}`, "", want},
+		{"after nested values", `{"app_state":{"a":[1,{"genesis_time":"2000-01-01T00:00:00Z"}],"b":"x"},"genesis_time":"2026-03-01T12:00:00.123456789Z"}`, "", want},
+		{"missing", `{"chain_id":"c-1","app_state":{"genesis_time":"2026-03-01T12:00:00Z"}}`, "", time.Time{}},
+		{"a number", `{"genesis_time":1767225600}`, "not a string", time.Time{}},
+		{"null", `{"genesis_time":null}`, "not a string", time.Time{}},
+		{"an object", `{"genesis_time":{"seconds":1}}`, "not a string", time.Time{}},
+		{"not a time", `{"genesis_time":"tomorrow"}`, "cannot parse", time.Time{}},
+		{"the zero time", `{"genesis_time":"0001-01-01T00:00:00Z"}`, "zero time", time.Time{}},
+		{"not an object", `["genesis_time","2026-03-01T12:00:00Z"]`, "not a JSON object", time.Time{}},
+		{"truncated", `{"chain_id":"c-1","genesis_time":"2026`, "unexpected EOF", time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readGenesisTime(strings.NewReader(tc.genesis))
+			if tc.want.IsZero() {
+				bad := tc.bad
+				if bad == "" {
+					bad = "no genesis_time"
+				}
+				if err == nil || !strings.Contains(err.Error(), bad) {
+					t.Fatalf("readGenesisTime = %v, %v; want an error containing %q", got, err, bad)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tc.want) {
+				t.Fatalf("readGenesisTime = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	// genesis_time before a large app_state: the scan stops at it (here
+	// the app_state has no end).
+	t.Run("before a large app_state", func(t *testing.T) {
+		app := &accounts{n: -1}
+		r := io.MultiReader(strings.NewReader(`{"genesis_time":"2026-03-01T12:00:00.123456789Z","chain_id":"c-1","app_state":`), app)
+		got, err := readGenesisTime(bufio.NewReaderSize(r, 64<<10))
+		if err != nil || !got.Equal(want) {
+			t.Fatalf("readGenesisTime = %v, %v", got, err)
+		}
+		if app.read > 64<<10 {
+			t.Fatalf("%d bytes of app_state read; want at most the reader's buffer", app.read)
+		}
+	})
+	// genesis_time after a large app_state (no known tool writes it so):
+	// the app_state is skipped token by token, nothing of it kept.
+	t.Run("after a large app_state", func(t *testing.T) {
+		app := &accounts{n: 100_000} // 10 MB
+		r := io.MultiReader(strings.NewReader(`{"chain_id":"c-1","app_state":`), app, strings.NewReader(`,"genesis_time":"2026-03-01T12:00:00.123456789Z"}`))
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		got, err := readGenesisTime(bufio.NewReaderSize(r, 64<<10))
+		runtime.ReadMemStats(&m1)
+		if err != nil || !got.Equal(want) {
+			t.Fatalf("readGenesisTime = %v, %v", got, err)
+		}
+		if app.read < 10<<20 {
+			t.Fatalf("only %d bytes of app_state read", app.read)
+		}
+		// Decoded whole, the app_state would be held at once; token by
+		// token only the decoder's buffer is (the tokens themselves are
+		// garbage at once, so the heap stays small).
+		if inuse := int64(m1.HeapInuse) - int64(m0.HeapInuse); inuse > 8<<20 {
+			t.Errorf("heap grew by %d MB reading a 10 MB app_state", inuse>>20)
+		}
+	})
+}
+
+// TestLaunching: a chain is at its launch while its genesis time is ahead
+// or less than LaunchWindow ago.
+func TestLaunching(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		genesis time.Time
+		want    bool
+	}{
+		{"far future", now.Add(1000 * time.Hour), true},
+		{"future", now.Add(time.Minute), true},
+		{"now", now, true},
+		{"within the window", now.Add(-LaunchWindow + time.Second), true},
+		{"at the window's end", now.Add(-LaunchWindow), false},
+		{"past the window", now.Add(-LaunchWindow - time.Minute), false},
+		{"far past", time.Date(2019, 12, 11, 16, 11, 34, 0, time.UTC), false},
+		{"zero", time.Time{}, false},
+	} {
+		if got := launching(tc.genesis, now); got != tc.want {
+			t.Errorf("%s: launching(%v, now) = %v", tc.name, tc.genesis, got)
 		}
 	}
 }

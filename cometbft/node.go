@@ -68,6 +68,10 @@ type Node struct {
 	role      supervisor.Role // role last prepared
 	prepared  bool            // a role was prepared
 	voterAddr string          // address of the voter key, once prepared
+
+	genesisOnce sync.Once // reads genesisAt, genesisErr (genesisTime)
+	genesisAt   time.Time // the genesis file's genesis_time
+	genesisErr  error     // why genesisAt could not be read
 }
 
 var _ supervisor.Node = (*Node)(nil)
@@ -417,6 +421,10 @@ func (n *Node) Command(role supervisor.Role) (*exec.Cmd, error) {
 // that file at start even with a remote signer, so it would hold the key
 // in memory: S1′), are supervisor.ErrUnexpectedKey. The key file is read
 // at every call, also for a node valguard did not prepare.
+//
+// A node with no block yet counts as synced only at the chain's launch:
+// the genesis file's genesis_time, read once at the first such status,
+// ahead or less than LaunchWindow ago (see synced).
 func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 	res, err := n.rpc.Status(ctx)
 	if err != nil {
@@ -447,24 +455,33 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 			break
 		}
 	}
-	st.Synced = synced(st, n.cfg.MaxBlockAge)
+	// The genesis file is read only for a node with no block yet.
+	launch := st.Height == 0 && !st.CatchingUp && n.launching(time.Now())
+	st.Synced = synced(st, n.cfg.MaxBlockAge, launch)
 	return st, nil
 }
 
 // synced is the adapter's verdict on a node's status: not catching up,
-// and either a block no older than maxAge (negative: any age) or no block
-// at all: a chain at its launch, whose first block may need this very
-// validator, so that waiting for a block would never end. A node that
-// joins a running chain reports catching up while it block-syncs; one cut
-// off from every peer may end its block sync at height 0 and count as
-// synced, and is then kept out of the election by the other replicas'
-// heights (run --max-lag) and has nothing to sign below the watermark.
-func synced(st supervisor.Status, maxAge time.Duration) bool {
+// and either a block no older than maxAge (negative: any age) or, when
+// launch says the chain is at its launch (genesis time ahead or less
+// than LaunchWindow ago: Node.launching), no block at all: the chain's
+// first block may need this very validator, so that waiting for a block
+// would never end. Without that evidence a node with no block is not
+// synced: in the signer mode every replica's node presents the
+// validator's key, and with a third of the power or more CometBFT skips
+// block sync, so a node whose home was wiped on a running chain reports
+// height 0, not catching up, within a second; counted as synced, it could
+// lead, and with a missing watermark sign old heights again. A node that
+// joins a running chain otherwise reports catching up while it
+// block-syncs; one cut off from every peer at a launch may end its block
+// sync at height 0 and count as synced, and is then kept out of the
+// election by the other replicas' heights (run --max-lag).
+func synced(st supervisor.Status, maxAge time.Duration, launch bool) bool {
 	if st.CatchingUp {
 		return false
 	}
 	if st.Height == 0 {
-		return true
+		return launch
 	}
 	return st.Height > 0 && (maxAge < 0 || time.Since(st.BlockTime) <= maxAge)
 }

@@ -94,6 +94,16 @@ func (r *Remote) Watermark() ([]byte, error) { return nil, nil }
 // key than this one does not sign through valguard (its
 // priv_validator_laddr is not ours): it is an error, so the replica never
 // counts as synced.
+//
+// A node with no block yet never counts as synced: valguard has no
+// genesis file for an external node, so no evidence that height 0 means
+// a chain at its launch rather than a node whose home was wiped on a
+// running chain (see synced), and the node's RPC offers the genesis time
+// only in /genesis or /genesis_chunked, whose answers run to the size of
+// the genesis file (16 MB chunks). An external node must have a block
+// before its replica enters the election, so a chain whose first block
+// needs this validator cannot launch through an external node: run the
+// launch with valguard running the node.
 func (r *Remote) Status(ctx context.Context) (supervisor.Status, error) {
 	res, err := r.rpc.Status(ctx)
 	if err != nil {
@@ -107,7 +117,7 @@ func (r *Remote) Status(ctx context.Context) (supervisor.Status, error) {
 	}
 	si := res.SyncInfo
 	st := supervisor.Status{Height: si.LatestBlockHeight, CatchingUp: si.CatchingUp, BlockTime: si.LatestBlockTime}
-	st.Synced = synced(st, r.cfg.MaxBlockAge)
+	st.Synced = synced(st, r.cfg.MaxBlockAge, false)
 	return st, nil
 }
 
