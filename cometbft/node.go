@@ -455,8 +455,11 @@ func (n *Node) Status(ctx context.Context) (supervisor.Status, error) {
 			break
 		}
 	}
-	// The genesis file is read only for a node with no block yet.
-	launch := st.Height == 0 && !st.CatchingUp && n.launching(time.Now())
+	// The genesis file is read only for a node with no block yet. The
+	// key-file mode does not lead from height 0: its sign-state raise
+	// needs a committed height (prepareValidator, S8), so a launch there
+	// waits for the first block as before.
+	launch := n.signerMode() && st.Height == 0 && !st.CatchingUp && n.launching(time.Now())
 	st.Synced = synced(st, n.cfg.MaxBlockAge, launch)
 	return st, nil
 }
