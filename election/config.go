@@ -83,7 +83,14 @@ type Config struct {
 	//     it took was held by a Fenced replica: a fence by an old leader
 	//     that still runs fails at Consul. A lock a key-file replica held
 	//     (a fleet migrating between modes) gets the wait like any unclean
-	//     take: no fence stops that leader's node, only its own deadline;
+	//     take: no fence stops that leader's node, only its own deadline.
+	//     An absent lock key names no holder: Acquire then reads the
+	//     watermark key (consistent read, bounded by CallTimeout) and skips
+	//     the wait only when it is absent (a new validator) or
+	//     WrittenFenced reports it written by a Fenced replica; a
+	//     watermark a key-file replica wrote, or a failed read, gets the
+	//     wait from the take (a key deleted under a key-file leader, which
+	//     signs on until its next lock check plus StopMargin);
 	//   - LockDelay defaults to FencedLockDelay;
 	//   - a take refused inside the lock-delay is retried after
 	//     min(LockDelay + 5 ms, 500 ms) rather than 500 ms.
@@ -93,6 +100,12 @@ type Config struct {
 	// ErrWatermarkMoved. The signer raises a key-file leader's watermark
 	// above the chain before it signs (S8; signer.Signer.Lead).
 	Fenced bool
+	// WrittenFenced, if set, reports whether a watermark value (as stored
+	// in the watermark key) was written by a Fenced replica. Only a Fenced
+	// election uses it, after taking an absent lock key (see Fenced). Nil:
+	// every present watermark counts as not written by a Fenced replica,
+	// so such a take waits. For the signer: signer.WrittenBySigner.
+	WrittenFenced func(watermark []byte) bool
 
 	// Now is the clock for deadlines; it must follow real time (timers run
 	// on real durations computed from it). Default time.Now, whose

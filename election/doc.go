@@ -100,7 +100,9 @@
 // as a key-file (restart mode) leader's: a Fenced replica that takes over
 // from one (a fleet migrating between modes) waits as any unclean take
 // does, for that leader's node to have stopped, and the signer raises the
-// watermark above the chain before it signs. Consul data loss
+// watermark above the chain before it signs. An absent lock key names no
+// leader; the Fenced taker then waits unless the watermark key is absent
+// or was written by a Fenced replica (Config.WrittenFenced). Consul data loss
 // or a rollback (a snapshot restore, a wiped server) brings back an older
 // watermark; only a floor kept outside Consul covers that.
 //

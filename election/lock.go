@@ -41,8 +41,13 @@ const fencedRetrySlack = 5 * time.Millisecond
 // passed while Consul's lock-delay refused the take. A later Acquire on the same session
 // resumes the same wait, it does not restart it.
 //
-// With Config.Fenced there is no such wait: Acquire returns as soon as the
-// take succeeded, and OnUncleanTakeover is not called.
+// With Config.Fenced there is no such wait when the key was left by a
+// Fenced holder, or was absent while the watermark key is absent or was
+// written by a Fenced replica (Config.WrittenFenced; one consistent read
+// after the take): Acquire returns as soon as the take succeeded, and
+// OnUncleanTakeover is not called. A key a key-file replica left, or an
+// absent key over a watermark a key-file replica wrote (or that could not
+// be read), gets the wait, counted from the take for an absent key.
 //
 // A take whose outcome is unknown (no answer within the call timeout, a
 // connection reset after the request was sent, an error answer) is
@@ -260,14 +265,21 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 		return false, nil
 	}
 	from := freeSince
-	// A Fenced session skips the wait after a Fenced holder, and for an
-	// absent key (a new validator, or a key deleted under a Fenced leader:
-	// replicas of one validator run one mode, see Config.Fenced).
-	fencedBefore := seen == nil || writtenFenced(seen)
+	// A Fenced session skips the wait after a Fenced holder. An absent key
+	// names no holder (a new validator, or a key deleted under a leader of
+	// either mode: fleets may mix them, see Config.Fenced); the watermark
+	// key tells whether a key-file replica signed last (absentKeyFenced).
+	fencedBefore := writtenFenced(seen)
 	if seen == nil {
 		// An absent key carries nothing that proves it stayed absent
 		// since it was first seen so: count from the take.
 		from = s.e.now()
+		if cfg.Fenced {
+			var why string
+			if fencedBefore, why = s.absentKeyFenced(ctx); !fencedBefore {
+				unclean += "; " + why
+			}
+		}
 	} else {
 		// The value judged above must be what the take replaced; if not,
 		// the take is unclean and its wait runs from now.
@@ -277,6 +289,40 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 	}
 	s.tookLock(value, unclean, from, fencedBefore)
 	return true, nil
+}
+
+// absentKeyFenced reports whether a Fenced session that took an absent
+// lock key may skip the unclean-takeover wait, and if not, why. The
+// absent key names no last holder, but leaders of either mode publish the
+// validator's watermark, and Config.WrittenFenced tells whether the stored
+// one was written by a Fenced replica. Skipped only when a consistent read
+// (bounded by CallTimeout and the lease) shows the watermark key absent (a
+// new validator) or written by a Fenced replica; a watermark a key-file
+// (restart mode) replica wrote, or a failed read, means that replica's
+// node may still sign with its key file until it notices the deleted key
+// and stops, which no fence prevents. Not covered: a key-file leader that
+// has not published yet (it publishes periodically) leaves the watermark
+// as it was, absent or a Fenced replica's.
+func (s *Session) absentKeyFenced(ctx context.Context) (bool, string) {
+	rctx, cancel, err := s.leaseCtx(ctx)
+	if err != nil {
+		return false, "the watermark key could not be read to tell which mode signed last: " + err.Error()
+	}
+	defer cancel()
+	wm, err := s.e.get(rctx, s.e.watermarkKey)
+	if err != nil {
+		s.e.consulError(err, ctx, s.ctx)
+		return false, "the watermark key could not be read to tell which mode signed last: " + err.Error()
+	}
+	switch written := s.e.cfg.WrittenFenced; {
+	case wm == nil:
+		return true, ""
+	case written == nil:
+		return false, "a watermark is stored and WrittenFenced is not set to tell whether a key-file (restart mode) replica, whose node may still sign until it stops, wrote it"
+	case !written(wm.Value):
+		return false, "the watermark was written by a key-file (restart mode) replica, whose node may still sign until it stops"
+	}
+	return true, ""
 }
 
 // heldAfterUnknownTake re-reads the lock key (consistent read) after a
@@ -337,9 +383,10 @@ func (s *Session) replacedSeen(ctx context.Context, seen, after *api.KVPair) str
 // is already closed. A non-empty unclean reason starts the
 // unclean-takeover wait, counted from from and reported to
 // Config.OnUncleanTakeover. A Fenced session skips the wait only when the
-// value it replaced was written by a Fenced replica (fencedBefore): a
-// previous holder in the restart mode may still run a node with the key
-// file, which no fence stops.
+// value it replaced was written by a Fenced replica, or the key was absent
+// and the watermark key absent or written by a Fenced replica
+// (fencedBefore): a previous holder in the restart mode may still run a
+// node with the key file, which no fence stops.
 func (s *Session) tookLock(value []byte, unclean string, from time.Time, fencedBefore bool) {
 	cfg := s.e.cfg
 	s.mu.Lock()
