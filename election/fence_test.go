@@ -389,7 +389,8 @@ func TestFencedTakeoverSkipsUncleanWait(t *testing.T) {
 	agent := consultest.Start(t)
 	admin := agent.Client(t)
 	v := validatorID(t)
-	ra, rb := newReplica(t, agent.Client(t), v, "a", fenced), newReplica(t, agent.Client(t), v, "b", fenced)
+	allFenced := func(c *election.Config) { c.WrittenFenced = func([]byte) bool { return true } } // "v1" is a Fenced replica's
+	ra, rb := newReplica(t, agent.Client(t), v, "a", fenced), newReplica(t, agent.Client(t), v, "b", fenced, allFenced)
 	sa, sb := ra.session(t), rb.session(t)
 	mustAcquire(t, sa, fencedAcquire)
 	i1 := mustFence(t, admin, ra, sa, "v1", 0)

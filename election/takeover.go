@@ -17,8 +17,10 @@ const MaxClockSkew = time.Second
 
 // uncleanWait is how long a replica that took the lock without a fresh
 // clean-release marker waits before Acquire returns: max(LockDelay, TTL).
-// A Config.Fenced election never waits (tookLock): its old leader's fences
-// fail at Consul once it lost the lock, whether or not it still runs.
+// A Config.Fenced election waits only when the holder it replaced may have
+// been a key-file replica (tookLock, absentKeyFenced): a Fenced old
+// leader's fences fail at Consul once it lost the lock, whether or not it
+// still runs; a key-file leader's node signs on until it stops.
 func uncleanWait(cfg Config) time.Duration { return max(cfg.LockDelay, cfg.TTL) }
 
 // uncleanReason says why a free lock key, read as seen (nil: absent) at

@@ -117,6 +117,16 @@ func (s *Supervisor) recoveryRestart(height int64) (State, string, bool) {
 		s.release(false)
 		return Startup, "node not reaped for a recovery restart; lock released", false
 	}
+	// Prepared as for any start: a node that stopped may leave its signer
+	// socket behind, and the next one cannot listen on it (CometBFT exits:
+	// "bind: address already in use").
+	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
+	err := s.cfg.Node.Prepare(pctx, RoleVoter, nil)
+	cancel()
+	if err != nil {
+		s.release(false)
+		return Startup, fmt.Sprintf("node home not prepared for a recovery restart: %v; lock released", err), false
+	}
 	if err := s.start(RoleVoter); err != nil {
 		s.fails++
 		s.release(false)

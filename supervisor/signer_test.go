@@ -304,6 +304,17 @@ func TestSignerModeRecoveryRestart(t *testing.T) {
 		if r.j.index("release") >= 0 || r.sup.State() != Validating {
 			t.Fatalf("the lock went with a recovery restart (state %s):\n%s", r.sup.State(), strings.Join(r.j.list(), "\n"))
 		}
+		prepared, granted := false, false
+		for _, e := range r.j.list() {
+			switch {
+			case strings.HasPrefix(e, "signer:grant"):
+				granted = true
+			case granted && strings.HasPrefix(e, "prepare:voter"):
+				prepared = true
+			case granted && e == "start:voter" && !prepared:
+				t.Fatalf("the recovery restart started the node without preparing its home (a stale signer socket stays):\n%s", strings.Join(r.j.list(), "\n"))
+			}
+		}
 		if got := testutil.ToFloat64(r.m.recoveries); got != 1 {
 			t.Fatalf("valguard_signer_recovery_restarts_total = %v", got)
 		}

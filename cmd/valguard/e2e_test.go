@@ -28,8 +28,9 @@ type chain struct {
 	logs   []string
 	dir    string
 
-	validatorLogs []string   // the logs of the validator nodes startChain started
-	replicas      []*replica // every replica made by c.replica
+	validatorLogs []string            // the logs of the validator nodes startChain started
+	validators    []*localnet.Process // those nodes, in the order of net.Homes without the HA one
+	replicas      []*replica          // every replica made by c.replica
 }
 
 func cometbftOrSkip(t *testing.T) string {
@@ -65,7 +66,7 @@ func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *chain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chain{t: t, net: n, consul: agent, rpc: n.RPC(n.Homes[0]), dir: dir}
+	c := &chain{t: t, net: n, consul: agent, rpc: n.RPC(n.Homes[0]), dir: dir, validators: procs}
 	for _, p := range procs {
 		c.logs = append(c.logs, p.LogPath)
 		c.validatorLogs = append(c.validatorLogs, p.LogPath)

@@ -23,6 +23,7 @@ import (
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/homelock"
 	"github.com/valguard/valguard/roster"
+	"github.com/valguard/valguard/signer"
 	"github.com/valguard/valguard/supervisor"
 )
 
@@ -132,7 +133,8 @@ func run(c *cli.Context) error {
 		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
-		Fenced: mode == signSigner,
+		Fenced:        mode == signSigner,
+		WrittenFenced: signer.WrittenBySigner,
 		// The freshest of several standbys takes a freed lock first.
 		TakeDelay: func() time.Duration {
 			if sup == nil {
