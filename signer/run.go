@@ -240,7 +240,10 @@ func (s *Signer) lockFreeLoop(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, s.cfg.FenceTimeout)
 			free, err := s.cfg.LockFree(rctx)
 			cancel()
-			if err == nil && free {
+			// Stored only if this replica still does not lead: a Lead
+			// that began during the read cleared it, and must not find a
+			// stale "free" after it.
+			if err == nil && free && !s.Leading() {
 				now := s.cfg.Now()
 				s.lockFreeAt.Store(&now)
 			} else {

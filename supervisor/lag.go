@@ -35,8 +35,9 @@ const takeDelayPerBlock = 100 * time.Millisecond
 
 // TakeDelay is how long this standby lets fresher ones take a freed lock
 // first (election.Config.TakeDelay): takeDelayPerBlock for each block its
-// node, as last read, is below the best height a replica reports; 0 at
-// the best height, or without BestHeight. Of several eligible standbys
+// node, as last read, is below the best height a replica reports (the
+// most, 10 s, capped by the election at 1 s, when its node has no block
+// yet); 0 at the best height, or without BestHeight. Of several eligible standbys
 // the freshest thus wins, and one alone loses at most that wait.
 func (s *Supervisor) TakeDelay() time.Duration {
 	if s.cfg.BestHeight == nil {
@@ -44,8 +45,11 @@ func (s *Supervisor) TakeDelay() time.Duration {
 	}
 	h := s.Snapshot().Node.Height
 	behind := s.cfg.BestHeight() - h
-	if h <= 0 || behind <= 0 {
+	if behind <= 0 {
 		return 0
+	}
+	if h <= 0 { // no block read yet: the least fresh there is
+		behind = 100
 	}
 	return time.Duration(min(behind, 100)) * takeDelayPerBlock
 }

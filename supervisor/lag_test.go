@@ -57,3 +57,17 @@ func TestTakeDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeDelayWithoutABlock: a standby whose node has no block yet is the
+// least fresh of all when a replica reports a height.
+func TestTakeDelayWithoutABlock(t *testing.T) {
+	var best atomic.Int64
+	r := newRig(t, func(c *Config) { c.BestHeight = best.Load })
+	if got := r.sup.TakeDelay(); got != 0 {
+		t.Fatalf("nothing known anywhere: TakeDelay %s, want 0", got)
+	}
+	best.Store(5)
+	if got := r.sup.TakeDelay(); got != 100*takeDelayPerBlock {
+		t.Fatalf("no block, best 5: TakeDelay %s, want %s", got, 100*takeDelayPerBlock)
+	}
+}
