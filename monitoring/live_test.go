@@ -29,7 +29,10 @@ import (
 // the descriptions valguard's packages register instead, and nothing else
 // may be missing from the live scrape.
 var eventOnly = map[string]string{
-	"valguard_signer_fence_failures_total": "counted by reason only when a fence fails, which needs a leader",
+	"valguard_signer_fence_failures_total":     "counted by reason only when a fence fails, which needs a leader",
+	"valguard_signer_floor_failures_total":     "counted by reason only when a floor file write after a fence fails",
+	"valguard_signer_watermark_lost_total":     "counted by reason only when a standby sees the watermark missing or lowered",
+	"valguard_signer_watermark_restored_total": "counted by reason only when a new leader raises a missing or lowered watermark",
 }
 
 // generated are series Prometheus itself or the process collector adds,
