@@ -8,7 +8,7 @@ buildGoModule {
   src = lib.cleanSource ../.;
   # NAR hash of `go mod vendor` for this go.mod and go.sum; the test in
   # this directory recomputes it (nix-hash) and fails when it is stale.
-  vendorHash = "sha256-JzQmgOhm1JknOE3YGHUzXsHzehi2riiJivilgSlq6jw=";
+  vendorHash = "sha256-zp88yrK9G2b8Y6/mDvtiyAHkwmQT1W9+IBiG+LZguAg=";
   subPackages = [ "cmd/valguard" ];
   ldflags = [ "-s" "-w" "-X main.version=0-unstable" ];
   env.CGO_ENABLED = 0;
