@@ -157,42 +157,6 @@ func (e *Election) WatchWatermark(ctx context.Context, index uint64) (value []by
 	return present(pair.Value), meta.LastIndex, nil
 }
 
-// DestroyHolder reads the lock key with a consistent read and, if a
-// session other than own holds it, destroys that session and returns its
-// ID; "" when the lock is free, absent or held by own (own "" matches no
-// session). Consul then frees the key, keeping its value, and refuses it
-// for the holder's lock-delay; the holder sees ErrSessionInvalidated on its
-// next renew, and its fences fail at once. Meant for deposition, where the
-// fence makes it safe (see the package doc).
-//
-// A lock key that names another validator's public key is not touched: an
-// error wrapping ErrForeignLock. If the lock changed hands between the
-// read and the destroy, the session read is destroyed anyway (harmless: it
-// no longer holds the lock). Each call is bounded by ctx and CallTimeout.
-func (e *Election) DestroyHolder(ctx context.Context, own string) (destroyed string, err error) {
-	rctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	pair, err := e.get(rctx, e.lockKey)
-	cancel()
-	if err != nil {
-		e.consulError(err, ctx)
-		return "", err
-	}
-	if pair == nil || pair.Session == "" || pair.Session == own {
-		return "", nil
-	}
-	if err := e.foreign(pair); err != nil {
-		return "", err
-	}
-	dctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	defer cancel()
-	if _, err := e.cfg.Client.Session().Destroy(pair.Session, (&api.WriteOptions{}).WithContext(dctx)); err != nil {
-		err = fmt.Errorf("destroy session %s holding %s: %w", pair.Session, e.lockKey, err)
-		e.consulError(err, ctx)
-		return "", err
-	}
-	return pair.Session, nil
-}
-
 // DestroyStaleHolder destroys session holder if a consistent read of the
 // lock key shows it still holds the lock, and reports whether it did.
 // holder is the session a standby saw holding the lock when it decided to

@@ -311,28 +311,28 @@ func TestBlackholedFenceIsUnknown(t *testing.T) {
 // Deposition: a standby destroys the holder's session and, with the 1 ms
 // lock-delay and no unclean-takeover wait, leads at once; the deposed
 // leader's fence fails.
-func TestDestroyHolderHandsOverWithFencedLockDelay(t *testing.T) {
+func TestDestroyStaleHolderHandsOverWithFencedLockDelay(t *testing.T) {
 	t.Parallel()
 	agent := consultest.Start(t)
 	admin := agent.Client(t)
 	v := validatorID(t)
 	ra, rb := newReplica(t, agent.Client(t), v, "a", fenced), newReplica(t, agent.Client(t), v, "b", fenced)
 	sa, sb := ra.session(t), rb.session(t)
-	if id, err := rb.e.DestroyHolder(context.Background(), sb.ID()); err != nil || id != "" {
-		t.Fatalf("DestroyHolder of an absent lock = %q, %v; want \"\", nil", id, err)
+	if ok, err := rb.e.DestroyStaleHolder(context.Background(), sa.ID()); err != nil || ok {
+		t.Fatalf("DestroyStaleHolder of an absent lock = %v, %v; want false, nil", ok, err)
 	}
 	mustAcquire(t, sa, fencedAcquire)
 	i1 := mustFence(t, admin, ra, sa, "v1", 0)
-	if id, err := ra.e.DestroyHolder(context.Background(), sa.ID()); err != nil || id != "" || sa.Err() != nil {
-		t.Fatalf("DestroyHolder by the holder itself = %q, %v (Err %v); want nothing destroyed", id, err, sa.Err())
+	if ok, err := ra.e.DestroyStaleHolder(context.Background(), sb.ID()); err != nil || ok || sa.Err() != nil {
+		t.Fatalf("DestroyStaleHolder of a session that does not hold the lock = %v, %v (holder's Err %v); want nothing destroyed", ok, err, sa.Err())
 	}
 	chb := acquireAsync(context.Background(), sb)
 	time.Sleep(200 * time.Millisecond) // b is in its blocking query
 
 	start := time.Now()
-	id, err := rb.e.DestroyHolder(context.Background(), sb.ID())
-	if err != nil || id != sa.ID() {
-		t.Fatalf("DestroyHolder = %q, %v; want a's session %s", id, err, sa.ID())
+	ok, err := rb.e.DestroyStaleHolder(context.Background(), sa.ID())
+	if err != nil || !ok {
+		t.Fatalf("DestroyStaleHolder(a's session %s) = %v, %v; want destroyed", sa.ID(), ok, err)
 	}
 	res := waitResult(t, chb, fencedAcquire, "standby after deposition")
 	if res.err != nil {

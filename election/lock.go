@@ -304,14 +304,8 @@ func (s *Session) take(ctx context.Context, seen *api.KVPair, freeSince time.Tim
 // has not published yet (it publishes periodically) leaves the watermark
 // as it was, absent or a Fenced replica's.
 func (s *Session) absentKeyFenced(ctx context.Context) (bool, string) {
-	rctx, cancel, err := s.leaseCtx(ctx)
+	wm, err := s.readKey(ctx, s.e.watermarkKey)
 	if err != nil {
-		return false, "the watermark key could not be read to tell which mode signed last: " + err.Error()
-	}
-	defer cancel()
-	wm, err := s.e.get(rctx, s.e.watermarkKey)
-	if err != nil {
-		s.e.consulError(err, ctx, s.ctx)
 		return false, "the watermark key could not be read to tell which mode signed last: " + err.Error()
 	}
 	switch written := s.e.cfg.WrittenFenced; {
@@ -337,20 +331,26 @@ func (s *Session) heldAfterUnknownTake(ctx context.Context) *api.KVPair {
 	if ctx.Err() != nil {
 		return nil // the caller gave up; see "Not guaranteed" on Acquire
 	}
-	rctx, cancel, err := s.leaseCtx(ctx)
-	if err != nil {
-		return nil
-	}
-	defer cancel()
-	pair, err := s.e.get(rctx, s.e.lockKey)
-	if err != nil {
-		s.e.consulError(err, ctx, s.ctx)
-		return nil
-	}
-	if pair == nil || pair.Session != s.id {
+	pair, err := s.readKey(ctx, s.e.lockKey)
+	if err != nil || pair == nil || pair.Session != s.id {
 		return nil
 	}
 	return pair
+}
+
+// readKey is a consistent read of key bounded by the call timeout and the
+// lease (leaseCtx); a failed read is reported as a Consul error.
+func (s *Session) readKey(ctx context.Context, key string) (*api.KVPair, error) {
+	rctx, cancel, err := s.leaseCtx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	pair, err := s.e.get(rctx, key)
+	if err != nil {
+		s.e.consulError(err, ctx, s.ctx)
+	}
+	return pair, err
 }
 
 // replacedSeen returns why a take may not have replaced the value seen
@@ -360,13 +360,8 @@ func (s *Session) heldAfterUnknownTake(ctx context.Context) *api.KVPair {
 // to read it now (consistent read); a failed read is a reason too.
 func (s *Session) replacedSeen(ctx context.Context, seen, after *api.KVPair) string {
 	if after == nil {
-		rctx, cancel, err := s.leaseCtx(ctx)
-		if err != nil {
-			return "the lock key could not be re-read after the take: " + err.Error()
-		}
-		defer cancel()
-		if after, err = s.e.get(rctx, s.e.lockKey); err != nil {
-			s.e.consulError(err, ctx, s.ctx)
+		var err error
+		if after, err = s.readKey(ctx, s.e.lockKey); err != nil {
 			return "the lock key could not be re-read after the take: " + err.Error()
 		}
 	}
