@@ -435,16 +435,10 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 // is unknown, or a key created meanwhile, is left to fenceLocked's next
 // read; any other refusal is returned (the leader steps down).
 func (s *Signer) writeBackLocked() error {
-	mem, err := json.Marshal(s.wm)
-	if err != nil {
-		return fmt.Errorf("the watermark key is absent in consul; the watermark in memory not encoded: %w", err)
-	}
 	s.cfg.Metrics.wroteBack()
 	ev := s.cfg.Log.Error().Str("watermark", s.wm.String()).Uint64("was_index", s.index).
 		Str("fix", "never delete the watermark key while a replica runs; check who did (consul's logs), or whether consul lost data")
-	fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
-	index, err := s.fencer.Fence(fctx, mem, 0)
-	cancel()
+	index, err := s.writeLocked(context.Background(), s.fencer, s.wm, 0)
 	switch {
 	case err == nil:
 		ev.Uint64("index", index).Msg("watermark key absent in consul while leading: wrote back the watermark held in memory")

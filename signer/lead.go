@@ -122,7 +122,7 @@ func (s *Signer) Lead(ctx context.Context, f Fencer) error {
 		}
 		raised := highest(wm, known, chainTop)
 		if value == nil || Compare(raised, wm) > 0 {
-			newIndex, err := s.restoreLocked(ctx, f, raised, index)
+			newIndex, err := s.writeLocked(ctx, f, raised, index)
 			if err != nil {
 				return fmt.Errorf("lead: the watermark in consul is %s (%s); writing %s back failed: %w", describe(reason), wm, raised, err)
 			}
@@ -186,10 +186,11 @@ func (s *Signer) knownLocked(chainFloor Watermark) (Watermark, string) {
 	return known, from
 }
 
-// restoreLocked writes w to the store under the lock with f, at index (0:
-// only if the key is absent), and returns the new index. Called with the
-// signing mutex held, before leading.
-func (s *Signer) restoreLocked(ctx context.Context, f Fencer, w Watermark, index uint64) (uint64, error) {
+// writeLocked writes w to the store under the lock with f, at index (0:
+// only if the key is absent), bounded by FenceTimeout, and returns the new
+// index: a restore before leading, a write-back while leading. Called
+// with the signing mutex held.
+func (s *Signer) writeLocked(ctx context.Context, f Fencer, w Watermark, index uint64) (uint64, error) {
 	value, err := json.Marshal(w)
 	if err != nil {
 		return 0, err
