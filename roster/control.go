@@ -16,10 +16,7 @@ func (r *Roster) Drains(ctx context.Context) (map[string]Drain, error) {
 	defer cancel()
 	prefix := r.controlPrefix() + "drain/"
 	q := &api.QueryOptions{RequireConsistent: true}
-	pairs, meta, err := r.cfg.Client.KV().List(prefix, q.WithContext(cctx))
-	if err == nil && meta.ResultsFilteredByACLs {
-		err = errFiltered
-	}
+	pairs, _, err := r.list(prefix, q.WithContext(cctx))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", prefix, err)
 	}

@@ -251,10 +251,7 @@ func (r *Roster) Reports(ctx context.Context) ([]Entry, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	defer cancel()
 	q := &api.QueryOptions{RequireConsistent: true}
-	pairs, meta, err := r.cfg.Client.KV().List(r.reportPrefix(), q.WithContext(cctx))
-	if err == nil && meta.ResultsFilteredByACLs {
-		err = errFiltered // a list without some replicas is no list of them
-	}
+	pairs, _, err := r.list(r.reportPrefix(), q.WithContext(cctx))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.reportPrefix(), err)
 	}

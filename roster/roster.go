@@ -130,6 +130,17 @@ var ErrNoReadAccess = errors.New("the Consul token may not read the operator's r
 // it: a refusal all the same, never "not drained".
 var errFiltered = errors.New("403 (Permission denied: Consul left out keys this token may not read)")
 
+// list lists prefix with q. A list Consul answered with keys left out by
+// the token's ACLs is errFiltered: every list of the roster decides on
+// what it does not see (a drain mark, a replica's report).
+func (r *Roster) list(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error) {
+	pairs, meta, err := r.cfg.Client.KV().List(prefix, q)
+	if err == nil && meta.ResultsFilteredByACLs {
+		err = errFiltered
+	}
+	return pairs, meta, err
+}
+
 // explain adds, to a refused read of control/, the key and the fix.
 func (r *Roster) explain(err error) error {
 	if !permissionDenied(err) {

@@ -152,10 +152,7 @@ func (w *Watcher) list(ctx context.Context, index uint64) (api.KVPairs, uint64, 
 	}
 	qctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	pairs, meta, err := w.r.cfg.Client.KV().List(w.r.controlPrefix(), q.WithContext(qctx))
-	if err == nil && meta.ResultsFilteredByACLs {
-		err = errFiltered
-	}
+	pairs, meta, err := w.r.list(w.r.controlPrefix(), q.WithContext(qctx))
 	if err != nil {
 		return nil, 0, w.r.explain(fmt.Errorf("read %s: %w", w.r.controlPrefix(), err))
 	}
