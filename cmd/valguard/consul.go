@@ -115,9 +115,6 @@ func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error
 	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout")+time.Second)
 	defer cancel()
 	if err := path.Verify(ctx); err != nil {
-		if tlsErr := explainTLS(err); tlsErr != nil {
-			return nil, nil, fmt.Errorf("--consul-url: %w", tlsErr)
-		}
 		return nil, nil, fmt.Errorf("--consul-url: %w", err)
 	}
 	if c.Command.Name == "run" {
