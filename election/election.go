@@ -90,13 +90,20 @@ func (e *Election) Leader(ctx context.Context) (*LeaderInfo, error) {
 		e.consulError(err, ctx)
 		return nil, err
 	}
+	return HolderOf(pair)
+}
+
+// HolderOf is who holds the lock key read as pair: its LeaderInfo with the
+// holding session; nil when no session holds it. A held key whose value
+// cannot be read is an error.
+func HolderOf(pair *api.KVPair) (*LeaderInfo, error) {
 	if pair == nil || pair.Session == "" {
 		return nil, nil
 	}
 	var info LeaderInfo
 	if err := json.Unmarshal(pair.Value, &info); err != nil {
 		return nil, fmt.Errorf("lock key %s held by session %s has an unreadable value %q: %w",
-			e.lockKey, pair.Session, pair.Value, err)
+			pair.Key, pair.Session, pair.Value, err)
 	}
 	info.Session = pair.Session
 	return &info, nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -136,13 +135,12 @@ func (v *view) leaderID() string {
 // pair; "" when no session does. A held key whose value cannot be read
 // names no known replica: an error, so that nothing is decided on it.
 func lockHolder(pair *api.KVPair) (string, error) {
-	if pair == nil || pair.Session == "" {
-		return "", nil
+	info, err := election.HolderOf(pair)
+	if err != nil {
+		return "", fmt.Errorf("%w: the leader is unknown, nothing changed (valguard status)", err)
 	}
-	var info election.LeaderInfo
-	if err := json.Unmarshal(pair.Value, &info); err != nil {
-		return "", fmt.Errorf("lock key %s, held by session %s, has an unreadable value %q: the leader is unknown, nothing changed (valguard status)",
-			pair.Key, pair.Session, pair.Value)
+	if info == nil {
+		return "", nil
 	}
 	return info.ReplicaID, nil
 }
