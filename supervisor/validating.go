@@ -106,14 +106,14 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 				s.vfails = 0
 				s.moved(&stall)
 			}
-			if wm, werr := s.cfg.Node.Watermark(); werr == nil {
-				stall.signState(wm, time.Now())
-			}
 			if stalled := time.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, stall.since) {
 				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		case <-publish.C:
 			wm, err := s.cfg.Node.Watermark()
+			if err == nil {
+				stall.signState(wm, time.Now()) // the stall rule's "still signs"
+			}
 			if err != nil || wm == nil || bytes.Equal(wm, published) {
 				continue
 			}
