@@ -225,7 +225,7 @@ func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time
 	case Refuse:
 		return turn{o: outcome{result: resultRefused, reason: d.Reason}, done: true}
 	}
-	if !s.leading && s.lockFree() {
+	if !s.leading && s.lockFree() && !s.inElection() {
 		return turn{o: outcome{result: resultRefused, reason: "above the watermark " + s.wm.String() +
 			" and no replica holds the lock: refused at once, not to hold the node back"}, done: true}
 	}

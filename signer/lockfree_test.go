@@ -40,3 +40,20 @@ func TestStandbyRefusesAtOnceWithoutHolder(t *testing.T) {
 	}
 	mustSign(t, handleVote(b, vote(cmtproto.PrevoteType, 1, 0, &blockA, t0)))
 }
+
+// TestInElectionParksWithoutHolder: a replica that takes part in the
+// election parks its node's request even with no holder: it may take the
+// lock any moment and answer it itself (a refused step is lost to its
+// node).
+func TestInElectionParksWithoutHolder(t *testing.T) {
+	cl := newCluster(t)
+	b := newNode(t, cl, "b", func(c *Config) {
+		c.LockFree = func(context.Context) (bool, error) { return true, nil }
+		c.Synced = func() bool { return true }
+	})
+	time.Sleep(200 * time.Millisecond) // the first read
+	r := handleVote(b, vote(cmtproto.PrevoteType, 1, 0, &blockA, t0))
+	if r.kind != "ping" || r.took < b.cfg.ParkHold-50*time.Millisecond {
+		t.Fatalf("in the election, no holder: %s after %s, want parked for the hold %s", r.kind, r.took, b.cfg.ParkHold)
+	}
+}

@@ -258,6 +258,15 @@ func (s *Signer) lockFreeLoop(ctx context.Context) {
 	}
 }
 
+// inElection reports whether this replica takes part in the election
+// (Config.Synced): it may take the free lock any moment and answer its
+// node's parked request itself, so that request parks (refused, the step
+// would be lost to its node, which with a third of the power stalls the
+// chain until a recovery restart).
+func (s *Signer) inElection() bool {
+	return s.cfg.Synced != nil && s.cfg.Synced()
+}
+
 // lockFree reports whether the last read of LockFree, at most two periods
 // old, said no session holds the lock.
 func (s *Signer) lockFree() bool {

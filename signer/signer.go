@@ -133,11 +133,13 @@ type Config struct {
 	Holder func(ctx context.Context) (holder string, err error)
 	// LockFree, if set, reports whether no session holds the lock now (a
 	// consistent read). A standby reads it every lockFreeEvery and, while
-	// the last read said free, refuses a request above the watermark at
+	// the last read said free and it does not take part in the election
+	// itself (Synced false), refuses a request above the watermark at
 	// once instead of parking it: no leader can answer it soon, and a
 	// parked request holds the node's consensus back (at a chain's launch,
 	// every replica's node at height 1, so none would ever count as
-	// synced). Nil: requests above the watermark always park.
+	// synced). A replica in the election parks: it may take the lock any
+	// moment. Nil: requests above the watermark always park.
 	LockFree func(ctx context.Context) (bool, error)
 	// Depose destroys holder's session if it still holds the lock, and
 	// reports whether it did; a lock that changed hands is left alone.
