@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/valguard/valguard/internal/consulkey"
 )
 
 // Election is one replica's handle on the election of one validator. It is
@@ -50,8 +52,8 @@ func New(cfg Config) (*Election, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefix := "valguard/" + cfg.ValidatorID + "/"
-	return &Election{cfg: cfg, lockKey: prefix + "leader", watermarkKey: prefix + "watermark"}, nil
+	keys := consulkey.Validator(cfg.ValidatorID)
+	return &Election{cfg: cfg, lockKey: keys.Leader(), watermarkKey: keys.Watermark()}, nil
 }
 
 // Config returns the configuration in force, defaults filled in.
@@ -152,7 +154,7 @@ func (e *Election) NewSession(ctx context.Context) (*Session, error) {
 	// Behavior release, not delete: an invalidation leaves the key
 	// (unmarked, free), so an absent key means someone deleted it.
 	entry := &api.SessionEntry{
-		Name:      "valguard/" + e.cfg.ValidatorID + "/" + e.cfg.ReplicaID,
+		Name:      consulkey.Validator(e.cfg.ValidatorID).ElectionSession(e.cfg.ReplicaID),
 		TTL:       e.cfg.TTL.String(),
 		Behavior:  api.SessionBehaviorRelease,
 		LockDelay: e.cfg.LockDelay, // never zero: the api would omit it and Consul default to 15s

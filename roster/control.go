@@ -14,7 +14,7 @@ import (
 func (r *Roster) Drains(ctx context.Context) (map[string]Drain, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	defer cancel()
-	prefix := r.controlPrefix() + "drain/"
+	prefix := r.keys.Drains()
 	q := &api.QueryOptions{RequireConsistent: true}
 	pairs, _, err := r.list(prefix, q.WithContext(cctx))
 	if err != nil {

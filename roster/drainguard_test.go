@@ -68,7 +68,7 @@ func TestSetDrainUnlessLeading(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lock := r.prefix + "leader"
+			lock := r.keys.Leader()
 			tc.before(lock)
 			during := tc.during
 			holder := func(pair *api.KVPair) (string, error) {

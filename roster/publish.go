@@ -161,7 +161,7 @@ func (p *Publisher) write(ctx context.Context, rep Report, release bool) error {
 // sessionName is the report session's name; with an Instance, it tells
 // an earlier run in the same place (takeOver).
 func (p *Publisher) sessionName() string {
-	name := "valguard-report/" + p.r.cfg.ValidatorID + "/" + p.r.cfg.ReplicaID
+	name := p.r.keys.ReportSession(p.r.cfg.ReplicaID)
 	if p.r.cfg.Instance != "" {
 		name += "@" + p.r.cfg.Instance
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/valguard/valguard/internal/consulkey"
 )
 
 // Defaults.
@@ -63,8 +65,8 @@ type Config struct {
 
 // Roster is one validator's roster. Safe for concurrent use.
 type Roster struct {
-	cfg    Config
-	prefix string
+	cfg  Config
+	keys consulkey.Validator
 }
 
 // New checks cfg and fills in its defaults.
@@ -97,24 +99,24 @@ func New(cfg Config) (*Roster, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Roster{cfg: cfg, prefix: "valguard/" + cfg.ValidatorID + "/"}, nil
+	return &Roster{cfg: cfg, keys: consulkey.Validator(cfg.ValidatorID)}, nil
 }
 
 // ReportKey is the key of replica's report.
-func (r *Roster) ReportKey(replica string) string { return r.prefix + "replicas/" + replica }
+func (r *Roster) ReportKey(replica string) string { return r.keys.Report(replica) }
 
 // DrainKey is the key that marks replica drained.
-func (r *Roster) DrainKey(replica string) string { return r.prefix + "control/drain/" + replica }
+func (r *Roster) DrainKey(replica string) string { return r.keys.Drain(replica) }
 
 // HandoverKey is the key of the hand-over request.
-func (r *Roster) HandoverKey() string { return r.prefix + "control/handover" }
+func (r *Roster) HandoverKey() string { return r.keys.Handover() }
 
 // ControlPrefix is the prefix of the operator's requests (drain marks,
 // hand-over request), which every replica must be able to read.
 func (r *Roster) ControlPrefix() string { return r.controlPrefix() }
 
-func (r *Roster) controlPrefix() string { return r.prefix + "control/" }
-func (r *Roster) reportPrefix() string  { return r.prefix + "replicas/" }
+func (r *Roster) controlPrefix() string { return r.keys.Control() }
+func (r *Roster) reportPrefix() string  { return r.keys.Reports() }
 
 func (r *Roster) now() time.Time { return r.cfg.Now() }
 
@@ -152,7 +154,7 @@ func (r *Roster) explain(err error) error {
 	}
 	return fmt.Errorf("%w: %w; this replica stays out of the election until it can read them: "+
 		"grant its token read on key prefix %q (Consul policy: key_prefix %q { policy = \"write\" }, "+
-		"which valguard run needs for its lock, reports and watermark anyway)", ErrNoReadAccess, err, r.controlPrefix(), r.prefix)
+		"which valguard run needs for its lock, reports and watermark anyway)", ErrNoReadAccess, err, r.controlPrefix(), r.keys.Prefix())
 }
 
 // permissionDenied reports whether err is Consul refusing the token.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/valguard/valguard/cometbft"
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/consulkey"
 	"github.com/valguard/valguard/neard"
 )
 
@@ -87,23 +88,23 @@ func activeValidator(c *cli.Context) error {
 // label (a NEAR account_id, a CometBFT address in another case), else id.
 func lockIDForLabel(ctx context.Context, client *api.Client, id string) (string, error) {
 	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
-	if pair, _, err := client.KV().Get("valguard/"+id+"/leader", q); err != nil {
-		return "", fmt.Errorf("read valguard/%s/leader from Consul: %w", id, err)
+	if pair, _, err := client.KV().Get(consulkey.Validator(id).Leader(), q); err != nil {
+		return "", fmt.Errorf("read %s from Consul: %w", consulkey.Validator(id).Leader(), err)
 	} else if pair != nil {
 		return id, nil
 	}
-	pairs, _, err := client.KV().List("valguard/", q)
+	pairs, _, err := client.KV().List(consulkey.Root(), q)
 	if err != nil {
-		return "", fmt.Errorf("list valguard/ in Consul: %w", err)
+		return "", fmt.Errorf("list %s in Consul: %w", consulkey.Root(), err)
 	}
 	for _, p := range pairs {
-		parts := strings.Split(p.Key, "/")
-		if len(parts) != 3 || parts[2] != "leader" {
+		v, ok := consulkey.LeaderOf(p.Key)
+		if !ok {
 			continue
 		}
 		var info election.LeaderInfo
 		if json.Unmarshal(p.Value, &info) == nil && strings.EqualFold(info.Label, id) {
-			return parts[1], nil
+			return string(v), nil
 		}
 	}
 	return id, nil

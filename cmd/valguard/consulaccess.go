@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
+
+	"github.com/valguard/valguard/internal/consulkey"
 )
 
 // consulAccess is what a command needs its Consul token to allow: the
@@ -39,11 +41,6 @@ func stateAccess(c *cli.Context) consulAccess {
 	return accessRead
 }
 
-// accessCheckKey is the last part of the keys the check writes with a
-// check-and-set that cannot succeed and reads: no valguard ever writes a
-// key of that name, so the check never changes anything.
-const accessCheckKey = "access-check"
-
 // accessProbe is one harmless call that needs one permission.
 type accessProbe struct {
 	perm  string // Consul's name of the permission
@@ -67,7 +64,8 @@ type accessProbe struct {
 // it). A token whose permissions are taken away later is not covered
 // either: the lease's renewals fail and the leader steps down (DESIGN S4).
 func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consulAccess) error {
-	prefix := "valguard/" + id + "/"
+	keys := consulkey.Validator(id)
+	prefix := keys.Prefix()
 	kv := client.KV()
 	read := func(key string) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
@@ -89,7 +87,7 @@ func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consu
 	session := func(ctx context.Context) error {
 		wo := (&api.WriteOptions{}).WithContext(ctx)
 		sid, _, err := client.Session().CreateNoChecks(&api.SessionEntry{
-			Name: "valguard-access-check/" + id, TTL: "10s", Behavior: api.SessionBehaviorRelease,
+			Name: keys.AccessCheckSession(), TTL: "10s", Behavior: api.SessionBehaviorRelease,
 		}, wo)
 		if err != nil {
 			return err
@@ -98,23 +96,23 @@ func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consu
 		_, _ = client.Session().Destroy(sid, wo)
 		return nil
 	}
-	readPrefix := accessProbe{"key:read", "read " + prefix, fmt.Sprintf(`key_prefix %q { policy = "read" }`, prefix), read(prefix + "leader")}
+	readPrefix := accessProbe{"key:read", "read " + prefix, fmt.Sprintf(`key_prefix %q { policy = "read" }`, prefix), read(keys.Leader())}
 	var probes []accessProbe
 	switch need {
 	case accessRead:
 		probes = []accessProbe{readPrefix}
 	case accessControl:
 		probes = []accessProbe{readPrefix,
-			{"key:write", "write " + prefix + "control/", fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix+"control/"), write(prefix + "control/" + accessCheckKey)}}
+			{"key:write", "write " + keys.Control(), fmt.Sprintf(`key_prefix %q { policy = "write" }`, keys.Control()), write(keys.Control() + consulkey.AccessCheck)}}
 	case accessWrite:
 		probes = []accessProbe{readPrefix,
-			{"key:write", "write " + prefix, fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix), write(prefix + accessCheckKey)}}
+			{"key:write", "write " + prefix, fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix), write(prefix + consulkey.AccessCheck)}}
 	case accessRun:
 		runRule := fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix)
 		probes = []accessProbe{
 			{"session:write", "create sessions (its election and report sessions)", `session_prefix "" { policy = "write" }`, session},
-			{"key:write", "write " + prefix + " (its lock, watermark and report)", runRule, write(prefix + accessCheckKey)},
-			{"key:read", "read " + prefix + "control/ (the operator's drain and hand-over requests)", runRule, read(prefix + "control/" + accessCheckKey)},
+			{"key:write", "write " + prefix + " (its lock, watermark and report)", runRule, write(prefix + consulkey.AccessCheck)},
+			{"key:read", "read " + keys.Control() + " (the operator's drain and hand-over requests)", runRule, read(keys.Control() + consulkey.AccessCheck)},
 		}
 	}
 	timeout := c.Duration("consul-timeout")
