@@ -11,17 +11,18 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/supervisor"
 )
 
-// SignMode is how the validator key reaches the node.
-type SignMode string
+// SignMode is how the validator key reaches the node (chain.SignMode).
+type SignMode = chain.SignMode
 
 const (
 	// SignRestart (the default; the zero value means it): the key file is
 	// linked into the node home while this replica leads, and the node is
 	// restarted as the validator.
-	SignRestart SignMode = "restart"
+	SignRestart = chain.SignRestart
 	// SignSigner: valguard holds the key in memory and is the node's
 	// remote signer on priv_validator_laddr. The node runs all the time
 	// in the voter role, with this replica's voter key file in the home:
@@ -31,7 +32,7 @@ const (
 	// node/node.go NewNodeWithContext replaces it with the socket client
 	// when priv_validator_laddr is set. So a key file must be there, and
 	// it is never the validator's (S1′).
-	SignSigner SignMode = "signer"
+	SignSigner = chain.SignSigner
 )
 
 // ErrSignerMode is a request the signer mode never serves: the

@@ -141,5 +141,5 @@ func validatorIDFromKey(c *cli.Context) (string, error) {
 		return neard.LockID(k.PublicKey)
 	}
 	k, err := cometbft.LoadKey(path)
-	return k.Address, withFlag(err)
+	return k.Address, withFlag(err, map[string]string{"ValidatorKey": "validator-key"})
 }

@@ -21,23 +21,22 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
-
+	"github.com/valguard/valguard/chain"
+	_ "github.com/valguard/valguard/cometbft" // registered before this file's init wraps it
 	"github.com/valguard/valguard/supervisor"
 )
 
 func init() {
-	k := nodeKinds[nodeCometBFT]
-	build := k.build
-	k.build = func(c *cli.Context, mode, keyPath string, log zerolog.Logger) (nodeSetup, error) {
-		ns, err := build(c, mode, keyPath, log)
-		if err == nil && mode == signRestart {
-			ns.node = escapingNode{Node: ns.node, cgroupRoot: cgroup2Root(), home: c.Path("node-home")}
+	k, _ := chain.Lookup(nodeCometBFT)
+	build := k.Build
+	k.Build = func(s chain.Settings, in chain.Input) (chain.Setup, error) {
+		st, err := build(s, in)
+		if err == nil && in.Mode == chain.SignRestart {
+			st.Node = escapingNode{Node: st.Node, cgroupRoot: cgroup2Root(), home: s.Path("node-home")}
 		}
-		return ns, err
+		return st, err
 	}
-	nodeKinds[nodeCometBFT] = k
+	chain.Replace(k)
 }
 
 // escapingNode runs the validator node through a shell that stays behind

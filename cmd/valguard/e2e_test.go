@@ -19,8 +19,8 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
-// chain is a running localnet with Consul, for end-to-end tests.
-type chain struct {
+// localChain is a running localnet with Consul, for end-to-end tests.
+type localChain struct {
 	t      *testing.T
 	net    *localnet.Net
 	consul *consultest.Agent
@@ -45,7 +45,7 @@ func cometbftOrSkip(t *testing.T) string {
 	return bin
 }
 
-func startChain(t *testing.T, powers []int64) *chain {
+func startChain(t *testing.T, powers []int64) *localChain {
 	t.Helper()
 	cometbftOrSkip(t)
 	return startChainOn(t, powers, consultest.Start(t))
@@ -53,7 +53,7 @@ func startChain(t *testing.T, powers []int64) *chain {
 
 // startChainOn is startChain with the Consul agent the replicas use by
 // default given (a server of a cluster, say).
-func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *chain {
+func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *localChain {
 	t.Helper()
 	bin := cometbftOrSkip(t)
 	dir := t.TempDir()
@@ -66,7 +66,7 @@ func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *chain 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chain{t: t, net: n, consul: agent, rpc: n.RPC(n.Homes[0]), dir: dir, validators: procs}
+	c := &localChain{t: t, net: n, consul: agent, rpc: n.RPC(n.Homes[0]), dir: dir, validators: procs}
 	for _, p := range procs {
 		c.logs = append(c.logs, p.LogPath)
 		c.validatorLogs = append(c.validatorLogs, p.LogPath)
@@ -76,7 +76,7 @@ func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *chain 
 }
 
 // replica starts a valguard replica on replica home i.
-func (c *chain) replica(id string, i int, extra ...string) *replica {
+func (c *localChain) replica(id string, i int, extra ...string) *replica {
 	args := append([]string{
 		"--node-home", c.net.ReplicaHomes[i], "--node-binary", c.net.Binary,
 		"--validator-key", c.net.ValidatorKey, "--consul-url", "http://" + c.consul.Addr,
@@ -88,7 +88,7 @@ func (c *chain) replica(id string, i int, extra ...string) *replica {
 	return r
 }
 
-func (c *chain) height() int64 {
+func (c *localChain) height() int64 {
 	h, err := localnet.Height(c.t.Context(), c.rpc)
 	if err != nil {
 		c.t.Fatal(err)
@@ -98,7 +98,7 @@ func (c *chain) height() int64 {
 
 // firstSignedAfter waits for the HA validator to sign a height > after and
 // returns it.
-func (c *chain) firstSignedAfter(after int64, d time.Duration) int64 {
+func (c *localChain) firstSignedAfter(after int64, d time.Duration) int64 {
 	c.t.Helper()
 	ctx := c.t.Context()
 	var got int64
@@ -138,7 +138,7 @@ const evidenceWait = 60 * time.Second
 // signature made just before the call has landed; a chain that does not get
 // there fails the test (use noDoubleSignHalted on a chain halted on
 // purpose).
-func (c *chain) noDoubleSign(power int64) {
+func (c *localChain) noDoubleSign(power int64) {
 	c.t.Helper()
 	c.waitEvidenceBlocks()
 	c.failOnDoubleSign(power)
@@ -147,7 +147,7 @@ func (c *chain) noDoubleSign(power int64) {
 // waitEvidenceBlocks waits until the chain is evidenceBlocks past its
 // height at the call, and fails the test if it does not get there within
 // evidenceWait.
-func (c *chain) waitEvidenceBlocks() {
+func (c *localChain) waitEvidenceBlocks() {
 	c.t.Helper()
 	h0 := c.height()
 	ctx, cancel := context.WithTimeout(c.t.Context(), evidenceWait)
@@ -164,7 +164,7 @@ func (c *chain) waitEvidenceBlocks() {
 // since its sign state was raised (the raise writes no signature; FilePV
 // saves one before it returns a vote), then scans blocks, logs and power
 // at once.
-func (c *chain) noDoubleSignHalted(power int64, home string) {
+func (c *localChain) noDoubleSignHalted(power int64, home string) {
 	c.t.Helper()
 	data, err := os.ReadFile(filepath.Join(home, "data", "priv_validator_state.json"))
 	if err != nil {
@@ -185,7 +185,7 @@ func (c *chain) noDoubleSignHalted(power int64, home string) {
 	c.failOnDoubleSign(power)
 }
 
-func (c *chain) failOnDoubleSign(power int64) {
+func (c *localChain) failOnDoubleSign(power int64) {
 	c.t.Helper()
 	h, findings, err := c.doubleSignFindings(power)
 	if err != nil {
@@ -201,7 +201,7 @@ func (c *chain) failOnDoubleSign(power int64) {
 // height for DuplicateVoteEvidence, every node log (nodeLogs) for a
 // conflicting vote, and the validator's power, and describes each sign of a
 // double sign it finds. It returns the last height scanned.
-func (c *chain) doubleSignFindings(power int64) (int64, []string, error) {
+func (c *localChain) doubleSignFindings(power int64) (int64, []string, error) {
 	ctx := c.t.Context()
 	h, err := localnet.Height(ctx, c.rpc)
 	if err != nil {
@@ -223,7 +223,7 @@ func (c *chain) doubleSignFindings(power int64) (int64, []string, error) {
 // chain's directory, so a node a test starts by hand is scanned too. Each
 // validator log must exist, and each replica that was started must have a
 // log that holds its node's output, or the scan would pass blind.
-func (c *chain) nodeLogs() ([]string, error) {
+func (c *localChain) nodeLogs() ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
 	add := func(p string) {
@@ -396,7 +396,7 @@ func oneSigner(t *testing.T, rs ...*replica) {
 }
 
 // keyLinked reports whether the validator key is linked in a replica home.
-func (c *chain) keyLinked(i int) bool {
+func (c *localChain) keyLinked(i int) bool {
 	target, err := os.Readlink(filepath.Join(c.net.ReplicaHomes[i], "config", "priv_validator_key.json"))
 	return err == nil && target == c.net.ValidatorKey
 }

@@ -16,7 +16,7 @@ import (
 
 // op runs a valguard operator command against the chain's Consul and
 // returns its output and exit code.
-func (c *chain) op(args ...string) (string, int) {
+func (c *localChain) op(args ...string) (string, int) {
 	c.t.Helper()
 	full := []string{args[0], "--consul-url", "http://" + c.consul.Addr, "--validator-key", c.net.ValidatorKey}
 	if args[0] == "handover" || args[0] == "drain" {
@@ -36,7 +36,7 @@ func (c *chain) op(args ...string) (string, int) {
 }
 
 // opOK runs op and fails the test unless it exits 0.
-func (c *chain) opOK(args ...string) string {
+func (c *localChain) opOK(args ...string) string {
 	c.t.Helper()
 	out, code := c.op(args...)
 	if code != 0 {
@@ -46,7 +46,7 @@ func (c *chain) opOK(args ...string) string {
 }
 
 // statusCode waits up to d for valguard status to exit with want.
-func (c *chain) statusCode(want int, d time.Duration) string {
+func (c *localChain) statusCode(want int, d time.Duration) string {
 	c.t.Helper()
 	end := time.Now().Add(d)
 	for {

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/homelock"
 	"github.com/valguard/valguard/roster"
@@ -97,7 +98,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	stopTimeout := kind.stopTimeout
+	stopTimeout := kind.StopTimeout
 	if c.IsSet("stop-timeout") {
 		stopTimeout = c.Duration("stop-timeout")
 	}
@@ -129,11 +130,11 @@ func run(c *cli.Context) error {
 	}
 	var sup *supervisor.Supervisor
 	el, err := election.New(election.Config{
-		Client: client, ValidatorID: ns.lockID, PublicKey: ns.publicKey, Label: label,
-		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.compare,
+		Client: client, ValidatorID: ns.LockID, PublicKey: ns.PublicKey, Label: label,
+		ReplicaID: replicaID, Hostname: host, CompareWatermarks: ns.Compare,
 		TTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		CallTimeout: c.Duration("consul-timeout"), StopMargin: c.Duration("kill-timeout") + killMargin,
-		Fenced:        mode == signSigner,
+		Fenced:        mode == chain.SignSigner,
 		WrittenFenced: signer.WrittenBySigner,
 		// The freshest of several standbys takes a freed lock first.
 		TakeDelay: func() time.Duration {
@@ -169,7 +170,7 @@ func run(c *cli.Context) error {
 	var signerMode *signerSetup
 	var sig supervisor.Signer
 	var rgy *registry
-	if mode == signSigner {
+	if mode == chain.SignSigner {
 		synced := func() bool {
 			return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating
 		}
@@ -199,15 +200,15 @@ func run(c *cli.Context) error {
 	if boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && len(strings.TrimSpace(string(boot))) > 0 {
 		instance = host + "/" + strings.TrimSpace(string(boot)) + ":" + absPath(lockDir)
 	}
-	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.lockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout,
+	ro, err := roster.New(roster.Config{Client: client, ValidatorID: ns.LockID, ReplicaID: replicaID, CallTimeout: cfg.CallTimeout,
 		Instance: instance})
 	if err != nil {
 		return err
 	}
-	rgy = newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: mode, NodeRPC: ns.status},
+	rgy = newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: string(mode), NodeRPC: ns.Status},
 		func() *supervisor.Supervisor { return sup }, func(error) { metrics.ConsulErrors.Inc() }, log)
 	sup, err = supervisor.New(supervisor.Config{
-		Node: ns.node, Elector: elector{el}, Signer: sig, Unsupervised: ns.unsupervised, Log: log, Metrics: metrics,
+		Node: ns.Node, Elector: elector{el}, Signer: sig, Unsupervised: ns.Unsupervised, Log: log, Metrics: metrics,
 		Operator: rgy.watcher, BestHeight: rgy.pub.BestHeight,
 		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
@@ -224,9 +225,9 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	log.Info().Str("version", version).Str("node", name).Str("sign_mode", mode).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
+	log.Info().Str("version", version).Str("node", name).Str("sign_mode", string(mode)).Str("node_home", c.Path("node-home")).Str("validator_key", ns.keyPath).
 		Str("lock_key", el.LockKey()).Dur("ttl", cfg.TTL).Dur("lock_delay", cfg.LockDelay).
-		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
+		Dur("renew_interval", cfg.RenewInterval).Str("status", ns.Status).Dur("stop_timeout", stopTimeout).Msg("valguard starting")
 	go newWatchdog(log, wdInterval, sup.LeaseDeadline).run(ctx)
 	if signerMode != nil {
 		// The node's signer outlives the signal: a node being stopped may

@@ -50,7 +50,7 @@ type signerSetup struct {
 // newSigner loads the validator key into memory and builds the signer; it
 // changes nothing on disk.
 func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
-	n := ns.signer
+	n := ns.Signer
 	key, err := n.PrivKey()
 	if err != nil {
 		return nil, fmt.Errorf("--validator-key: %w", err)
@@ -75,7 +75,7 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		// higher of the two plus --max-lag. At a launch (no block
 		// anywhere) it is 0: a new validator leads from zero.
 		ChainHeight: func(ctx context.Context) (int64, error) {
-			st, err := ns.node.Status(ctx)
+			st, err := ns.Node.Status(ctx)
 			if err != nil {
 				return 0, err
 			}

@@ -23,7 +23,7 @@ var signerPowers = []int64{10, 10, 10, 20}
 // signerReplica starts a replica in signer mode on replica home i. With
 // more than a third of the power the chain halts whenever the validator
 // does not sign, so "synced" cannot ask for a recent block.
-func (c *chain) signerReplica(id string, i int, extra ...string) *replica {
+func (c *localChain) signerReplica(id string, i int, extra ...string) *replica {
 	return c.replica(id, i, append([]string{"--sign-mode", "signer", "--max-block-age", "0"}, extra...)...)
 }
 
@@ -33,7 +33,7 @@ func (c *chain) signerReplica(id string, i int, extra ...string) *replica {
 // (the chain halts: the validator holds more than a third), its sign
 // state is imported into Consul with valguard state import, and the key
 // link is left in the home for valguard to remove (S2).
-func (c *chain) migrateFromFileKey(h int64) {
+func (c *localChain) migrateFromFileKey(h int64) {
 	t := c.t
 	home := c.signWithoutValguard(h)
 	state := filepath.Join(home, "data", "priv_validator_state.json")
@@ -47,7 +47,7 @@ func (c *chain) migrateFromFileKey(h int64) {
 
 // missedSince counts the heights in (from, to] the HA validator did not
 // sign.
-func (c *chain) missedSince(from, to int64) int {
+func (c *localChain) missedSince(from, to int64) int {
 	_, missed, err := localnet.Signers(c.t.Context(), c.rpc, from+1, to, c.net.HAAddress)
 	if err != nil {
 		c.t.Fatal(err)
@@ -78,7 +78,7 @@ func oneSignaturePerHRS(t *testing.T, rs ...*replica) {
 // leaderAndStandby starts replica a until it leads and the validator
 // signs, then replica b as its standby; both logs' tails are printed if
 // the test fails.
-func (c *chain) leaderAndStandby(a, b *replica) {
+func (c *localChain) leaderAndStandby(a, b *replica) {
 	t := c.t
 	t.Helper()
 	t.Cleanup(func() {

@@ -15,7 +15,7 @@ import (
 // its key file linked in and no valguard, up to height h, then stops that
 // node (with a third of the power or more the chain halts). The key link
 // is left in the home; it returns the home.
-func (c *chain) signWithoutValguard(h int64) string {
+func (c *localChain) signWithoutValguard(h int64) string {
 	t := c.t
 	ctx := t.Context()
 	home := c.net.ReplicaHomes[0]

@@ -113,7 +113,7 @@ func TestSetsidWrapperKilledAloneEndToEnd(t *testing.T) { wrapperFailover(t, tru
 // setsid), waits until a leads and signs and b votes, and returns the
 // leader's wrapper and cometbft daemon; the test fails if a daemon
 // outlives it.
-func wrapperLeader(t *testing.T, setsid bool) (c *chain, a, b *replica, wrapper, daemon int) {
+func wrapperLeader(t *testing.T, setsid bool) (c *localChain, a, b *replica, wrapper, daemon int) {
 	c = startChain(t, nil)
 	if err := localnet.WaitHeight(t.Context(), c.rpc, 3); err != nil {
 		t.Fatal(err)
