@@ -54,8 +54,8 @@ const fencedRetrySlack = 5 * time.Millisecond
 // followed at once by a consistent read of the lock key: held by this
 // session means the take was applied, and Acquire goes on exactly as after
 // an answered take (the same checks of what it replaced; the local lease
-// deadline still counts from the send time of the last renew, S4 in the
-// README). Held by another session, free or unreadable: the take counts
+// deadline still counts from the send time of the last renew, S4 in
+// docs/design.md). Held by another session, free or unreadable: the take counts
 // as failed and is retried as usual. Success is never assumed without
 // that read.
 //

@@ -74,7 +74,7 @@ type Decision struct {
 	Reason string
 }
 
-// Decide applies the decision table (SIGNER-MODE.md §3.3) to a request of
+// Decide applies the decision table (docs/signer-mode.md §3.3) to a request of
 // the replica's own node, given the watermark in memory and whether this
 // replica leads. It is pure. Against the watermark's height/round/step:
 //

@@ -1,7 +1,7 @@
 // Package signer is valguard's signer mode: valguard is the node's remote
 // signer (CometBFT v0.38 privval), holds the validator key in memory, and
 // lets a signature leave only once it is fenced in Consul
-// (SIGNER-MODE.md).
+// (docs/signer-mode.md).
 //
 // # Model
 //
@@ -69,7 +69,7 @@
 // Not guaranteed: that a parked request is ever served (the node gives a
 // step up after about 50 re-sends), or that the leader's node and a
 // standby's node want the same data after a crash between fence and reply
-// (then the standby's node is refused; SIGNER-MODE.md §4). The extension
+// (then the standby's node is refused; docs/signer-mode.md §4.1). The extension
 // signature of a non-nil precommit is made fresh on every reply, as
 // FilePV does, so one precommit may carry two extension signatures.
 package signer

@@ -429,7 +429,7 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 // writeBackLocked re-creates the watermark key, found absent while this
 // replica leads (deleted by hand, or Consul lost it), with the watermark
 // held in memory: a create-only fence (index 0) under the lock, so that
-// the key never reads as "nothing signed" (DESIGN.md S8, S11) and the
+// the key never reads as "nothing signed" (docs/design.md, S8 and S11) and the
 // validator goes on signing. It logs at error level and counts in
 // valguard_signer_watermark_written_back_total. A write-back whose outcome
 // is unknown, or a key created meanwhile, is left to fenceLocked's next

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the signer's Prometheus metrics (SIGNER-MODE.md §3.7). A nil
+// Metrics are the signer's Prometheus metrics (docs/signer-mode.md §3.7, docs/monitoring.md). A nil
 // *Metrics records nothing.
 type Metrics struct {
 	requests      *prometheus.CounterVec

@@ -40,7 +40,7 @@ type testNode struct {
 
 // newTestNode writes a chain with `cometbft init`, moves the validator key
 // out of the home, and sets loopback ports of its own, proxy_app kvstore
-// and fast timeouts (FACTS.md). laddr builds priv_validator_laddr from
+// and fast timeouts (docs/testing.md, localnet facts). laddr builds priv_validator_laddr from
 // the test's directory. It skips the test when no cometbft binary is
 // installed (scripts/install-deps.sh).
 func newTestNode(t *testing.T, laddr func(dir string) string) *testNode {

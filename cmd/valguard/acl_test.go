@@ -19,7 +19,7 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
-// The policies of README.md's ACL table, for the validator whose lock id
+// The policies of the ACL table in docs/operations.md, for the validator whose lock id
 // is id.
 func runPolicy(id string) string {
 	return fmt.Sprintf(`key_prefix "valguard/%s/" { policy = "write" }
@@ -238,7 +238,7 @@ key_prefix %q { policy = "deny" }`, prefix+"control/"), 0)
 // TestACLTLSEndToEnd runs two key-file replicas of a validator on a real
 // localnet against a Consul agent with ACLs on (default deny) and an
 // HTTPS API with a CA of its own, each command with a token that holds
-// exactly its policy from README.md's ACL table: run (both replicas),
+// exactly its policy from the ACL table in docs/operations.md: run (both replicas),
 // status, active-validator and state show (read), handover, drain and
 // undrain (read + write of control/). Then the leader's token is deleted
 // while it leads: it cannot renew, so it steps down before its lease

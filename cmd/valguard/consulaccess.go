@@ -16,7 +16,7 @@ import (
 )
 
 // consulAccess is what a command needs its Consul token to allow: the
-// policies of README.md's ACL table.
+// policies of the ACL table in docs/operations.md.
 type consulAccess int
 
 const (
@@ -157,7 +157,7 @@ func explainAccess(c *cli.Context, p accessProbe, err error) error {
 		if tokenSource(c) == "no token given" {
 			anon = "; no token was given (--consul-token-file, --consul-token, CONSUL_HTTP_TOKEN), so Consul used its anonymous token"
 		}
-		return fmt.Errorf("the Consul ACL token may not %s: permission %s denied (Consul: %s)%s; grant the token's policy %s (README.md, ACL) "+
+		return fmt.Errorf("the Consul ACL token may not %s: permission %s denied (Consul: %s)%s; grant the token's policy %s (docs/operations.md, ACL) "+
 			"or give --consul-token-file a token that has it; nothing was changed",
 			p.what, p.perm, strings.TrimSpace(msg), anon, p.grant)
 	}

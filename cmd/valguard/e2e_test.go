@@ -131,7 +131,7 @@ const evidenceBlocks = 3
 // makes ~0.65 blocks/s.
 const evidenceWait = 60 * time.Second
 
-// noDoubleSign checks the three signs of a double-sign (FACTS.md): no
+// noDoubleSign checks the three signs of a double-sign (docs/testing.md, localnet facts): no
 // DuplicateVoteEvidence in any block, no conflicting vote in any node log,
 // the validator's power unchanged. It first waits until the chain is
 // evidenceBlocks past the height at the call, so that evidence of a

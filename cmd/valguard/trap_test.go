@@ -41,7 +41,7 @@ func (c *localChain) signWithoutValguard(h int64) string {
 	return home
 }
 
-// TestStaleSignStateTrap sets the trap of FACTS.md on purpose: validator 3
+// TestStaleSignStateTrap sets the trap of docs/testing.md (localnet facts) on purpose: validator 3
 // holds 20 of 50 (≥ 1/3) of the power, so a restarted node of it skips
 // block sync and, with a stale priv_validator_state.json, re-signs the
 // heights it already signed. The validator first signs from replica home 0
@@ -102,7 +102,7 @@ func TestStaleSignStateTrap(t *testing.T) {
 	// Not asserted: that the chain moves on. The old signer died in the
 	// middle of height halted+1 holding ≥ 1/3 of the power, so the others wait
 	// for its vote in that round; a new signer cannot know whether that vote
-	// was cast, and signing it blindly could double-sign. See the README.
+	// was cast, and signing it blindly could double-sign. See docs/operations.md, CometBFT specifics.
 	t.Logf("chain halted at %d; valguard's validator refused to re-sign (height now %d)", halted, c.height())
 }
 

@@ -35,7 +35,7 @@ func needs(t *testing.T) (consul, cometbft string) {
 // minutes on 2 cores. make chaos runs every kind. Left out: the long
 // partitions, quorum loss and a full disk (a minute or more each), and
 // partition-leader-consul, whose watchdog restart keeps the replica out
-// of the election for up to 5 minutes (README, Fault drills: open
+// of the election for up to 5 minutes (docs/results.md, findings
 // findings).
 var ciKinds = []string{
 	"kill-leader-valguard", "kill-leader-node", "kill-standby", "consul-leader-killed",

@@ -132,7 +132,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 }
 
-// Markdown is the table as a README table.
+// Markdown is the table as a Markdown table (docs/results.md).
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	b.WriteString("| fault kind | count | double-signs | missed heights min / med / p95 / max | to first signature (s) min / med / p95 / max | bound (s) | over bound | failovers missing | replicas back (s) med / max | refused |\n")

@@ -16,10 +16,10 @@ import (
 // with. Consul's default (5) scales every Raft timeout by five, so after a
 // leader dies the new one is elected only after seconds — longer than a
 // renew's margin; 1 is what Consul recommends for production servers and
-// what the README recommends for valguard.
+// what docs/operations.md recommends for valguard.
 const ClusterRaftMultiplier = 1
 
-// ServerSettings are the settings the README recommends for the Consul
+// ServerSettings are the settings docs/operations.md recommends for the Consul
 // servers of an n-server cluster under valguard, as agent flags:
 //   - raft_multiplier 1 (ClusterRaftMultiplier);
 //   - leave_on_terminate false and skip_leave_on_interrupt true: a

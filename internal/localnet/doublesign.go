@@ -10,7 +10,7 @@ import (
 // DoubleSignFindings scans, with no wait, the blocks from..to for
 // DuplicateVoteEvidence, the node logs for a conflicting vote, and the
 // validator addrHex's power at the node's latest height, and describes each
-// sign of a double sign it finds (FACTS.md: a test of "no double sign"
+// sign of a double sign it finds (docs/testing.md, localnet facts: a test of "no double sign"
 // checks all three). Evidence lands a block or two after the offence, so
 // scan past it. An error means the scan could not be completed; the
 // findings so far are returned with it.
