@@ -6,7 +6,7 @@ BIN     := bin/valguard
 DEPS     = $(shell bash scripts/install-deps.sh | tail -n 1)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build test lint demo bench chaos deps clean
+.PHONY: build test test-fast model lint demo bench chaos deps clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/valguard
@@ -14,22 +14,31 @@ build:
 deps:
 	bash scripts/install-deps.sh
 
-# All tests: unit, integration against a real Consul, end-to-end on a real
-# CometBFT localnet.
+# Every tier: unit and real-Consul integration tests (what plain
+# `go test ./...` runs, a few minutes), then the end-to-end tier behind the
+# build tag e2e (real CometBFT localnets, the NEAR stand-in end to end,
+# the chaos harness's own drill, the Promela models). docs/testing.md.
 test:
 	bash scripts/install-deps.sh >/dev/null
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) vet -tags e2e ./...
+	$(GO) test -count=1 -tags e2e -timeout 30m ./...
+
+# The fast tier alone: unit and real-Consul integration tests.
+test-fast:
+	bash scripts/install-deps.sh >/dev/null
+	$(GO) test -count=1 -timeout 15m ./...
 
 # The Promela models of the hand-over protocol, checked with spin
 # (model/README.md).
 model:
-	$(GO) test -count=1 -v ./model/
+	$(GO) test -count=1 -tags e2e -v ./model/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: run gofmt -w on the files above"; exit 1; }
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) vet -tags e2e ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags e2e ./...
 
 # Consul + a 4-validator CometBFT localnet + two replicas; kills the leader
 # and prints the failover timeline.

@@ -310,10 +310,13 @@ func TestLastSignedOutOfTime(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond) // 100 ms to scan
 		h, _, err := lastSigned(ctx, rpc, addr, 1000)
+		timedOut := ctx.Err() != nil
 		cancel()
-		if errors.Is(err, ErrFloorIncomplete) {
+		if errors.Is(err, ErrFloorIncomplete) || (err != nil && timedOut) {
+			// Out of time in the scan, or (on a loaded machine) already
+			// in the node's status before it: no floor either way.
 			if h != 0 {
-				t.Fatalf("an incomplete scan returned %d", h)
+				t.Fatalf("an incomplete scan returned %d (%v)", h, err)
 			}
 			continue
 		}

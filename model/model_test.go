@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package model checks the Promela models of valguard's hand-over protocol
 // (keyfile.pml, signer.pml) with spin: the real models must hold every
 // property, each mutant (a safety ordering removed) must give a

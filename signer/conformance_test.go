@@ -1,3 +1,5 @@
+//go:build e2e
+
 package signer
 
 // Conformance of Serve, and of the behaviour of CometBFT v0.38 privval the

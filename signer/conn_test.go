@@ -400,3 +400,20 @@ func (b *lockedBuffer) lines() []string {
 	defer b.mu.Unlock()
 	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
+
+// makeStaleSocket leaves a unix socket file at path that nobody listens
+// on, as a SIGKILLed node does.
+func makeStaleSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("stale socket file: %v", err)
+	}
+}

@@ -1,10 +1,11 @@
+//go:build e2e
+
 package signer
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,20 +271,3 @@ func (p *pvHandler) waitFor(t *testing.T, since time.Time, timeout time.Duration
 }
 
 func isPubKey(r seenReq) bool { return r.Kind == "pubkey" }
-
-// makeStaleSocket leaves a unix socket file at path that nobody listens
-// on, as a SIGKILLed node does.
-func makeStaleSocket(t *testing.T, path string) {
-	t.Helper()
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("stale socket file: %v", err)
-	}
-}
