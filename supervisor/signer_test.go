@@ -21,8 +21,9 @@ type fakeSigner struct {
 	granted  bool
 	grantErr error
 	revoked  chan struct{}
-	dropped  bool  // the node asks for nothing: LastRequest is zero
-	signed   int64 // SignedHeight
+	dropped  bool             // the node asks for nothing: LastRequest is zero
+	signed   int64            // SignedHeight
+	now      func() time.Time // the clock LastRequest reads; nil: time.Now
 }
 
 func (f *fakeSigner) Grant(_ context.Context, sess Session) error {
@@ -63,6 +64,9 @@ func (f *fakeSigner) LastRequest() time.Time {
 	defer f.mu.Unlock()
 	if f.dropped {
 		return time.Time{}
+	}
+	if f.now != nil {
+		return f.now()
 	}
 	return time.Now()
 }
