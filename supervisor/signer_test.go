@@ -290,49 +290,92 @@ func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
 }
 
 // TestSignerModeRecoveryRestart: a leader whose chain stalls while its node
-// asks for no signature restarts the node once, keeping the lock; one that
-// still asks is left alone until MaxStall.
+// asks for no signature restarts the node once, keeping the lock: at the
+// first poll more than RecoveryAfter into the stall, its home prepared
+// first; the restarted node gets MaxStall to catch up before the leader
+// steps down. One whose node still asks is not restarted, and steps down
+// after MaxStall. On a fake clock at the default durations (RecoveryAfter
+// 20 s, MaxStall 30 s; clock_test.go).
 func TestSignerModeRecoveryRestart(t *testing.T) {
 	t.Run("dropped step", func(t *testing.T) {
-		r, fs := newSignerRig(t)
-		fs.dropped = true
-		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
-		r.sup.cfg.MaxStall = time.Hour
-		r.validating()
-		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
-		eventually(t, 5*time.Second, "node restarted", func() bool { return r.node.starts(RoleVoter) == 2 })
-		time.Sleep(400 * time.Millisecond)
-		if n := r.node.starts(RoleVoter); n != 2 {
-			t.Fatalf("%d node starts in one stall, want 2 (one recovery restart)", n)
+		c := newClockRig(t, nil)
+		c.sup.cfg.Signer = &fakeSigner{j: c.j, dropped: true}
+		c.validating(1) // poll
+		start := c.fc.Now()
+		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
+		for {
+			at := c.poll()
+			if n := c.node.starts(RoleVoter); n != 1 {
+				t.Fatalf("node restarted by the poll before %s into the stall (RecoveryAfter %s)", at.Sub(start), c.sup.cfg.RecoveryAfter)
+			}
+			if at.Sub(start) > c.sup.cfg.RecoveryAfter {
+				break // this poll's decision restarts the node
+			}
 		}
-		if r.j.index("release") >= 0 || r.sup.State() != Validating {
-			t.Fatalf("the lock went with a recovery restart (state %s):\n%s", r.sup.State(), strings.Join(r.j.list(), "\n"))
+		c.let()
+		if n := c.node.starts(RoleVoter); n != 2 {
+			t.Fatalf("%d node starts after the poll %s into the stall, want 2 (one recovery restart)", n, c.fc.Since(start))
+		}
+		restarted := c.fc.Now()
+		for c.fc.Since(restarted) < c.sup.cfg.MaxStall-c.sup.cfg.PollInterval {
+			c.poll()
+			if n := c.node.starts(RoleVoter); n != 2 {
+				t.Fatalf("%d node starts in one stall, want 2 (one recovery restart)", n)
+			}
+			if c.released() || c.sup.State() != Validating {
+				t.Fatalf("the lock went with a recovery restart (state %s):\n%s", c.sup.State(), strings.Join(c.j.list(), "\n"))
+			}
 		}
 		prepared, granted := false, false
-		for _, e := range r.j.list() {
+		for _, e := range c.j.list() {
 			switch {
 			case strings.HasPrefix(e, "signer:grant"):
 				granted = true
 			case granted && strings.HasPrefix(e, "prepare:voter"):
 				prepared = true
 			case granted && e == "start:voter" && !prepared:
-				t.Fatalf("the recovery restart started the node without preparing its home (a stale signer socket stays):\n%s", strings.Join(r.j.list(), "\n"))
+				t.Fatalf("the recovery restart started the node without preparing its home (a stale signer socket stays):\n%s", strings.Join(c.j.list(), "\n"))
 			}
 		}
-		if got := testutil.ToFloat64(r.m.recoveries); got != 1 {
+		if got := testutil.ToFloat64(c.m.recoveries); got != 1 {
 			t.Fatalf("valguard_signer_recovery_restarts_total = %v", got)
 		}
-		r.noValidatorRole()
+		// Still no new height: MaxStall after the restart, the leader goes.
+		for {
+			at := c.poll()
+			if c.released() {
+				break
+			}
+			if at.Sub(restarted) > c.sup.cfg.MaxStall+2*c.sup.cfg.PollInterval {
+				t.Fatalf("still leading %s after the recovery restart (MaxStall %s)", at.Sub(restarted), c.sup.cfg.MaxStall)
+			}
+		}
+		if n := c.node.starts(RoleVoter); n != 2 {
+			t.Fatalf("%d node starts, want 2: the step-down keeps the node", n)
+		}
+		c.revokedBeforeEveryRelease()
+		c.noValidatorRole()
 	})
 	t.Run("node still asking", func(t *testing.T) {
-		r, _ := newSignerRig(t)
-		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
-		r.sup.cfg.MaxStall = time.Hour
-		r.validating()
-		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
-		time.Sleep(500 * time.Millisecond)
-		if n := r.node.starts(RoleVoter); n != 1 {
-			t.Fatalf("node restarted while it still asked for signatures (%d starts)", n)
+		c := newClockRig(t, nil)
+		c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+		c.validating(1)
+		start := c.fc.Now()
+		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
+		for {
+			at := c.poll()
+			if c.released() {
+				break
+			}
+			if n := c.node.starts(RoleVoter); n != 1 {
+				t.Fatalf("node restarted %s into the stall while it still asked for signatures (%d starts)", at.Sub(start), n)
+			}
+			if at.Sub(start) > c.sup.cfg.MaxStall+c.sup.cfg.PollInterval {
+				t.Fatalf("still leading %s into the stall (MaxStall %s)", at.Sub(start), c.sup.cfg.MaxStall)
+			}
+		}
+		if d := c.fc.Since(start); d <= c.sup.cfg.MaxStall {
+			t.Fatalf("stepped down %s into the stall, before MaxStall", d)
 		}
 	})
 	if _, err := New(Config{Node: newFakeNode(&journal{}), Elector: newFakeElector(&journal{}, nil), MaxStall: time.Second, RecoveryAfter: time.Second}); err == nil {
