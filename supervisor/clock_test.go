@@ -71,23 +71,25 @@ func newClockRig(t *testing.T, tune func(*Config)) *clockRig {
 			tune(cfg)
 		}
 	})
-	c.node.set(func(n *fakeNode) {
-		n.onStatus = func() {
-			if !c.gated.Load() {
-				return
-			}
-			select {
-			case c.polled <- struct{}{}:
-			case <-c.done:
-				return
-			}
-			select {
-			case <-c.resume:
-			case <-c.done:
-			}
-		}
-	})
+	c.node.set(func(n *fakeNode) { n.onStatus = c.gateCall })
 	return c
+}
+
+// gateCall is called as a status read begins: gated, it waits for the
+// test (poll, let).
+func (c *clockRig) gateCall() {
+	if !c.gated.Load() {
+		return
+	}
+	select {
+	case c.polled <- struct{}{}:
+	case <-c.done:
+		return
+	}
+	select {
+	case <-c.resume:
+	case <-c.done:
+	}
 }
 
 // run runs the supervisor; when the test ends, no status read waits.
@@ -157,6 +159,18 @@ func (c *clockRig) gate(timers int) {
 	defer cancel()
 	if err := c.fc.BlockUntilContext(ctx, timers); err != nil {
 		c.t.Fatalf("the state machine does not wait on %d timers: %v", timers, err)
+	}
+}
+
+// await returns once a gated status read has begun (not driven by the
+// clock: the first of a loop).
+func (c *clockRig) await() {
+	c.t.Helper()
+	select {
+	case <-c.polled:
+		c.held = true
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("no status read within 5 s (state %s); events:\n%s", c.sup.State(), strings.Join(c.j.list(), "\n"))
 	}
 }
 
@@ -275,4 +289,55 @@ func TestChainWideStallOnTheClock(t *testing.T) {
 	if at := c.fc.Now(); at.Sub(quiet) <= c.sup.cfg.MaxStall-c.sup.cfg.PollInterval {
 		t.Fatalf("stepped down %s after its node stopped signing, before MaxStall", at.Sub(quiet))
 	}
+}
+
+// gatedFence is a fencedNode whose head comparisons are the clockRig's
+// gated status reads: one per poll of the wait for the published height.
+type gatedFence struct {
+	*fencedNode
+	c *clockRig
+}
+
+func (f gatedFence) AtWatermark(ctx context.Context, wm []byte) (bool, error) {
+	f.c.gateCall()
+	return f.fencedNode.AtWatermark(ctx, wm)
+}
+
+// The wait for the published height (HeadFence) at its default bound,
+// MaxStall: a new leader whose node stays below the height the previous
+// leader published gives the lock back at the first comparison more than
+// MaxStall after it took the lock, not one before, never having prepared
+// the validator role.
+func TestPromotionGivesUpBelowThePublishedHeightOnTheClock(t *testing.T) {
+	c := newClockRig(t, nil)
+	c.node.set(func(n *fakeNode) { n.onStatus = nil }) // only the comparisons are gated
+	f := &fencedNode{fakeNode: c.node}
+	f.head.Store(10)
+	c.sup.cfg.Node = gatedFence{f, c}
+	c.el.watermark = []byte("50")
+	c.run()
+	c.drive("Voting", func() bool { return c.sup.State() == Voting })
+	first := c.el.current()
+	c.gated.Store(true)
+	taken := c.fc.Now()
+	c.el.grant <- struct{}{}
+	c.await() // the comparison as the lock is taken
+	for {
+		at := c.poll()
+		if first.isClosed() {
+			t.Fatalf("gave the lock back by the comparison before %s (MaxStall %s)", at.Sub(taken), c.sup.cfg.MaxStall)
+		}
+		if at.Sub(taken) > c.sup.cfg.MaxStall {
+			break // this comparison gives up
+		}
+	}
+	c.let()
+	eventually(t, 5*time.Second, "lock given back", first.isClosed)
+	if n := c.node.starts(RoleValidator); n != 0 {
+		t.Fatalf("validator started below the published height (%d)", n)
+	}
+	if i := c.j.index("prepare:validator"); i >= 0 {
+		t.Fatalf("validator role prepared below the published height:\n%s", strings.Join(c.j.list(), "\n"))
+	}
+	c.before("fence:at=false", "release final= reaped=true")
 }

@@ -150,42 +150,44 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 	}
 }
 
+// On shutdown in signer mode the lock goes first, with the node still
+// running, and the node gossips its last votes for SignerGossipGrace
+// before it is stopped: on a fake clock (clock_test.go), it still runs a
+// moment before the grace has passed, and is stopped once it has.
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
-	r, _ := newSignerRig(t)
-	r.validating()
-	pid := r.node.last(RoleVoter).Process.Pid
-	// Watch when the lock goes and when the node's process is gone.
-	var released, gone time.Time
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-			if released.IsZero() && r.j.index("release") >= 0 {
-				released = time.Now()
-			}
-			if syscall.Kill(pid, 0) != nil {
-				gone = time.Now()
-				return
-			}
-		}
-	}()
-	r.stop()
-	<-watched
-	if released.IsZero() || gone.IsZero() {
-		t.Fatalf("release seen %v, node gone %v", !released.IsZero(), !gone.IsZero())
-	}
-	// The node gossips its last votes after the release, for the grace.
-	if ran := gone.Sub(released); ran < SignerGossipGrace-50*time.Millisecond {
-		t.Fatalf("node stopped %s after the release, want at least the gossip grace %s", ran, SignerGossipGrace)
-	}
+	c := newClockRig(t, nil)
+	c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+	c.validating(1)
+	pid := c.node.last(RoleVoter).Process.Pid
+	c.cancel()
+	eventually(t, 5*time.Second, "the release", func() bool { return c.j.index("release") >= 0 })
 	// The node was still running when the lock went: a standby takes over
 	// without waiting for this node to stop.
-	if r.j.index("release final= reaped=false") < 0 {
-		t.Fatalf("lock not released while the node still ran:\n%s", strings.Join(r.j.list(), "\n"))
+	if c.j.index("release final= reaped=false") < 0 {
+		t.Fatalf("lock not released while the node still ran:\n%s", strings.Join(c.j.list(), "\n"))
 	}
-	r.revokedBeforeEveryRelease()
-	r.noValidatorRole()
-	eventually(t, 5*time.Second, "node reaped", r.node.allReaped)
+	// The node gossips its last votes after the release, for the grace:
+	// the supervisor waits on the clock, and nothing else does.
+	c.gate(1)
+	c.fc.Advance(SignerGossipGrace - time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.fc.BlockUntilContext(ctx, 1); err != nil || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("node stopped less than the gossip grace %s after the release", SignerGossipGrace)
+	}
+	c.fc.Advance(time.Millisecond)
+	select {
+	case err := <-c.result:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the gossip grace")
+	}
+	c.result <- nil // for the cleanup
+	c.revokedBeforeEveryRelease()
+	c.noValidatorRole()
+	eventually(t, 5*time.Second, "node reaped", c.node.allReaped)
 }
 
 func TestSignerModeGrantRefused(t *testing.T) {
