@@ -30,14 +30,14 @@ type clockRig struct {
 	done   chan struct{} // closed when the test ends: nothing waits any more
 	held   bool          // a gated status read waits for resume
 	// selects counts the state machine's loops beginning to wait: they
-	// read their ticker's channel as they do (selectClock).
+	// read their ticker's or timer's channel as they do (selectClock).
 	selects atomic.Int64
 }
 
-// selectClock is a fake clock whose tickers count, in selects, every read
-// of their channel: the loops of the state machine read it as they begin
-// to wait, so a count that grew says the loop is done with what it was
-// doing.
+// selectClock is a fake clock whose tickers and timers count, in selects,
+// every read of their channel: the loops of the state machine read it as
+// they begin to wait, so a count that grew says the loop is done with what
+// it was doing.
 type selectClock struct {
 	*clockwork.FakeClock
 	selects *atomic.Int64
@@ -45,6 +45,20 @@ type selectClock struct {
 
 func (c selectClock) NewTicker(d time.Duration) clockwork.Ticker {
 	return countedTicker{c.FakeClock.NewTicker(d), c.selects}
+}
+
+func (c selectClock) NewTimer(d time.Duration) clockwork.Timer {
+	return countedTimer{c.FakeClock.NewTimer(d), c.selects}
+}
+
+type countedTimer struct {
+	clockwork.Timer
+	selects *atomic.Int64
+}
+
+func (t countedTimer) Chan() <-chan time.Time {
+	t.selects.Add(1)
+	return t.Timer.Chan()
 }
 
 type countedTicker struct {
@@ -116,18 +130,24 @@ func (c *clockRig) run() {
 }
 
 // drive advances the clock a poll interval at a time, ungated, until cond
-// holds (within 5 s of real time).
+// holds (within 5 s of real time). It advances again only once the state
+// machine waits again, so that the clock moves as fast as the state
+// machine takes its ticks and no faster: a slow start of a node does not
+// let the clock run past a deadline the test is about to check.
 func (c *clockRig) drive(what string, cond func() bool) {
 	c.t.Helper()
 	c.let()
 	c.gated.Store(false)
 	end := time.Now().Add(5 * time.Second)
 	for !cond() {
-		if time.Now().After(end) {
-			c.t.Fatalf("not within 5 s (clock driven): %s; events:\n%s", what, strings.Join(c.j.list(), "\n"))
-		}
+		n := c.selects.Load()
 		c.fc.Advance(c.sup.cfg.PollInterval)
-		time.Sleep(time.Millisecond)
+		for c.selects.Load() <= n && !cond() {
+			if time.Now().After(end) {
+				c.t.Fatalf("not within 5 s (clock driven): %s; events:\n%s", what, strings.Join(c.j.list(), "\n"))
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
 	}
 }
 
