@@ -35,7 +35,15 @@
 //   - S9/S10: the node runs in its own process group (and cgroup where the
 //     system offers one) with Pdeathsig SIGKILL; "exited" means every
 //     process of its tree has exited, so a wrapper such as cosmovisor dying
-//     alone does not count.
+//     alone does not count. Package [proctree] holds the node's process
+//     tree; the supervisor decides when it starts and stops.
+//
+// Time: the state machine reads the time from, and waits on,
+// Config.Clock (github.com/jonboulle/clockwork: a small, dependency-free
+// library whose real clock only calls package time, so the monotonic
+// reading is kept, and whose fake clock lets the timing paths be tested
+// without sleeping). The lease deadline (S4) is not on it: Session.Done
+// is the Elector's.
 //
 // Signer mode (Config.Signer set): the node runs in the voter role all the
 // time and is never restarted on a role change; leading is a grant of the

@@ -55,6 +55,7 @@ type fakeNode struct {
 	signed    int64             // SignedHeight
 	argv      map[Role][]string // command per role; default sleep 600
 	prepErr   map[Role]error
+	onStatus  func() // called as each Status call begins (clock_test.go)
 }
 
 func newFakeNode(j *journal) *fakeNode {
@@ -124,6 +125,12 @@ func (n *fakeNode) starts(role Role) int {
 }
 
 func (n *fakeNode) Status(context.Context) (Status, error) {
+	n.mu.Lock()
+	hook := n.onStatus
+	n.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.statusErr == nil && !n.status.CatchingUp && !n.still {

@@ -10,34 +10,38 @@ import (
 // TestLaggingStandbyStaysOut: a synced standby more than MaxLag blocks
 // below the best height a replica reports stays out of the election (no
 // session, no take), leaves it when it falls behind while voting, and
-// takes part once within MaxLag.
+// takes part once within MaxLag. On a fake clock (clock_test.go): out for
+// a minute of polls.
 func TestLaggingStandbyStaysOut(t *testing.T) {
 	var ahead atomic.Int64 // how far the best replica is above this node
 	ahead.Store(20)
-	var r *rig
-	r = newRig(t, func(c *Config) {
-		c.MaxLag = 5
-		c.BestHeight = func() int64 {
+	var c *clockRig
+	c = newClockRig(t, func(cfg *Config) {
+		cfg.MaxLag = 5
+		cfg.BestHeight = func() int64 {
 			var h int64
-			r.node.set(func(n *fakeNode) { h = n.status.Height })
+			c.node.set(func(n *fakeNode) { h = n.status.Height })
 			return h + ahead.Load()
 		}
 	})
-	r.run()
-	r.waitState(Syncing)
-	time.Sleep(300 * time.Millisecond)
-	if st := r.sup.State(); st != Syncing || r.sessions() != 0 {
-		t.Fatalf("a standby 20 blocks behind went on to %s with %d sessions", st, r.sessions())
+	c.run()
+	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	c.gate(1)
+	for range 60 {
+		c.poll()
+		if st := c.sup.State(); st != Syncing || c.sessions() != 0 {
+			t.Fatalf("a standby 20 blocks behind went on to %s with %d sessions", st, c.sessions())
+		}
 	}
 	ahead.Store(5) // within MaxLag
-	r.waitState(Voting)
+	c.drive("Voting", func() bool { return c.sup.State() == Voting })
 	ahead.Store(6)
-	r.waitState(Syncing)
-	if !strings.Contains(r.sup.Snapshot().Reason, "blocks behind the best height") {
-		t.Fatalf("left the election for %q", r.sup.Snapshot().Reason)
+	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	if !strings.Contains(c.sup.Snapshot().Reason, "blocks behind the best height") {
+		t.Fatalf("left the election for %q", c.sup.Snapshot().Reason)
 	}
-	if r.j.index("start:validator") >= 0 {
-		t.Fatalf("a lagging standby was promoted:\n%s", strings.Join(r.j.list(), "\n"))
+	if c.j.index("start:validator") >= 0 {
+		t.Fatalf("a lagging standby was promoted:\n%s", strings.Join(c.j.list(), "\n"))
 	}
 }
 

@@ -41,21 +41,28 @@ func (r *rig) sessions() int {
 	return len(r.el.sessions)
 }
 
+// A held replica stays out of the election however long it is synced (on
+// a fake clock, clock_test.go: a minute of polls), takes part once the
+// hold is lifted, and leaves at once when held again while voting.
 func TestHeldReplicaStaysOutOfTheElection(t *testing.T) {
 	op := newFakeOperator()
 	op.set("drained")
-	r := newRig(t, func(c *Config) { c.Operator = op })
-	r.run()
-	r.waitState(Syncing)
-	time.Sleep(100 * time.Millisecond) // 20 polls, synced all along
-	if r.sup.State() != Syncing || r.sessions() != 0 {
-		t.Fatalf("a drained replica is %s with %d sessions, want Syncing with none", r.sup.State(), r.sessions())
+	c := newClockRig(t, func(cfg *Config) { cfg.Operator = op })
+	r := c.rig
+	c.run()
+	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	c.gate(1)
+	for range 60 {
+		c.poll() // synced all along
+		if r.sup.State() != Syncing || r.sessions() != 0 {
+			t.Fatalf("a drained replica is %s with %d sessions, want Syncing with none", r.sup.State(), r.sessions())
+		}
 	}
 	if got := r.sup.Snapshot().Hold; got != "drained" {
 		t.Fatalf("snapshot hold %q", got)
 	}
 	op.set("")
-	r.waitState(Voting)
+	c.drive("Voting", func() bool { return c.sup.State() == Voting })
 
 	// Held again while voting: it leaves the election at once.
 	op.set("hand-over to b under way")

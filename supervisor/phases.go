@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // startup prepares the voter role (S2, S7), starts the node and waits for
@@ -25,7 +24,7 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 	if n := max(s.fails, s.vfails); n > 0 {
 		d := s.backoff(n)
 		s.log.Warn().Int("failures", n).Dur("backoff", d).Msg("waiting before the next node start")
-		if !sleep(ctx, d) {
+		if !s.sleep(ctx, d) {
 			return Shutdown, "signal", nil
 		}
 	}
@@ -42,7 +41,7 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 			return Startup, "node start failed", nil
 		}
 	}
-	tick := time.NewTicker(s.cfg.PollInterval)
+	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -52,7 +51,7 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 			s.nodeExited()
 			s.fails++
 			return Startup, "node exited before its status answered", nil
-		case <-tick.C:
+		case <-tick.Chan():
 			_, err := s.status(ctx)
 			if s.fatal != nil {
 				return Startup, "fatal error", nil
@@ -64,49 +63,11 @@ func (s *Supervisor) startup(ctx context.Context) (State, string, error) {
 	}
 }
 
-// start starts the node in role and makes it s.proc.
-func (s *Supervisor) start(role Role) error {
-	cmd, err := s.cfg.Node.Command(role)
-	if err != nil {
-		return err
-	}
-	p, err := startProcess(cmd, role, s.cfg.Stdout, s.cfg.Stderr)
-	if err != nil {
-		return err
-	}
-	if s.starts > 0 {
-		s.cfg.Metrics.restart()
-	}
-	s.starts++
-	s.proc = p
-	if pids := p.Leftovers(); len(pids) > 0 {
-		s.log.Warn().Ints("pids", pids).Msg("killed processes an earlier node of this home had left in its cgroup")
-	}
-	if err := p.FallbackReason(); err != nil && !s.fallbackLogged {
-		s.fallbackLogged = true
-		s.log.Warn().Err(err).Msg("no cgroup for the node: its process tree is followed by process group, environment tag and parent links " +
-			"(a process that leaves its session and scrubs its environment is not caught); run valguard as root or with a delegated cgroup (systemd Delegate=yes)")
-	}
-	s.log.Info().Str("role", role.String()).Int("pid", p.PID()).Str("containment", p.Containment()).Str("cmd", cmd.String()).Msg("node started")
-	return nil
-}
-
-// nodeExited logs a node whose direct child exited on its own and has been
-// reaped, then kills and reaps whatever else of its process tree is left
-// (a wrapper such as cosmovisor may have died with the real node still
-// running, S10). If that fails, s.proc stays set.
-func (s *Supervisor) nodeExited() {
-	p := s.proc
-	s.log.Error().Str("role", p.role.String()).Int("pid", p.PID()).AnErr("exit", p.ExitErr()).
-		Dur("ran", time.Since(p.started)).Msg("node exited")
-	s.killNode("node exited")
-}
-
 // syncing waits for the node to be synced, for any step-down hold-off to
 // end and for the Operator to let this replica take part; meanwhile it
 // logs the node's progress every ProgressInterval.
 func (s *Supervisor) syncing(ctx context.Context) (State, string) {
-	tick := time.NewTicker(s.cfg.PollInterval)
+	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	logged, heldFor, lagLogged := false, "", false
 	var meter progressMeter
@@ -122,7 +83,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			return Startup, "node exited"
 		case <-s.operatorChanged():
 			// Re-checked below with the last status.
-		case <-tick.C:
+		case <-tick.Chan():
 			st, err := s.status(ctx)
 			if s.fatal != nil {
 				return Startup, "fatal error"
@@ -131,7 +92,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			if err == nil {
 				last = st
 				if !st.Synced {
-					s.sampleProgress(&meter, st.Height, time.Now())
+					s.sampleProgress(&meter, st.Height, s.clock.Now())
 				}
 			}
 		}
@@ -139,7 +100,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 			continue
 		}
 		s.fails = 0
-		if wait := time.Until(s.holdoff); wait > 0 {
+		if wait := s.clock.Until(s.holdoff); wait > 0 {
 			if !logged {
 				s.log.Info().Dur("left", wait).Msg("synced; staying out of the election after stepping down")
 				logged = true
@@ -167,7 +128,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 // registering creates a session, retrying with back-off while the lock
 // service is unreachable; the replica stays out of the election meanwhile.
 func (s *Supervisor) registering(ctx context.Context) (State, string) {
-	tick := time.NewTicker(s.cfg.PollInterval)
+	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	for attempt := 1; ; attempt++ {
 		if h := s.hold(); h != "" {
@@ -181,7 +142,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 			return Voting, "session created"
 		}
 		wait := s.backoff(attempt)
-		retry := time.NewTimer(wait)
+		retry := s.clock.NewTimer(wait)
 		s.log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Msg("could not create a session; staying out of the election")
 	waiting:
 		for {
@@ -194,7 +155,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 				s.nodeExited()
 				s.fails++
 				return Startup, "node exited"
-			case <-tick.C:
+			case <-tick.Chan():
 				if st, err := s.status(ctx); err != nil || !st.Synced {
 					retry.Stop()
 					return Syncing, "node no longer synced"
@@ -204,7 +165,7 @@ func (s *Supervisor) registering(ctx context.Context) (State, string) {
 					retry.Stop()
 					return Syncing, "out of the election: " + h
 				}
-			case <-retry.C:
+			case <-retry.Chan():
 				break waiting
 			}
 		}
@@ -225,7 +186,7 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 		s.release(false)
 		return st, reason
 	}
-	tick := time.NewTicker(s.cfg.PollInterval)
+	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	height := s.Snapshot().Node.Height // the node's, as last read
 	for {
@@ -263,7 +224,7 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 			if h := s.hold(); h != "" {
 				return leave(Syncing, "out of the election: "+h)
 			}
-		case <-tick.C:
+		case <-tick.Chan():
 			st, err := s.status(ctx)
 			if err != nil || !st.Synced {
 				return leave(Syncing, "node no longer synced")

@@ -18,14 +18,14 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 	if s.cfg.Signer != nil {
 		return s.promoteSigner(ctx)
 	}
-	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
+	s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	// The fence lives until release, so it also covers the voter being
 	// stopped or promoted here and a validator being stopped on shutdown or
 	// step-down.
 	f := s.startFence(s.sess)
 	s.fence = f
 	s.setLeading(s.sess)
-	if ok, _ := f.guard(func() (*process, error) { return s.proc, nil }); !ok {
+	if ok, _ := f.guard(func() (*nodeProc, error) { return s.proc, nil }); !ok {
 		return s.failPromotion(fmt.Sprintf("lease lost on acquisition: %v", s.sess.Err()))
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -87,7 +87,7 @@ func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (S
 		s.vfails++
 		return s.failPromotion("validator role not prepared")
 	}
-	ok, err := f.guard(func() (*process, error) {
+	ok, err := f.guard(func() (*nodeProc, error) {
 		if err := s.start(RoleValidator); err != nil {
 			return nil, err
 		}
@@ -110,8 +110,8 @@ func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (S
 // If the node does not get there, the lease is lost, the node exits or ctx
 // ends, the promotion is undone and ok is false.
 func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st State, reason string, ok bool) {
-	start := time.Now()
-	tick := time.NewTicker(s.cfg.PollInterval)
+	start := s.clock.Now()
+	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	logged := false
 	for {
@@ -121,7 +121,7 @@ func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st
 		switch {
 		case err == nil && at:
 			if logged {
-				s.log.Info().Dur("waited", time.Since(start)).Msg("node reached the published height")
+				s.log.Info().Dur("waited", s.clock.Since(start)).Msg("node reached the published height")
 			}
 			return 0, "", true
 		case errors.Is(err, ErrFatal):
@@ -134,7 +134,7 @@ func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st
 			s.log.Info().Str("watermark", string(wm)).Msg("node behind the height the previous leader published: waiting before signing")
 			logged = true
 		}
-		if time.Since(start) > s.cfg.MaxStall {
+		if s.clock.Since(start) > s.cfg.MaxStall {
 			st, reason = s.failPromotion(fmt.Sprintf("node still behind the published height %s after %s", wm, s.cfg.MaxStall))
 			return st, reason, false
 		}
@@ -150,7 +150,7 @@ func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st
 			s.fails++
 			st, reason = s.failPromotion("node exited while waiting for the published height")
 			return st, reason, false
-		case <-tick.C:
+		case <-tick.Chan():
 		}
 	}
 }
@@ -170,7 +170,7 @@ var errLeaseLost = errors.New("lease lost before the key was loaded")
 // release, back to Startup.
 func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, wm []byte) (State, string) {
 	p := s.proc
-	if p == nil || p.reaped() {
+	if p == nil || p.Reaped() {
 		return s.failPromotion("node exited before promotion")
 	}
 	select {
@@ -179,7 +179,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 	default:
 	}
 	p.role = RoleValidator
-	start := time.Now()
+	start := s.clock.Now()
 	s.log.Info().Int("pid", p.PID()).Msg("hot promotion: loading the validator key into the running node")
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -200,7 +200,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		}
 		// To the direct child only, through its pidfd: never to a process
 		// that reused its pid.
-		if err := p.signalChild(syscall.SIGHUP); err != nil {
+		if err := p.Signal(syscall.SIGHUP); err != nil {
 			if errors.Is(err, os.ErrProcessDone) {
 				return errNodeGone
 			}
@@ -223,7 +223,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		if signal {
 			ev = s.log.Info()
 		}
-		ev.Err(err).Int("pid", p.PID()).Dur("took", time.Since(start)).Bool("signal", signal).Msg("hot promotion failed: killing the node")
+		ev.Err(err).Int("pid", p.PID()).Dur("took", s.clock.Since(start)).Bool("signal", signal).Msg("hot promotion failed: killing the node")
 		s.killNode("hot promotion failed")
 		if !signal {
 			s.vfails++
@@ -231,7 +231,7 @@ func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, w
 		s.release(true) // the node may have signed with the key before it was killed (F1)
 		return Startup, fmt.Sprintf("hot promotion failed: %v", err)
 	}
-	s.log.Info().Int("pid", p.PID()).Dur("took", time.Since(start)).Msg("hot promotion confirmed by the node")
+	s.log.Info().Int("pid", p.PID()).Dur("took", s.clock.Since(start)).Msg("hot promotion confirmed by the node")
 	s.cfg.Metrics.failover()
 	return Validating, "lock acquired; validator key loaded without a restart"
 }

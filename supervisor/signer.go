@@ -13,7 +13,7 @@ import (
 
 // promoteSigner grants signing under the held lock.
 func (s *Supervisor) promoteSigner(ctx context.Context) (State, string) {
-	s.log.Info().Str("session_deadline", time.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
+	s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	gctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	err := s.cfg.Signer.Grant(gctx, s.sess)
 	cancel()
@@ -34,9 +34,9 @@ func (s *Supervisor) promoteSigner(ctx context.Context) (State, string) {
 // validatingSigner watches the lease, the signer, the node and its
 // progress while this replica signs.
 func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
-	poll := time.NewTicker(s.cfg.PollInterval)
+	poll := s.clock.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
-	lastHeight, progress := int64(0), time.Now()
+	lastHeight, progress := int64(0), s.clock.Now()
 	recovered := false // the node was restarted in this stall
 	var stall stallWatch
 	defer s.moved(&stall)
@@ -60,13 +60,13 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			if h := s.hold(); h != "" {
 				return s.stepDownSigner("operator: "+h, 0)
 			}
-		case <-poll.C:
+		case <-poll.Chan():
 			if h := s.hold(); h != "" {
 				return s.stepDownSigner("operator: "+h, 0)
 			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
-				lastHeight, progress, recovered = st.Height, time.Now(), false
+				lastHeight, progress, recovered = st.Height, s.clock.Now(), false
 				s.moved(&stall)
 			}
 			if !recovered && s.needsRecovery(progress) {
@@ -74,10 +74,10 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 				if st, reason, ok := s.recoveryRestart(lastHeight); !ok {
 					return st, reason
 				}
-				progress = time.Now() // the restarted node gets the time to catch up
+				progress = s.clock.Now() // the restarted node gets the time to catch up
 				continue
 			}
-			if stalled := time.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, s.cfg.Signer.LastRequest()) {
+			if stalled := s.clock.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, s.cfg.Signer.LastRequest()) {
 				return s.stepDownSigner(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		}
@@ -90,7 +90,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 func (s *Supervisor) stepDownSigner(reason string, holdoff time.Duration) (State, string) {
 	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
 	s.release(false)
-	s.holdoff = time.Now().Add(holdoff)
+	s.holdoff = s.clock.Now().Add(holdoff)
 	return Syncing, "stepped down: " + reason
 }
 
@@ -98,11 +98,11 @@ func (s *Supervisor) stepDownSigner(reason string, holdoff time.Duration) (State
 // progress) during which the node also asked for no signature, both for
 // RecoveryAfter: it has dropped the step the chain waits for.
 func (s *Supervisor) needsRecovery(progress time.Time) bool {
-	if s.cfg.Unsupervised || time.Since(progress) <= s.cfg.RecoveryAfter {
+	if s.cfg.Unsupervised || s.clock.Since(progress) <= s.cfg.RecoveryAfter {
 		return false
 	}
 	last := s.cfg.Signer.LastRequest()
-	return last.IsZero() || time.Since(last) > s.cfg.RecoveryAfter
+	return last.IsZero() || s.clock.Since(last) > s.cfg.RecoveryAfter
 }
 
 // recoveryRestart restarts the leader's node, which holds no key, keeping
@@ -133,13 +133,4 @@ func (s *Supervisor) recoveryRestart(height int64) (State, string, bool) {
 		return Startup, fmt.Sprintf("node did not start again after a recovery restart: %v; lock released", err), false
 	}
 	return 0, "", true
-}
-
-// nodeDone is the running node's Done channel; nil, which never fires in
-// a select, for a node valguard does not run (Config.Unsupervised).
-func (s *Supervisor) nodeDone() <-chan struct{} {
-	if s.proc == nil {
-		return nil
-	}
-	return s.proc.Done()
 }

@@ -21,8 +21,9 @@ type fakeSigner struct {
 	granted  bool
 	grantErr error
 	revoked  chan struct{}
-	dropped  bool  // the node asks for nothing: LastRequest is zero
-	signed   int64 // SignedHeight
+	dropped  bool             // the node asks for nothing: LastRequest is zero
+	signed   int64            // SignedHeight
+	now      func() time.Time // the clock LastRequest reads; nil: time.Now
 }
 
 func (f *fakeSigner) Grant(_ context.Context, sess Session) error {
@@ -63,6 +64,9 @@ func (f *fakeSigner) LastRequest() time.Time {
 	defer f.mu.Unlock()
 	if f.dropped {
 		return time.Time{}
+	}
+	if f.now != nil {
+		return f.now()
 	}
 	return time.Now()
 }
@@ -146,42 +150,44 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 	}
 }
 
+// On shutdown in signer mode the lock goes first, with the node still
+// running, and the node gossips its last votes for SignerGossipGrace
+// before it is stopped: on a fake clock (clock_test.go), it still runs a
+// moment before the grace has passed, and is stopped once it has.
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
-	r, _ := newSignerRig(t)
-	r.validating()
-	pid := r.node.last(RoleVoter).Process.Pid
-	// Watch when the lock goes and when the node's process is gone.
-	var released, gone time.Time
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-			if released.IsZero() && r.j.index("release") >= 0 {
-				released = time.Now()
-			}
-			if syscall.Kill(pid, 0) != nil {
-				gone = time.Now()
-				return
-			}
-		}
-	}()
-	r.stop()
-	<-watched
-	if released.IsZero() || gone.IsZero() {
-		t.Fatalf("release seen %v, node gone %v", !released.IsZero(), !gone.IsZero())
-	}
-	// The node gossips its last votes after the release, for the grace.
-	if ran := gone.Sub(released); ran < SignerGossipGrace-50*time.Millisecond {
-		t.Fatalf("node stopped %s after the release, want at least the gossip grace %s", ran, SignerGossipGrace)
-	}
+	c := newClockRig(t, nil)
+	c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+	c.validating(1)
+	pid := c.node.last(RoleVoter).Process.Pid
+	c.cancel()
+	eventually(t, 5*time.Second, "the release", func() bool { return c.j.index("release") >= 0 })
 	// The node was still running when the lock went: a standby takes over
 	// without waiting for this node to stop.
-	if r.j.index("release final= reaped=false") < 0 {
-		t.Fatalf("lock not released while the node still ran:\n%s", strings.Join(r.j.list(), "\n"))
+	if c.j.index("release final= reaped=false") < 0 {
+		t.Fatalf("lock not released while the node still ran:\n%s", strings.Join(c.j.list(), "\n"))
 	}
-	r.revokedBeforeEveryRelease()
-	r.noValidatorRole()
-	eventually(t, 5*time.Second, "node reaped", r.node.allReaped)
+	// The node gossips its last votes after the release, for the grace:
+	// the supervisor waits on the clock, and nothing else does.
+	c.gate(1)
+	c.fc.Advance(SignerGossipGrace - time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.fc.BlockUntilContext(ctx, 1); err != nil || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("node stopped less than the gossip grace %s after the release", SignerGossipGrace)
+	}
+	c.fc.Advance(time.Millisecond)
+	select {
+	case err := <-c.result:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the gossip grace")
+	}
+	c.result <- nil // for the cleanup
+	c.revokedBeforeEveryRelease()
+	c.noValidatorRole()
+	eventually(t, 5*time.Second, "node reaped", c.node.allReaped)
 }
 
 func TestSignerModeGrantRefused(t *testing.T) {
@@ -286,49 +292,92 @@ func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
 }
 
 // TestSignerModeRecoveryRestart: a leader whose chain stalls while its node
-// asks for no signature restarts the node once, keeping the lock; one that
-// still asks is left alone until MaxStall.
+// asks for no signature restarts the node once, keeping the lock: at the
+// first poll more than RecoveryAfter into the stall, its home prepared
+// first; the restarted node gets MaxStall to catch up before the leader
+// steps down. One whose node still asks is not restarted, and steps down
+// after MaxStall. On a fake clock at the default durations (RecoveryAfter
+// 20 s, MaxStall 30 s; clock_test.go).
 func TestSignerModeRecoveryRestart(t *testing.T) {
 	t.Run("dropped step", func(t *testing.T) {
-		r, fs := newSignerRig(t)
-		fs.dropped = true
-		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
-		r.sup.cfg.MaxStall = time.Hour
-		r.validating()
-		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
-		eventually(t, 5*time.Second, "node restarted", func() bool { return r.node.starts(RoleVoter) == 2 })
-		time.Sleep(400 * time.Millisecond)
-		if n := r.node.starts(RoleVoter); n != 2 {
-			t.Fatalf("%d node starts in one stall, want 2 (one recovery restart)", n)
+		c := newClockRig(t, nil)
+		c.sup.cfg.Signer = &fakeSigner{j: c.j, dropped: true}
+		c.validating(1) // poll
+		start := c.fc.Now()
+		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
+		for {
+			at := c.poll()
+			if n := c.node.starts(RoleVoter); n != 1 {
+				t.Fatalf("node restarted by the poll before %s into the stall (RecoveryAfter %s)", at.Sub(start), c.sup.cfg.RecoveryAfter)
+			}
+			if at.Sub(start) > c.sup.cfg.RecoveryAfter {
+				break // this poll's decision restarts the node
+			}
 		}
-		if r.j.index("release") >= 0 || r.sup.State() != Validating {
-			t.Fatalf("the lock went with a recovery restart (state %s):\n%s", r.sup.State(), strings.Join(r.j.list(), "\n"))
+		c.let()
+		if n := c.node.starts(RoleVoter); n != 2 {
+			t.Fatalf("%d node starts after the poll %s into the stall, want 2 (one recovery restart)", n, c.fc.Since(start))
+		}
+		restarted := c.fc.Now()
+		for c.fc.Since(restarted) < c.sup.cfg.MaxStall-c.sup.cfg.PollInterval {
+			c.poll()
+			if n := c.node.starts(RoleVoter); n != 2 {
+				t.Fatalf("%d node starts in one stall, want 2 (one recovery restart)", n)
+			}
+			if c.released() || c.sup.State() != Validating {
+				t.Fatalf("the lock went with a recovery restart (state %s):\n%s", c.sup.State(), strings.Join(c.j.list(), "\n"))
+			}
 		}
 		prepared, granted := false, false
-		for _, e := range r.j.list() {
+		for _, e := range c.j.list() {
 			switch {
 			case strings.HasPrefix(e, "signer:grant"):
 				granted = true
 			case granted && strings.HasPrefix(e, "prepare:voter"):
 				prepared = true
 			case granted && e == "start:voter" && !prepared:
-				t.Fatalf("the recovery restart started the node without preparing its home (a stale signer socket stays):\n%s", strings.Join(r.j.list(), "\n"))
+				t.Fatalf("the recovery restart started the node without preparing its home (a stale signer socket stays):\n%s", strings.Join(c.j.list(), "\n"))
 			}
 		}
-		if got := testutil.ToFloat64(r.m.recoveries); got != 1 {
+		if got := testutil.ToFloat64(c.m.recoveries); got != 1 {
 			t.Fatalf("valguard_signer_recovery_restarts_total = %v", got)
 		}
-		r.noValidatorRole()
+		// Still no new height: MaxStall after the restart, the leader goes.
+		for {
+			at := c.poll()
+			if c.released() {
+				break
+			}
+			if at.Sub(restarted) > c.sup.cfg.MaxStall+2*c.sup.cfg.PollInterval {
+				t.Fatalf("still leading %s after the recovery restart (MaxStall %s)", at.Sub(restarted), c.sup.cfg.MaxStall)
+			}
+		}
+		if n := c.node.starts(RoleVoter); n != 2 {
+			t.Fatalf("%d node starts, want 2: the step-down keeps the node", n)
+		}
+		c.revokedBeforeEveryRelease()
+		c.noValidatorRole()
 	})
 	t.Run("node still asking", func(t *testing.T) {
-		r, _ := newSignerRig(t)
-		r.sup.cfg.RecoveryAfter = 100 * time.Millisecond
-		r.sup.cfg.MaxStall = time.Hour
-		r.validating()
-		r.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
-		time.Sleep(500 * time.Millisecond)
-		if n := r.node.starts(RoleVoter); n != 1 {
-			t.Fatalf("node restarted while it still asked for signatures (%d starts)", n)
+		c := newClockRig(t, nil)
+		c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+		c.validating(1)
+		start := c.fc.Now()
+		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true })
+		for {
+			at := c.poll()
+			if c.released() {
+				break
+			}
+			if n := c.node.starts(RoleVoter); n != 1 {
+				t.Fatalf("node restarted %s into the stall while it still asked for signatures (%d starts)", at.Sub(start), n)
+			}
+			if at.Sub(start) > c.sup.cfg.MaxStall+c.sup.cfg.PollInterval {
+				t.Fatalf("still leading %s into the stall (MaxStall %s)", at.Sub(start), c.sup.cfg.MaxStall)
+			}
+		}
+		if d := c.fc.Since(start); d <= c.sup.cfg.MaxStall {
+			t.Fatalf("stepped down %s into the stall, before MaxStall", d)
 		}
 	})
 	if _, err := New(Config{Node: newFakeNode(&journal{}), Elector: newFakeElector(&journal{}, nil), MaxStall: time.Second, RecoveryAfter: time.Second}); err == nil {

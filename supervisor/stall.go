@@ -37,7 +37,7 @@ type stallWatch struct {
 // node last signed or asked to. It logs the start of such a stall once
 // and sets valguard_chain_stalled.
 func (s *Supervisor) chainStalled(w *stallWatch, st Status, err error, lastSign time.Time) bool {
-	active := !lastSign.IsZero() && time.Since(lastSign) <= s.cfg.MaxStall
+	active := !lastSign.IsZero() && s.clock.Since(lastSign) <= s.cfg.MaxStall
 	if !active && err == nil && st.Height > 0 {
 		active = s.signedHeight() > st.Height
 	}

@@ -10,31 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// signing makes the fake node's sign state change every few milliseconds
-// (a node that signs each new round of a height that does not end) until
-// the test ends.
-func signing(t *testing.T, n *fakeNode) {
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	go func() {
-		for round := 0; ; round++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			n.set(func(n *fakeNode) { n.watermark = []byte(fmt.Sprintf("h9r%d", round)) })
-		}
-	}()
-}
-
 // TestChainWideStall: a leader whose node is at the top (no other replica
 // ahead) and takes part — it still signs new rounds, or it signed at the
 // height it is stuck on and waits for the others, which is what CometBFT
 // does with a third of the power gone — stays through a stall of the
 // whole chain, in both sign modes, and says so (valguard_chain_stalled
 // 1); one that is behind another replica, or whose node stopped taking
-// part, steps down after MaxStall as before.
+// part, steps down after MaxStall as before. On a fake clock at the
+// default MaxStall (clock_test.go): staying is checked at every poll for
+// four MaxStalls, stepping down within two.
 func TestChainWideStall(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -57,18 +41,20 @@ func TestChainWideStall(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var best atomic.Int64
-			r := newRig(t, func(c *Config) { c.BestHeight = best.Load })
+			c := newClockRig(t, func(cfg *Config) { cfg.BestHeight = best.Load })
 			var fs *fakeSigner
+			tickers := 2 // poll and publish
 			if tc.signer {
-				fs = &fakeSigner{j: r.j}
-				r.sup.cfg.Signer = fs
-				r.sup.cfg.RecoveryAfter = time.Hour // the recovery restart is another test's
+				fs = &fakeSigner{j: c.j, now: c.fc.Now}
+				c.sup.cfg.Signer = fs
+				c.sup.cfg.RecoveryAfter = time.Hour // the recovery restart is another test's
+				tickers = 1
 			}
-			r.validating()
+			c.validating(tickers)
 			// The chain stops at the node's height.
-			r.node.set(func(n *fakeNode) { n.still = true })
+			c.node.set(func(n *fakeNode) { n.still = true })
 			var h int64
-			r.node.set(func(n *fakeNode) { h = n.status.Height })
+			c.node.set(func(n *fakeNode) { h = n.status.Height })
 			best.Store(h + tc.ahead)
 			if tc.voted > 0 {
 				if tc.signer {
@@ -76,33 +62,50 @@ func TestChainWideStall(t *testing.T) {
 					fs.signed = h + tc.voted
 					fs.mu.Unlock()
 				} else {
-					r.node.set(func(n *fakeNode) { n.signed = h + tc.voted })
+					c.node.set(func(n *fakeNode) { n.signed = h + tc.voted })
 				}
 			} else {
-				r.node.set(func(n *fakeNode) { n.signed = h })
+				c.node.set(func(n *fakeNode) { n.signed = h })
 			}
-			switch {
-			case tc.quiet && tc.signer:
+			if tc.quiet && tc.signer {
 				fs.mu.Lock()
 				fs.dropped = true
 				fs.mu.Unlock()
-			case !tc.quiet && !tc.signer:
-				signing(t, r.node)
 			}
+			// A key-file node that signs signs a new round at every poll.
+			round := 0
+			poll := func() time.Time {
+				if !tc.quiet && !tc.signer {
+					round++
+					c.node.set(func(n *fakeNode) { n.watermark = fmt.Appendf(nil, "h9r%d", round) })
+				}
+				return c.poll()
+			}
+			start := c.fc.Now()
 			if !tc.stays {
-				eventually(t, 5*time.Second, "step down", func() bool { return r.j.index("release") >= 0 })
+				for !c.released() {
+					if at := poll(); at.Sub(start) > 2*c.sup.cfg.MaxStall {
+						t.Fatalf("still leading %s into the stall (MaxStall %s):\n%s", at.Sub(start), c.sup.cfg.MaxStall, strings.Join(c.j.list(), "\n"))
+					}
+				}
 				return
 			}
-			time.Sleep(4 * r.sup.cfg.MaxStall)
-			if r.j.index("release") >= 0 || r.sup.State() != Validating {
-				t.Fatalf("the leader stepped down in a stall of the whole chain (state %s):\n%s", r.sup.State(), strings.Join(r.j.list(), "\n"))
+			for c.fc.Since(start) < 4*c.sup.cfg.MaxStall {
+				poll()
+				if c.released() || c.sup.State() != Validating {
+					t.Fatalf("the leader stepped down in a stall of the whole chain (state %s):\n%s", c.sup.State(), strings.Join(c.j.list(), "\n"))
+				}
 			}
-			if got := testutil.ToFloat64(r.m.stalled); got != 1 {
+			if got := testutil.ToFloat64(c.m.stalled); got != 1 {
 				t.Fatalf("valguard_chain_stalled = %v, want 1", got)
 			}
 			// The chain moves again: the gauge goes back to 0.
-			r.node.set(func(n *fakeNode) { n.still = false })
-			eventually(t, 5*time.Second, "valguard_chain_stalled 0", func() bool { return testutil.ToFloat64(r.m.stalled) == 0 })
+			c.node.set(func(n *fakeNode) { n.still = false })
+			for moved := c.fc.Now(); testutil.ToFloat64(c.m.stalled) != 0; {
+				if at := poll(); at.Sub(moved) > 5*c.sup.cfg.PollInterval {
+					t.Fatalf("valguard_chain_stalled still 1 %s after the chain moved", at.Sub(moved))
+				}
+			}
 		})
 	}
 }

@@ -4,29 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
-)
-
-// Defaults for Config fields left zero.
-const (
-	DefaultPollInterval     = time.Second
-	DefaultStatusTimeout    = 2 * time.Second
-	DefaultStopTimeout      = 15 * time.Second
-	DefaultKillTimeout      = 2 * time.Second
-	DefaultMaxStall         = 30 * time.Second
-	DefaultStepDownHoldoff  = 60 * time.Second
-	DefaultPublishInterval  = time.Second
-	DefaultCallTimeout      = 5 * time.Second
-	DefaultMaxStartFailures = 5
-	DefaultRestartBackoff   = time.Second
-	DefaultMaxBackoff       = 30 * time.Second
-	DefaultProgressInterval = 10 * time.Second
 )
 
 // SignerGossipGrace is how long, in signer mode, a leader that shuts down
@@ -52,109 +35,19 @@ var ErrFatal = errors.New("fatal")
 // S7). The supervisor kills and reaps that node and Run returns the error.
 var ErrUnexpectedKey = errors.New("voter node reports a validator key loaded")
 
-// Config configures a Supervisor. Zero durations take the defaults above.
-type Config struct {
-	Node    Node
-	Elector Elector
-	// Signer, when set, selects the signer mode: valguard holds the key
-	// and signs for the node, which runs in the voter role all the time.
-	// Nil: the key-file mode (the key is linked into the node home and the
-	// node restarted as a validator).
-	Signer Signer
-	// Unsupervised: the node runs on its own (another unit, a container)
-	// and valguard only signs for it and follows its status; it needs a
-	// Signer. Node.Status is used, Prepare and Command never are.
-	Unsupervised bool
-	// Operator, when set, can keep this replica out of the election
-	// (drained, a hand-over to another replica) and make its leader step
-	// down cleanly. Nil: always in.
-	Operator Operator
-	// BestHeight, when set, is the best chain height known elsewhere (the
-	// other replicas' reports), for the progress logged while syncing,
-	// for MaxLag and for telling a stall of the whole chain from one of
-	// this node (stall.go).
-	BestHeight func() int64
-	// MaxLag, when above 0, keeps a synced standby whose node is more
-	// than MaxLag blocks below BestHeight out of the election (lag.go).
-	MaxLag  int64
-	Log     zerolog.Logger
-	Metrics *Metrics // nil: no metrics
-
-	// Stdout and Stderr receive the node's output (default: ours, so that
-	// journald keeps it).
-	Stdout, Stderr io.Writer
-
-	PollInterval  time.Duration // how often the node's status is read
-	StatusTimeout time.Duration // bound on one status read
-	// StopTimeout is how long a node gets after SIGTERM before SIGKILL.
-	StopTimeout time.Duration
-	// KillTimeout bounds the wait for a node to be reaped after SIGKILL.
-	KillTimeout time.Duration
-	// MaxStall: a validator whose height has not advanced, or that reports
-	// catching up, for this long steps down.
-	MaxStall time.Duration
-	// RecoveryAfter (signer mode): a leader whose node has asked for no
-	// signature and whose chain has not moved for this long restarts its
-	// node, once per stall, while keeping the lock: CometBFT never asks
-	// again for a step it dropped, and its WAL replay on start does. Must
-	// be below MaxStall; default MaxStall*2/3.
-	RecoveryAfter time.Duration
-	// StepDownHoldoff keeps a replica that stepped down out of the election.
-	StepDownHoldoff time.Duration
-	// PublishInterval is how often a changed watermark is published.
-	PublishInterval time.Duration
-	// CallTimeout bounds watermark reads, publishes and releases.
-	CallTimeout time.Duration
-	// ProgressInterval is how often a syncing node's progress is logged.
-	ProgressInterval time.Duration
-	// MaxStartFailures consecutive failed starts make Run return ErrCrashLoop.
-	MaxStartFailures int
-	// RestartBackoff is the first wait after a failure; it doubles up to
-	// MaxBackoff. The same back-off paces session creation retries.
-	RestartBackoff, MaxBackoff time.Duration
-}
-
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.PollInterval, DefaultPollInterval)
-	def(&c.StatusTimeout, DefaultStatusTimeout)
-	def(&c.StopTimeout, DefaultStopTimeout)
-	def(&c.KillTimeout, DefaultKillTimeout)
-	def(&c.MaxStall, DefaultMaxStall)
-	def(&c.StepDownHoldoff, DefaultStepDownHoldoff)
-	def(&c.RecoveryAfter, c.MaxStall*2/3)
-	def(&c.PublishInterval, DefaultPublishInterval)
-	def(&c.CallTimeout, DefaultCallTimeout)
-	def(&c.RestartBackoff, DefaultRestartBackoff)
-	def(&c.MaxBackoff, DefaultMaxBackoff)
-	def(&c.ProgressInterval, DefaultProgressInterval)
-	if c.MaxStartFailures == 0 {
-		c.MaxStartFailures = DefaultMaxStartFailures
-	}
-	if c.Stdout == nil {
-		c.Stdout = os.Stdout
-	}
-	if c.Stderr == nil {
-		c.Stderr = os.Stderr
-	}
-}
-
 // Supervisor runs one replica; see the package doc.
 type Supervisor struct {
 	cfg   Config
 	log   zerolog.Logger
+	clock clockwork.Clock // cfg.Clock
 	state atomic.Int32
 
-	proc    *process // the running node, nil when none
-	sess    Session  // the held session, nil when none
-	fence   *fence   // kills the node on lease loss, from promotion to release
-	starts  int      // node starts so far
-	fails   int      // consecutive voter start failures
-	vfails  int      // consecutive validator failures
+	proc    *nodeProc // the running node, nil when none
+	sess    Session   // the held session, nil when none
+	fence   *fence    // kills the node on lease loss, from promotion to release
+	starts  int       // node starts so far
+	fails   int       // consecutive voter start failures
+	vfails  int       // consecutive validator failures
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
 	granted bool  // signer mode: signing granted and not yet revoked
@@ -188,7 +81,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")
 	}
 	cfg.setDefaults()
-	return &Supervisor{cfg: cfg, log: cfg.Log}, nil
+	return &Supervisor{cfg: cfg, log: cfg.Log, clock: cfg.Clock}, nil
 }
 
 // setSession makes sess the held session (nil: none) for s.sess and the
@@ -230,7 +123,7 @@ func (s *Supervisor) enter(st State, reason string) {
 	s.state.Store(int32(st))
 	s.cfg.Metrics.SetState(st)
 	s.snap.update(func(sn *Snapshot) {
-		sn.State, sn.Since, sn.Reason = st, time.Now(), reason
+		sn.State, sn.Since, sn.Reason = st, s.clock.Now(), reason
 		if st != Syncing {
 			sn.Progress = nil
 		}
@@ -288,7 +181,7 @@ func (s *Supervisor) shutdown() {
 		s.release(false)
 		if signed && s.proc != nil && !s.proc.Exited() {
 			s.log.Info().Dur("grace", SignerGossipGrace).Msg("signing revoked and lock released; the node gossips its last votes before it stops")
-			time.Sleep(SignerGossipGrace)
+			s.clock.Sleep(SignerGossipGrace)
 		}
 	}
 	validator := s.proc != nil && s.proc.role == RoleValidator
@@ -316,76 +209,6 @@ func (s *Supervisor) unlinkKey(when string) {
 	defer cancel()
 	if err := s.cfg.Node.Prepare(ctx, RoleVoter, nil); err != nil {
 		s.log.Error().Err(err).Msg("could not unlink the validator key " + when)
-	}
-}
-
-// stopNode stops the running node: SIGTERM, bounded wait, SIGKILL, and the
-// whole process tree reaped (S10). It reports whether that succeeded; if
-// not, s.proc stays set, so that nothing treats the node as gone (S3).
-func (s *Supervisor) stopNode(why string) bool {
-	p := s.proc
-	start := time.Now()
-	killed, err := p.Stop(s.cfg.StopTimeout, s.cfg.KillTimeout)
-	if err != nil {
-		s.notReaped(err, why)
-		return false
-	}
-	s.log.Info().Str("role", p.role.String()).Int("pid", p.PID()).Bool("sigkill", killed).
-		Dur("took", time.Since(start)).Str("reason", why).Msg("node stopped")
-	s.proc = nil
-	return true
-}
-
-// killNode sends SIGKILL to the running node's process tree and waits for
-// all of it to be reaped. It reports whether that succeeded; if not,
-// s.proc stays set.
-func (s *Supervisor) killNode(why string) bool {
-	p := s.proc
-	if err := p.Kill(s.cfg.KillTimeout); err != nil {
-		s.notReaped(err, why)
-		return false
-	}
-	s.proc = nil
-	return true
-}
-
-// notReaped reports, loudly, a node whose process tree outlived SIGKILL
-// and the reap bound.
-func (s *Supervisor) notReaped(err error, why string) {
-	s.cfg.Metrics.setUnreaped(true)
-	s.log.Error().Err(err).Int("pid", s.proc.PID()).Str("role", s.proc.role.String()).Str("reason", why).
-		Msg("node process tree not reaped after SIGKILL (uninterruptible sleep? a stuck disk?): " +
-			"the lock will not be released while it may run")
-}
-
-// awaitReap keeps killing an unreaped node until its whole tree is gone,
-// backing off up to MaxBackoff between attempts. It returns false if ctx
-// ends first; the node is then still there.
-func (s *Supervisor) awaitReap(ctx context.Context) bool {
-	for attempt := 1; s.proc != nil; attempt++ {
-		if !sleep(ctx, s.backoff(attempt)) {
-			return false
-		}
-		p := s.proc
-		if err := p.Kill(s.cfg.KillTimeout); err != nil {
-			s.log.Error().Err(err).Int("pid", p.PID()).Int("attempt", attempt).Msg("node process tree still not reaped")
-			continue
-		}
-		s.log.Warn().Int("pid", p.PID()).Int("attempts", attempt).Msg("node process tree finally reaped")
-		s.proc = nil
-	}
-	s.cfg.Metrics.setUnreaped(false)
-	return true
-}
-
-// forgetExited drops a node that could not be reaped in time but whose
-// whole tree has gone since: it no longer holds anything. Only where no
-// loop selects on s.proc.Done() next (shutdown, a failed promotion).
-func (s *Supervisor) forgetExited() {
-	if s.proc != nil && s.proc.Exited() {
-		s.log.Warn().Int("pid", s.proc.PID()).Msg("node process tree reaped after all")
-		s.proc = nil
-		s.cfg.Metrics.setUnreaped(false)
 	}
 }
 
@@ -444,7 +267,7 @@ func (s *Supervisor) status(ctx context.Context) (Status, error) {
 	st, err := s.cfg.Node.Status(ctx)
 	if err == nil {
 		s.cfg.Metrics.nodeStatus(st)
-		s.snap.update(func(sn *Snapshot) { sn.Node, sn.NodeAt = st, time.Now() })
+		s.snap.update(func(sn *Snapshot) { sn.Node, sn.NodeAt = st, s.clock.Now() })
 	}
 	if errors.Is(err, ErrUnexpectedKey) && s.proc != nil && s.proc.role == RoleVoter && s.fatal == nil {
 		s.fatal = err
@@ -468,13 +291,13 @@ func (s *Supervisor) backoff(n int) time.Duration {
 }
 
 // sleep waits d or until ctx is done; false when ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func (s *Supervisor) sleep(ctx context.Context, d time.Duration) bool {
+	t := s.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	}
 }

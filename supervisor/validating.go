@@ -13,7 +13,7 @@ import (
 type fence struct {
 	mu   sync.Mutex
 	lost bool
-	proc *process
+	proc *nodeProc
 	stop chan struct{}
 }
 
@@ -43,7 +43,7 @@ func (s *Supervisor) startFence(sess Session) *fence {
 
 // guard makes p the process the fence kills; false if the lease is
 // already lost (then the caller must not start a validator).
-func (f *fence) guard(start func() (*process, error)) (bool, error) {
+func (f *fence) guard(start func() (*nodeProc, error)) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.lost {
@@ -63,12 +63,12 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 	if s.cfg.Signer != nil {
 		return s.validatingSigner(ctx)
 	}
-	poll := time.NewTicker(s.cfg.PollInterval)
+	poll := s.clock.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
-	publish := time.NewTicker(s.cfg.PublishInterval)
+	publish := s.clock.NewTicker(s.cfg.PublishInterval)
 	defer publish.Stop()
 	var published []byte
-	lastHeight, progress := int64(0), time.Now()
+	lastHeight, progress := int64(0), s.clock.Now()
 	var stall stallWatch
 	defer s.moved(&stall)
 	for {
@@ -96,23 +96,23 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			if h := s.hold(); h != "" {
 				return s.stepDown("operator: "+h, 0)
 			}
-		case <-poll.C:
+		case <-poll.Chan():
 			if h := s.hold(); h != "" {
 				return s.stepDown("operator: "+h, 0)
 			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
-				lastHeight, progress = st.Height, time.Now()
+				lastHeight, progress = st.Height, s.clock.Now()
 				s.vfails = 0
 				s.moved(&stall)
 			}
-			if stalled := time.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, stall.since) {
+			if stalled := s.clock.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, stall.since) {
 				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
-		case <-publish.C:
+		case <-publish.Chan():
 			wm, err := s.cfg.Node.Watermark()
 			if err == nil {
-				stall.signState(wm, time.Now()) // the stall rule's "still signs"
+				stall.signState(wm, s.clock.Now()) // the stall rule's "still signs"
 			}
 			if err != nil || wm == nil || bytes.Equal(wm, published) {
 				continue
@@ -138,6 +138,6 @@ func (s *Supervisor) stepDown(reason string, holdoff time.Duration) (State, stri
 	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
 	s.stopNode("step down")
 	s.release(true)
-	s.holdoff = time.Now().Add(holdoff)
+	s.holdoff = s.clock.Now().Add(holdoff)
 	return Startup, "stepped down: " + reason
 }

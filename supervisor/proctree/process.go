@@ -1,4 +1,4 @@
-package supervisor
+package proctree
 
 import (
 	"errors"
@@ -11,19 +11,18 @@ import (
 	"time"
 )
 
-// process is a started node: the direct child, in its own process group,
-// reaped exactly once by a goroutine that closes done when cmd.Wait
+// Process is a started node: the direct child, in its own process group,
+// reaped exactly once by a goroutine that closes Done when cmd.Wait
 // returns, and the node's whole process tree, held in a containment (a
 // cgroup v2 where the system has one, the process group plus a child
-// subreaper otherwise; see containment for what each catches).
+// subreaper otherwise; the package doc says what each catches).
 //
 // The node has exited (Exited) only when the direct child is reaped and
 // the rest of the tree is gone (S10). Kill and Stop return nil only then.
-type process struct {
-	cmd     *exec.Cmd
-	role    Role
-	started time.Time
-	done    chan struct{}
+// Its methods are safe for concurrent use.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
 
 	tree      containment
 	fallback  error // why the tree is not in a cgroup; nil if it is
@@ -45,7 +44,7 @@ const (
 	containCgroup                    // cgroup v2 or fail
 )
 
-// startProcess starts cmd in its own process group, killed with SIGKILL if
+// Start starts cmd in its own process group, killed with SIGKILL if
 // this process dies (S9), with its whole process tree contained (S10): in
 // a cgroup v2 of its own where one can be made (named after the node home
 // of the command's --home argument, so that a restarted valguard kills the
@@ -53,14 +52,14 @@ const (
 // group, environment tag and child subreaper (see FallbackReason). In a
 // cgroup the node starts only with a guard that kills the cgroup when
 // valguard dies (see guard); if the guard cannot be started, the node is
-// not started either and the error says why. Output goes where the
-// adapter pointed it; by default our own stdout and stderr, so journald
-// keeps the node's logs.
-func startProcess(cmd *exec.Cmd, role Role, stdout, stderr io.Writer) (*process, error) {
-	return startContained(cmd, role, stdout, stderr, containAuto)
+// not started either and the error says why. Output goes to cmd.Stdout
+// and cmd.Stderr where the caller set them, otherwise to stdout and
+// stderr. An error means no process of the node runs.
+func Start(cmd *exec.Cmd, stdout, stderr io.Writer) (*Process, error) {
+	return startContained(cmd, stdout, stderr, containAuto)
 }
 
-func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode containMode) (*process, error) {
+func startContained(cmd *exec.Cmd, stdout, stderr io.Writer, mode containMode) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -75,16 +74,16 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 	tag := newTag()
 	cmd.Env = append(cmd.Environ(), tag)
 
-	p := &process{cmd: cmd, role: role, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
 	var cg *cgroupTree
 	if mode != containGroup {
 		t, leftovers, err := newCgroupTree(nodeHome(cmd.Args))
 		p.leftovers = leftovers
 		switch {
 		case errors.Is(err, errLeftover):
-			return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
+			return nil, err
 		case err != nil && mode == containCgroup:
-			return nil, fmt.Errorf("start %s node %s: no cgroup: %w", role, cmd.Path, err)
+			return nil, fmt.Errorf("no cgroup: %w", err)
 		case err != nil:
 			p.fallback = err
 		default:
@@ -94,7 +93,7 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 			g, err := startGuard(t.path, t.dir)
 			if err != nil {
 				t.release()
-				return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
+				return nil, err
 			}
 			t.guard = g
 			cg = t
@@ -113,9 +112,8 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 		if cg != nil {
 			cg.release()
 		}
-		return nil, fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
+		return nil, err
 	}
-	p.started = time.Now()
 	if cg != nil {
 		cg.mu.Lock()
 		cg.pgid = cmd.Process.Pid
@@ -136,31 +134,31 @@ func startContained(cmd *exec.Cmd, role Role, stdout, stderr io.Writer, mode con
 }
 
 // PID is the direct child's process id (also its process group id).
-func (p *process) PID() int { return p.cmd.Process.Pid }
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // Done is closed once the direct child has exited and been reaped; the
 // rest of its tree may still run (see Exited). If the node's output goes
 // to a writer that is not an *os.File, os/exec copies it through a pipe
 // and Done waits until the whole tree has closed that pipe as well.
-func (p *process) Done() <-chan struct{} { return p.done }
+func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Containment describes, for logs, how the node's process tree is held:
 // "cgroup <path>" or "process group + subreaper".
-func (p *process) Containment() string { return p.tree.String() }
+func (p *Process) Containment() string { return p.tree.String() }
 
 // FallbackReason says why the tree is not in a cgroup (nil if it is): a
 // warning worth one log line, since a setsid escape that also scrubs its
 // environment is then not caught.
-func (p *process) FallbackReason() error { return p.fallback }
+func (p *Process) FallbackReason() error { return p.fallback }
 
 // Leftovers lists the pids of processes an earlier node of the same home
 // had left in its cgroup (a valguard that died without killing its node's
 // tree), killed before this node started; nil if none.
-func (p *process) Leftovers() []int { return p.leftovers }
+func (p *Process) Leftovers() []int { return p.leftovers }
 
 // Exited reports whether the direct child has been reaped and the rest of
 // the node's process tree is gone.
-func (p *process) Exited() bool {
+func (p *Process) Exited() bool {
 	if p.gone.Load() {
 		return true
 	}
@@ -175,7 +173,7 @@ func (p *process) Exited() bool {
 // check returns the tree's processes still alive (the direct child as its
 // pid if not reaped), nil once everything is gone; it then releases the
 // containment, once.
-func (p *process) check(childReaped bool) []int {
+func (p *Process) check(childReaped bool) []int {
 	if p.gone.Load() {
 		return nil
 	}
@@ -191,23 +189,23 @@ func (p *process) check(childReaped bool) []int {
 }
 
 // ExitErr is what cmd.Wait returned; valid once Done is closed.
-func (p *process) ExitErr() error {
+func (p *Process) ExitErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.waitErr
 }
 
-// signalChild sends sig to the direct child only (SIGHUP for a hot
+// Signal sends sig to the direct child only (SIGHUP for a hot
 // promotion), through its pidfd: never to a process that reused its pid.
 // It fails with os.ErrProcessDone once the child is reaped, even if the
 // rest of the tree still runs (Exited is then false, yet nothing of the
 // node is the addressee any more).
-func (p *process) signalChild(sig syscall.Signal) error {
+func (p *Process) Signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// reaped reports whether the direct child has been reaped (Done is closed).
-func (p *process) reaped() bool {
+// Reaped reports whether the direct child has been reaped (Done is closed).
+func (p *Process) Reaped() bool {
 	select {
 	case <-p.done:
 		return true
@@ -216,30 +214,30 @@ func (p *process) reaped() bool {
 	}
 }
 
-// errNotReaped means the process tree did not go away within the bound
+// ErrNotReaped means the process tree did not go away within the bound
 // given.
-var errNotReaped = errors.New("node process not reaped in time")
+var ErrNotReaped = errors.New("node process not reaped in time")
 
 // Kill sends SIGKILL to the whole process tree and waits up to reap for
 // the direct child to be reaped and the tree to be empty. If that does not
-// happen in time, the error wraps errNotReaped and names the pids still
+// happen in time, the error wraps ErrNotReaped and names the pids still
 // alive; the node must then be treated as running.
-func (p *process) Kill(reap time.Duration) error {
+func (p *Process) Kill(reap time.Duration) error {
 	if p.gone.Load() {
 		return nil
 	}
 	deadline := time.Now().Add(reap)
 	for i := 0; ; i++ {
 		if i%10 == 0 { // again now and then: a fork may have raced the kill
-			p.tree.kill(p.reaped())
+			p.tree.kill(p.Reaped())
 		}
-		left := p.check(p.reaped())
+		left := p.check(p.Reaped())
 		if left == nil {
 			return nil
 		}
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("%w: pid %d after %s: still alive in %s: pids %v",
-				errNotReaped, p.PID(), reap, p.tree, left)
+				ErrNotReaped, p.PID(), reap, p.tree, left)
 		}
 		p.pause(deadline, pollStep(i))
 	}
@@ -249,18 +247,18 @@ func (p *process) Kill(reap time.Duration) error {
 // forwards it to its child), waits up to grace for the whole tree to be
 // gone, then kills it as Kill does, waiting up to reap. It reports whether
 // SIGKILL was needed.
-func (p *process) Stop(grace, reap time.Duration) (killed bool, err error) {
+func (p *Process) Stop(grace, reap time.Duration) (killed bool, err error) {
 	if p.Exited() {
 		return false, nil
 	}
-	if !p.tree.terminate(syscall.SIGTERM) && !p.reaped() {
+	if !p.tree.terminate(syscall.SIGTERM) && !p.Reaped() {
 		// The group is gone while the direct child is not (it left its
 		// group): signal it by its own pid(fd).
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(grace)
 	for i := 0; ; i++ {
-		if p.check(p.reaped()) == nil {
+		if p.check(p.Reaped()) == nil {
 			return false, nil
 		}
 		if !time.Now().Before(deadline) {
@@ -278,14 +276,14 @@ func pollStep(i int) time.Duration {
 
 // pause waits d, no later than deadline; it wakes early when the direct
 // child is reaped.
-func (p *process) pause(deadline time.Time, d time.Duration) {
+func (p *Process) pause(deadline time.Time, d time.Duration) {
 	d = min(d, time.Until(deadline))
 	if d <= 0 {
 		return
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	if p.reaped() {
+	if p.Reaped() {
 		<-t.C
 		return
 	}

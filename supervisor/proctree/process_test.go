@@ -1,4 +1,4 @@
-package supervisor
+package proctree
 
 import (
 	"errors"
@@ -50,12 +50,12 @@ func modes(t *testing.T) []modeCase {
 
 // startScript runs script as a node with mode's containment and returns it
 // with the pid of the child the script reported.
-func startScript(t *testing.T, mode containMode, script string, args ...string) (*process, int) {
+func startScript(t *testing.T, mode containMode, script string, args ...string) (*Process, int) {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command("sh", append([]string{"-c", script, "node"}, args...)...)
 	cmd.Env = append(os.Environ(), "DIR="+dir)
-	p, err := startContained(cmd, RoleValidator, nil, nil, mode)
+	p, err := startContained(cmd, nil, nil, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func waitOwnSession(t *testing.T, pid int) {
 	})
 }
 
-func waitDone(t *testing.T, p *process) {
+func waitDone(t *testing.T, p *Process) {
 	t.Helper()
 	select {
 	case <-p.Done():
@@ -103,7 +103,7 @@ func waitDone(t *testing.T, p *process) {
 
 // assertHeld checks, for a while, that the tree's member is running and
 // that the node is not reported exited.
-func assertHeld(t *testing.T, p *process, member int) {
+func assertHeld(t *testing.T, p *Process, member int) {
 	t.Helper()
 	for range 10 {
 		if p.Exited() {
@@ -118,7 +118,7 @@ func assertHeld(t *testing.T, p *process, member int) {
 
 // assertGone checks that the member is dead now and, soon, reaped.
 // killAndAssertGone kills p's tree and asserts it and child are gone.
-func killAndAssertGone(t *testing.T, p *process, child int) {
+func killAndAssertGone(t *testing.T, p *Process, child int) {
 	t.Helper()
 	if err := p.Kill(5 * time.Second); err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func killAndAssertGone(t *testing.T, p *process, child int) {
 	assertGone(t, p, child)
 }
 
-func assertGone(t *testing.T, p *process, member int) {
+func assertGone(t *testing.T, p *Process, member int) {
 	t.Helper()
 	if running(member) {
 		t.Fatalf("pid %d still running after a successful kill", member)
@@ -196,8 +196,8 @@ func TestConcurrentKill(t *testing.T) {
 			}
 			waitDone(t, p)
 			assertGone(t, p, child)
-			if err := p.signalChild(syscall.SIGHUP); !errors.Is(err, os.ErrProcessDone) {
-				t.Fatalf("signalChild after the reap = %v, want os.ErrProcessDone", err)
+			if err := p.Signal(syscall.SIGHUP); !errors.Is(err, os.ErrProcessDone) {
+				t.Fatalf("Signal after the reap = %v, want os.ErrProcessDone", err)
 			}
 		})
 	}
@@ -329,7 +329,7 @@ func (f *v1freezer) thaw() {
 }
 
 // A member of the tree that cannot die within the bound makes Kill fail
-// with errNotReaped naming it, even though the direct child is reaped; it
+// with ErrNotReaped naming it, even though the direct child is reaped; it
 // succeeds once the member can die.
 func TestKillReportsUnkillableMember(t *testing.T) {
 	for _, m := range modes(t) {
@@ -338,8 +338,8 @@ func TestKillReportsUnkillableMember(t *testing.T) {
 			p, child := startScript(t, m.mode, forwarder)
 			fz.freeze(t, child)
 			err := p.Kill(200 * time.Millisecond)
-			if !errors.Is(err, errNotReaped) {
-				t.Fatalf("Kill = %v, want errNotReaped", err)
+			if !errors.Is(err, ErrNotReaped) {
+				t.Fatalf("Kill = %v, want ErrNotReaped", err)
 			}
 			if !strings.Contains(err.Error(), strconv.Itoa(child)) {
 				t.Fatalf("error %q does not name pid %d", err, child)
@@ -399,7 +399,7 @@ func TestCgroupLeftoverOfTheSameHome(t *testing.T) {
 	}
 
 	cmd := exec.Command("sh", "-c", "exec sleep 1000", "node", "--home", home)
-	p, err := startContained(cmd, RoleVoter, io.Discard, io.Discard, containCgroup)
+	p, err := startContained(cmd, io.Discard, io.Discard, containCgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestCgroupLeftoverOfTheSameHome(t *testing.T) {
 	}
 
 	// A second node of the same home while the first runs: its own cgroup.
-	q, err := startContained(exec.Command("sh", "-c", "exec sleep 1000", "node", "--home", home), RoleVoter, io.Discard, io.Discard, containCgroup)
+	q, err := startContained(exec.Command("sh", "-c", "exec sleep 1000", "node", "--home", home), io.Discard, io.Discard, containCgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,4 +545,17 @@ func TestSweepStale(t *testing.T) {
 			t.Fatalf("cgroup %s removed: %v", d, err)
 		}
 	}
+}
+
+// eventually polls cond every few milliseconds until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("not within %s: %s", d, what)
 }

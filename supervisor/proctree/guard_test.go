@@ -1,4 +1,4 @@
-package supervisor
+package proctree
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ func TestGuardMiniSupervisor(t *testing.T) {
 	}
 	cmd := exec.Command("sh", "-c", forwarder, "node")
 	cmd.Env = append(os.Environ(), "DIR="+dir)
-	p, err := startContained(cmd, RoleValidator, nil, nil, containCgroup)
+	p, err := startContained(cmd, nil, nil, containCgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestGuardReapedWithItsNode(t *testing.T) {
 	stop, _ := startScript(t, containCgroup, forwarder)
 	exit, _ := startScript(t, containCgroup, `sleep 0.1 & echo $! > "$DIR/child"; wait`)
 	var pids []int
-	for _, p := range []*process{kill, stop, exit} {
+	for _, p := range []*Process{kill, stop, exit} {
 		pids = append(pids, p.tree.(*cgroupTree).guard.pid())
 	}
 	if got := guards(t); len(got) != 3 {
@@ -181,7 +181,7 @@ func TestGuardOfAFailedStart(t *testing.T) {
 	if _, err := cgroupBase(); err != nil {
 		t.Skip(err)
 	}
-	if _, err := startContained(exec.Command("/no/such/node"), RoleVoter, nil, nil, containCgroup); err == nil {
+	if _, err := startContained(exec.Command("/no/such/node"), nil, nil, containCgroup); err == nil {
 		t.Fatal("started a node that does not exist")
 	}
 	if got := guards(t); len(got) != 0 {
