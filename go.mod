@@ -7,6 +7,7 @@ require (
 	github.com/cometbft/cometbft v0.38.26
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/hashicorp/consul/api v1.33.7
+	github.com/jonboulle/clockwork v0.5.0
 	github.com/mr-tron/base58 v1.3.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rs/zerolog v1.35.1
@@ -58,7 +59,6 @@ require (
 	github.com/hashicorp/golang-lru v0.5.4 // indirect
 	github.com/hashicorp/serf v0.10.1 // indirect
 	github.com/jmhodges/levigo v1.0.0 // indirect
-	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/kr/pretty v0.3.1 // indirect
 	github.com/kr/text v0.2.0 // indirect
