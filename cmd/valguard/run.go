@@ -169,16 +169,16 @@ func run(c *cli.Context) error {
 	}
 	var signerMode *signerSetup
 	var sig supervisor.Signer
-	var rgy *registry
+	var mem *membership
 	if mode == chain.SignSigner {
 		synced := func() bool {
 			return sup != nil && sup.State() >= supervisor.Registering && sup.State() <= supervisor.Validating
 		}
 		best := func() int64 {
-			if rgy == nil {
+			if mem == nil {
 				return 0
 			}
-			return rgy.pub.BestHeight()
+			return mem.pub.BestHeight()
 		}
 		if signerMode, err = newSigner(c, ns, el, reg, synced, best, log); err != nil {
 			return err
@@ -205,11 +205,11 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rgy = newRegistry(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: string(mode), NodeRPC: ns.Status},
+	mem = newMembership(ro, roster.Report{Replica: replicaID, Hostname: host, Version: version, SignMode: string(mode), NodeRPC: ns.Status},
 		func() *supervisor.Supervisor { return sup }, func(error) { metrics.ConsulErrors.Inc() }, log)
 	sup, err = supervisor.New(supervisor.Config{
 		Node: ns.Node, Elector: elector{el}, Signer: sig, Unsupervised: ns.Unsupervised, Log: log, Metrics: metrics,
-		Operator: rgy.watcher, BestHeight: rgy.pub.BestHeight,
+		Operator: mem.watcher, BestHeight: mem.pub.BestHeight,
 		CallTimeout: cfg.CallTimeout,
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
 		MaxStall: c.Duration("max-stall"), MaxLag: c.Int64("max-lag"), StepDownHoldoff: c.Duration("step-down-holdoff"),
@@ -240,9 +240,9 @@ func run(c *cli.Context) error {
 			return err
 		}
 	}
-	stopRegistry := rgy.start(ctx)
+	stopMembership := mem.start(ctx)
 	err = sup.Run(ctx)
-	stopRegistry()
+	stopMembership()
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

@@ -12,18 +12,18 @@ import (
 	"github.com/valguard/valguard/supervisor"
 )
 
-// registry is this replica's part of the roster: the watcher of the
+// membership is this replica's part of the roster: the watcher of the
 // operator's requests (the supervisor's Operator) and the publisher of
 // its report.
-type registry struct {
+type membership struct {
 	watcher *roster.Watcher
 	pub     *roster.Publisher
 	base    roster.Report
 	sup     func() *supervisor.Supervisor
 }
 
-func newRegistry(ro *roster.Roster, base roster.Report, sup func() *supervisor.Supervisor, onError func(error), log zerolog.Logger) *registry {
-	r := &registry{base: base, sup: sup}
+func newMembership(ro *roster.Roster, base roster.Report, sup func() *supervisor.Supervisor, onError func(error), log zerolog.Logger) *membership {
+	r := &membership{base: base, sup: sup}
 	lim := &errorLimiter{log: log, every: time.Minute}
 	r.watcher = ro.NewWatcher(func(err error) {
 		onError(err)
@@ -43,7 +43,7 @@ func newRegistry(ro *roster.Roster, base roster.Report, sup func() *supervisor.S
 // start runs the watcher until ctx ends and the publisher until the
 // returned stop is called (after the supervisor returned, so that the last
 // report says Shutdown); stop waits for the last report.
-func (r *registry) start(ctx context.Context) (stop func()) {
+func (r *membership) start(ctx context.Context) (stop func()) {
 	go r.watcher.Run(ctx)
 	pctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -52,7 +52,7 @@ func (r *registry) start(ctx context.Context) (stop func()) {
 }
 
 // report is this replica's report now.
-func (r *registry) report() roster.Report {
+func (r *membership) report() roster.Report {
 	rep := r.base
 	rep.Drained = r.watcher.Drained()
 	rep.Hold = r.watcher.Hold()
