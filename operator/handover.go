@@ -43,8 +43,9 @@ type MoveOptions struct {
 	// MaxLag is how many blocks a standby may be behind the best
 	// replica and still take over.
 	MaxLag int64
-	// Timeout bounds the whole command; Window is how long only the
-	// target may take the lock and the old leader stays out.
+	// Timeout bounds the whole command (it must be positive); Window is
+	// how long only the target may take the lock and the old leader
+	// stays out (CheckWindow).
 	Timeout, Window time.Duration
 	// NodeRPCs are where the chain is watched; none: the RPCs the
 	// replicas report, the target's first.
