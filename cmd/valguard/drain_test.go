@@ -19,9 +19,9 @@ import (
 	"github.com/valguard/valguard/roster"
 )
 
-// fakeFleet writes, straight into a real Consul, what the replicas of one
+// fakeRoster writes, straight into a real Consul, what the replicas of one
 // validator would: their sessions, reports and the lock.
-type fakeFleet struct {
+type fakeRoster struct {
 	t      *testing.T
 	client *api.Client
 	id     string
@@ -29,7 +29,7 @@ type fakeFleet struct {
 
 // session creates a TTL-only session with a 1 ms lock-delay, so that the
 // lock can move at once after it is destroyed.
-func (f *fakeFleet) session() string {
+func (f *fakeRoster) session() string {
 	f.t.Helper()
 	id, _, err := f.client.Session().CreateNoChecks(&api.SessionEntry{TTL: "60s", Behavior: api.SessionBehaviorRelease, LockDelay: time.Millisecond}, nil)
 	if err != nil {
@@ -40,7 +40,7 @@ func (f *fakeFleet) session() string {
 
 // acquire takes key for session with value, retrying through the
 // lock-delay.
-func (f *fakeFleet) acquire(key, session string, value any) {
+func (f *fakeRoster) acquire(key, session string, value any) {
 	f.t.Helper()
 	b, err := json.Marshal(value)
 	if err != nil {
@@ -58,18 +58,18 @@ func (f *fakeFleet) acquire(key, session string, value any) {
 }
 
 // report publishes replica's report under its session.
-func (f *fakeFleet) report(session, replica, state string) {
+func (f *fakeRoster) report(session, replica, state string) {
 	f.acquire("valguard/"+f.id+"/replicas/"+replica, session,
 		roster.Report{Replica: replica, State: state, Height: 100, Synced: true, Updated: time.Now()})
 }
 
 // lead makes replica, with session, the lock holder.
-func (f *fakeFleet) lead(session, replica string) {
+func (f *fakeRoster) lead(session, replica string) {
 	f.acquire("valguard/"+f.id+"/leader", session, election.LeaderInfo{ReplicaID: replica, Since: time.Now()})
 }
 
 // drainMarked reports whether replica carries a drain mark.
-func (f *fakeFleet) drainMarked(replica string) bool {
+func (f *fakeRoster) drainMarked(replica string) bool {
 	f.t.Helper()
 	pair, _, err := f.client.KV().Get("valguard/"+f.id+"/control/drain/"+replica, &api.QueryOptions{RequireConsistent: true})
 	if err != nil {
@@ -91,7 +91,7 @@ func (f *fakeFleet) drainMarked(replica string) bool {
 // could, draining a is refused too.
 func TestDrainRechecksTheLeaderAfterTheBlackoutWait(t *testing.T) {
 	agent := consultest.Start(t)
-	bTakes := func(f *fakeFleet, sa, sb string) {
+	bTakes := func(f *fakeRoster, sa, sb string) {
 		if _, err := f.client.Session().Destroy(sa, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestDrainRechecksTheLeaderAfterTheBlackoutWait(t *testing.T) {
 	cases := []struct {
 		name   string
 		drain  string
-		during func(f *fakeFleet, sa, sb string) // while the drain waits
+		during func(f *fakeRoster, sa, sb string) // while the drain waits
 		code   int
 		says   []string
 		marked bool
@@ -111,7 +111,7 @@ func TestDrainRechecksTheLeaderAfterTheBlackoutWait(t *testing.T) {
 			[]string{"b not drained", "became the leader while the command waited", "no synced standby"}, false, "b"},
 		{"leader lost the lock meanwhile", "a", bTakes, 0,
 			[]string{"a no longer leads (b does): draining it without a hand-over", "a drained"}, true, "b"},
-		{"leader lost the lock, nobody could take it", "a", func(f *fakeFleet, sa, sb string) {
+		{"leader lost the lock, nobody could take it", "a", func(f *fakeRoster, sa, sb string) {
 			if _, err := f.client.Session().Destroy(sa, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func TestDrainRechecksTheLeaderAfterTheBlackoutWait(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeFleet{t: t, client: agent.Client(t), id: fmt.Sprintf("drain-recheck-%d", i)}
+			f := &fakeRoster{t: t, client: agent.Client(t), id: fmt.Sprintf("drain-recheck-%d", i)}
 			sa, sb := f.session(), f.session()
 			f.report(sa, "a", "Validating")
 			f.lead(sa, "a")

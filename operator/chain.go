@@ -1,4 +1,4 @@
-package main
+package operator
 
 import (
 	"context"
@@ -9,14 +9,28 @@ import (
 	"github.com/cometbft/cometbft/types"
 )
 
-// chainWatch reads a CometBFT chain through the first of several node RPCs
-// that answers (a node of the hand-over may be restarting).
-type chainWatch struct {
+// Chain is what a hand-over reads of the chain.
+type Chain interface {
+	// Height is the latest block height.
+	Height(ctx context.Context) (int64, error)
+	// SignedAt reports whether the commit of height h carries the
+	// validator's signature.
+	SignedAt(ctx context.Context, h int64) (bool, error)
+}
+
+// ChainWatch reads a CometBFT chain through the first of several node
+// RPCs that answers (a node of the hand-over may be restarting).
+type ChainWatch struct {
 	rpcs    []string
 	address string // the validator's address, upper-case hex
 }
 
-func (w *chainWatch) each(ctx context.Context, f func(*rpchttp.HTTP) error) error {
+// NewChainWatch watches the validator with address through rpcs.
+func NewChainWatch(rpcs []string, address string) *ChainWatch {
+	return &ChainWatch{rpcs: rpcs, address: address}
+}
+
+func (w *ChainWatch) each(ctx context.Context, f func(*rpchttp.HTTP) error) error {
 	var errs []string
 	for _, r := range w.rpcs {
 		c, err := rpchttp.New(r, "/websocket")
@@ -33,8 +47,8 @@ func (w *chainWatch) each(ctx context.Context, f func(*rpchttp.HTTP) error) erro
 	return fmt.Errorf("no node RPC answered (%s)", strings.Join(errs, "; "))
 }
 
-// height is the latest block height.
-func (w *chainWatch) height(ctx context.Context) (int64, error) {
+// Height is the latest block height.
+func (w *ChainWatch) Height(ctx context.Context) (int64, error) {
 	var h int64
 	err := w.each(ctx, func(c *rpchttp.HTTP) error {
 		st, err := c.Status(ctx)
@@ -46,9 +60,9 @@ func (w *chainWatch) height(ctx context.Context) (int64, error) {
 	return h, err
 }
 
-// signedAt reports whether the commit of height h carries the validator's
-// signature.
-func (w *chainWatch) signedAt(ctx context.Context, h int64) (bool, error) {
+// SignedAt reports whether the commit of height h carries the
+// validator's signature.
+func (w *ChainWatch) SignedAt(ctx context.Context, h int64) (bool, error) {
 	var signed bool
 	err := w.each(ctx, func(c *rpchttp.HTTP) error {
 		res, err := c.Commit(ctx, &h)
