@@ -20,7 +20,7 @@ func moveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: operator.DefaultHandoverTimeout, Usage: "give up (saying where things stand) after this long"},
 		// The window is checked by each replica against its own wall
 		// clock: the operator's host and the replicas are assumed to
-		// agree within a second (NTP). See the README, "Hand-over",
+		// agree within a second (NTP). See docs/operations.md, "Hand-over",
 		// for what a larger skew does.
 		&cli.DurationFlag{Name: "window", Value: operator.DefaultHandoverWindow, Usage: "how long only the target may take the lock and the old leader stays out (at most 10m; each replica checks it against its own wall clock, assumed within a second of this host's)"},
 		&cli.StringSliceFlag{Name: "node-rpc", Usage: "CometBFT RPC (http://host:port) to watch the chain for the new leader's first signature, best a node outside the hand-over (default: the RPCs the replicas report)", EnvVars: env("node-rpc")},

@@ -34,7 +34,7 @@ import (
 const killMargin = time.Second
 
 // defaultRunMaxLag is run's --max-lag: looser than the hand-over's
-// (defaultMaxLag), since the best height compared with is what the
+// (operator.DefaultMaxLag), since the best height compared with is what the
 // replicas last published, a second or two old on chains of fast blocks.
 const defaultRunMaxLag = 10
 
