@@ -1,0 +1,216 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// fenceRetryPause is the pause before each read that resolves an unknown
+// fence outcome.
+const fenceRetryPause = 100 * time.Millisecond
+
+// errUnresolved: a fence outcome still unknown when the reply was due.
+var errUnresolved = errors.New("fence outcome unresolved")
+
+// ownLateFence is what fenceLocked returns when the watermark moved under
+// this leader's lock to another value of its own: an earlier fence whose
+// outcome was unknown applied late.
+type ownLateFence struct {
+	wm    Watermark
+	index uint64
+}
+
+func (o *ownLateFence) Error() string {
+	return fmt.Sprintf("an own earlier fence applied late: watermark %s at index %d", o.wm, o.index)
+}
+
+// fenceLocked fences value at the watermark's index. An outcome the
+// fencer reports unknown (ErrOutcomeUnknown: a timeout, Consul between two
+// Raft leaders) or a refusal because the watermark moved (ErrMoved: the
+// lock check passed) is resolved with a consistent read rather than taken
+// as a refusal:
+//
+//   - a read that finds value stored means the fence was applied, under
+//     the lock (the transaction checked the session when it applied);
+//   - after an unknown outcome, one that finds the watermark still at its
+//     index means it was not applied, or not yet, and the same value is
+//     fenced again at the same index — a check-and-set that cannot apply
+//     twice, carrying the same signature, so whichever attempt lands, one
+//     signature exists for the height/round/step;
+//   - one that finds another value is settled by otherValueLocked: this
+//     leader's own earlier fence applied late (adopted: ownLateFence), or
+//     another leader's (the error stands).
+//
+// A read that fails is made again, never taken as a refusal: a leader does
+// not step down because Consul was slow to answer a read. This goes on
+// while a read and one more fence fit before until, then ends with
+// errUnresolved (the request parks, the leader stays: the lease decides).
+// Any other error ends it at once. It returns the new index and the number
+// of fence transactions sent.
+func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attempts int, err error) {
+	for {
+		if attempts > 0 && s.cfg.Now().Add(s.cfg.FenceTimeout).After(until) {
+			return 0, attempts, fmt.Errorf("%w after %d attempts: %w", errUnresolved, attempts, err)
+		}
+		attempts++
+		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+		index, err = s.fencer.Fence(fctx, value, s.index)
+		cancel()
+		moved := errors.Is(err, ErrMoved)
+		if err == nil || !moved && !errors.Is(err, ErrOutcomeUnknown) {
+			return index, attempts, err
+		}
+		if !moved {
+			s.noteUnsureLocked(value)
+		}
+		// ErrMoved is read back at once (an own late fence is the common
+		// cause); an unknown outcome after a pause.
+		stored, at, rerr := s.readBackLocked(until, moved)
+		switch {
+		case rerr != nil:
+			return 0, attempts, fmt.Errorf("%w after %d attempts: %w; %w", errUnresolved, attempts, err, rerr)
+		case bytes.Equal(stored, value):
+			return at, attempts, nil
+		case !moved && at == s.index:
+			continue // not applied: fence again
+		case stored == nil && s.index != 0:
+			// The key was deleted while this replica leads.
+			attempts++
+			if werr := s.writeBackLocked(); werr != nil {
+				return 0, attempts, werr
+			}
+			continue // fence at the key's new index
+		case at != s.index && s.holdsMemoryLocked(stored):
+			// The key holds the watermark in memory at another index: an
+			// own write-back that applied late. Fencing over it loses
+			// nothing; the transaction still checks the lock.
+			s.index = at
+			continue
+		}
+		return 0, attempts, s.otherValueLocked(stored, at, moved, err)
+	}
+}
+
+// writeBackLocked re-creates the watermark key, found absent while this
+// replica leads (deleted by hand, or Consul lost it), with the watermark
+// held in memory: a create-only fence (index 0) under the lock, so that
+// the key never reads as "nothing signed" (docs/design.md, S8 and S11) and the
+// validator goes on signing. It logs at error level and counts in
+// valguard_signer_watermark_written_back_total. A write-back whose outcome
+// is unknown, or a key created meanwhile, is left to fenceLocked's next
+// read; any other refusal is returned (the leader steps down).
+func (s *Signer) writeBackLocked() error {
+	s.cfg.Metrics.wroteBack()
+	ev := s.cfg.Log.Error().Str("watermark", s.wm.String()).Uint64("was_index", s.index).
+		Str("fix", "never delete the watermark key while a replica runs; check who did (consul's logs), or whether consul lost data")
+	index, err := s.writeLocked(context.Background(), s.fencer, s.wm, 0)
+	switch {
+	case err == nil:
+		ev.Uint64("index", index).Msg("watermark key absent in consul while leading: wrote back the watermark held in memory")
+		s.index = index
+		return nil
+	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrMoved):
+		ev.AnErr("write_back_err", err).Msg("watermark key absent in consul while leading: writing back the watermark held in memory, outcome not known yet")
+		return nil
+	}
+	ev.AnErr("write_back_err", err).Msg("watermark key absent in consul while leading: the write-back was refused")
+	return fmt.Errorf("the watermark key is absent in consul; writing back %s failed: %w", s.wm, err)
+}
+
+// holdsMemoryLocked reports whether stored is the watermark in memory.
+func (s *Signer) holdsMemoryLocked(stored []byte) bool {
+	if stored == nil {
+		return false
+	}
+	wm, err := s.parseStored(stored)
+	return err == nil && wm.Equal(s.wm)
+}
+
+// readBackLocked reads the watermark to settle a fence's outcome. A read
+// that fails is made again after fenceRetryPause; every read but a first
+// one made at once (now) waits for the pause and is made only while it and
+// one more fence fit before until. It returns an error only when no time is
+// left, naming the last read's failure.
+func (s *Signer) readBackLocked(until time.Time, now bool) (stored []byte, index uint64, err error) {
+	var last error
+	for first := true; ; first = false {
+		if !first || !now {
+			if s.cfg.Now().Add(fenceRetryPause + 2*s.cfg.FenceTimeout).After(until) {
+				if last == nil {
+					return nil, 0, errors.New("no time left to read the watermark back")
+				}
+				return nil, 0, fmt.Errorf("the watermark could not be read back: %w", last)
+			}
+			time.Sleep(fenceRetryPause)
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), s.cfg.FenceTimeout)
+		stored, index, err = s.cfg.Store.Read(rctx)
+		cancel()
+		if err == nil {
+			return stored, index, nil
+		}
+		last = err
+	}
+}
+
+// otherValueLocked settles a fence (failed with ferr) after which the
+// watermark holds another value than the one fenced, at index at. Under
+// this leader's lock only this leader fences (Lead read the watermark after
+// the take), so the value is an own earlier fence that applied late when
+// the lock check passed (lockChecked: ErrMoved), or when it is one of the
+// values this leader sent with an unknown outcome at the same index
+// (noteUnsureLocked): above the watermark in memory, it is adopted
+// (ownLateFence). Anything else — another leader's value after an unknown
+// outcome, a value not above, one that does not parse — stands as the
+// refusal.
+func (s *Signer) otherValueLocked(stored []byte, at uint64, lockChecked bool, ferr error) error {
+	if !lockChecked && !s.sentLocked(stored) {
+		return fmt.Errorf("%w; the watermark then moved to index %d with other data: another leader fenced", ferr, at)
+	}
+	wm, err := s.parseStored(stored)
+	if err != nil {
+		return fmt.Errorf("%w; read back: %v", ferr, err)
+	}
+	if wm.ChainID != s.cfg.ChainID || Compare(wm, s.wm) <= 0 {
+		return fmt.Errorf("%w; read back %s, not above %s", ferr, wm, s.wm)
+	}
+	return &ownLateFence{wm: wm, index: at}
+}
+
+// maxUnsure bounds the values remembered by noteUnsureLocked.
+const maxUnsure = 32
+
+// noteUnsureLocked remembers value, fenced at the watermark's index with
+// an unknown outcome: it may still land (Raft applies it late), and one
+// found stored later is this leader's own (sentLocked). The list restarts
+// whenever the index moves: a check-and-set at an older index can no
+// longer apply.
+func (s *Signer) noteUnsureLocked(value []byte) {
+	if s.unsureAt != s.index {
+		s.unsure, s.unsureAt = nil, s.index
+	}
+	if s.sentLocked(value) {
+		return
+	}
+	if len(s.unsure) == maxUnsure {
+		s.unsure = s.unsure[1:]
+	}
+	s.unsure = append(s.unsure, bytes.Clone(value))
+}
+
+// sentLocked reports whether value is one this leader fenced at the
+// watermark's index with an unknown outcome.
+func (s *Signer) sentLocked(value []byte) bool {
+	if s.unsureAt != s.index {
+		return false
+	}
+	for _, v := range s.unsure {
+		if bytes.Equal(v, value) {
+			return true
+		}
+	}
+	return false
+}
