@@ -14,6 +14,11 @@
 //     expected to time out and reconnect.
 //   - Delay(d) forwards each chunk read after holding it for d, in each
 //     direction, keeping the order.
+//
+// Hand-written rather than github.com/Shopify/toxiproxy/v2 (v2.5.0): in
+// process it needs its API server, its blackhole (the timeout toxic)
+// closes the open connections when it is removed where Pass keeps them,
+// and its latency has millisecond steps.
 package faultproxy
 
 import (
