@@ -2,46 +2,43 @@
 // the new content, never a mix: temp file in the same directory, fsync,
 // rename, fsync the directory. Callers persist this way before they act on
 // what they wrote (sign state, key links, node configuration).
+//
+// The temp file, its fsync and the rename are github.com/google/renameio/v2's;
+// the directory fsync is ours, because renameio does not make the rename
+// itself durable.
 package atomicfile
 
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/google/renameio/v2"
 )
 
-// Write replaces path with data, with mode perm.
+// Write replaces path with data, with mode perm (exactly perm: neither
+// the umask nor the mode of the file it replaces changes it).
 func Write(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	// WithTempDir keeps the temp file beside path (renameio would
+	// otherwise try os.TempDir first); WithStaticPermissions chmods it to
+	// perm. renameio.WriteFile is not used: it keeps the mode of the file
+	// it replaces.
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(perm))
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	defer t.Cleanup() // removes the temp file unless the rename happened
+	if _, err := t.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
+	if err := t.CloseAtomicallyReplace(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

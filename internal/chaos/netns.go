@@ -6,13 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // namePrefix starts every namespace, link and file a run creates.
@@ -40,15 +45,16 @@ func (n *Network) ChainIP(h int) string { return fmt.Sprintf("10.213.%d.%d", n.S
 func (n *Network) ConsulIP(h int) string { return fmt.Sprintf("10.214.%d.%d", n.Subnet, h) }
 
 // Tools returns an error naming the tools the drill needs that are missing.
+// Namespaces, bridges and veth pairs are made over netlink, without ip.
 func Tools() error {
 	var missing []string
-	for _, t := range []string{"ip", "nsenter", "mount", "umount"} {
+	for _, t := range []string{"nsenter", "mount", "umount"} {
 		if _, err := exec.LookPath(t); err != nil {
 			missing = append(missing, t)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("chaos: missing tools: %s (scripts/install-deps.sh installs iproute2)", strings.Join(missing, ", "))
+		return fmt.Errorf("chaos: missing tools: %s (util-linux has them)", strings.Join(missing, ", "))
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("chaos: needs root (network namespaces, veth pairs, mounts)")
@@ -56,13 +62,104 @@ func Tools() error {
 	return nil
 }
 
-func ipCmd(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+// netnsDir holds the named namespaces (bind mounts of their nsfs files),
+// where netns.NewNamed puts them and `ip netns` and nsenter find them.
+const netnsDir = "/run/netns"
+
+// newNamedNS creates the named namespace name and returns a handle to it.
+// netns.NewNamed moves the calling thread into the new namespace; the
+// thread is locked to the call and moved back before it is released. That
+// matters beyond the goroutines: on the main thread, it would put the
+// whole process in the namespace as /proc/<pid>/ns/net (and NSPids) see
+// it. A thread that cannot be moved back stays locked, and Go ends it with
+// its goroutine.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		origin, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{netns.None(), err}
+			return
+		}
+		defer origin.Close()
+		ns, err := netns.NewNamed(name)
+		if serr := netns.Set(origin); serr != nil {
+			if err == nil {
+				ns.Close()
+				_ = deleteNS(name)
+				err = fmt.Errorf("back to the original namespace: %w", serr)
+			}
+			ch <- result{netns.None(), err}
+			return // the thread stays locked and ends with the goroutine
+		}
+		runtime.UnlockOSThread()
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			// A failed mount leaves the file NewNamed created.
+			_ = os.Remove(filepath.Join(netnsDir, name))
+		}
+		ch <- result{ns, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return netns.None(), fmt.Errorf("create network namespace %s: %w", name, r.err)
+	}
+	return r.ns, nil
+}
+
+// deleteNS deletes the named namespace name as `ip netns del` does: a
+// lazy unmount, then the file, which is removed even when it was no longer
+// a mount point.
+func deleteNS(name string) error {
+	if err := netns.DeleteNamed(name); err != nil {
+		if rerr := os.Remove(filepath.Join(netnsDir, name)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("delete network namespace %s: %w", name, err)
+		}
 	}
 	return nil
 }
+
+// setUp sets link name up (or down) through h.
+func setUp(h *netlink.Handle, name string, up bool) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	if up {
+		err = h.LinkSetUp(l)
+	} else {
+		err = h.LinkSetDown(l)
+	}
+	if err != nil {
+		return fmt.Errorf("set link %s up=%t: %w", name, up, err)
+	}
+	return nil
+}
+
+// addAddr gives link name the address cidr through h.
+func addAddr(h *netlink.Handle, name, cidr string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", name, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	if err := h.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add address %s to %s: %w", cidr, name, err)
+	}
+	return nil
+}
+
+// rootHandle is a netlink handle in the root namespace (the package's
+// own handle, netlink.Link* functions).
+var rootHandle = &netlink.Handle{}
 
 // NewNetwork sweeps the leftovers of dead runs, then creates the two
 // bridges in the root namespace with their addresses.
@@ -83,15 +180,17 @@ func NewNetwork(ctx context.Context) (*Network, error) {
 		name, addr string
 	}{{n.Prefix + "bc", n.ChainIP(1)}, {n.Prefix + "bk", n.ConsulIP(1)}} {
 		n.links = append(n.links, br.name)
-		if err := ipCmd(ctx, "link", "add", br.name, "type", "bridge"); err != nil {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = br.name
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("add bridge %s: %w", br.name, err)
+		}
+		if err := addAddr(rootHandle, br.name, br.addr+"/24"); err != nil {
 			n.Close()
 			return nil, err
 		}
-		if err := ipCmd(ctx, "addr", "add", br.addr+"/24", "dev", br.name); err != nil {
-			n.Close()
-			return nil, err
-		}
-		if err := ipCmd(ctx, "link", "set", br.name, "up"); err != nil {
+		if err := setUp(rootHandle, br.name, true); err != nil {
 			n.Close()
 			return nil, err
 		}
@@ -104,28 +203,48 @@ func NewNetwork(ctx context.Context) (*Network, error) {
 // (ConsulIP(host)). It returns the namespace's name.
 func (n *Network) AddHost(ctx context.Context, name string, host int, chain, consul bool) (string, error) {
 	ns := n.Prefix + "-" + name
-	if err := ipCmd(ctx, "netns", "add", ns); err != nil {
+	handle, err := newNamedNS(ns)
+	if err != nil {
 		return "", err
 	}
+	defer handle.Close()
 	n.namespaces = append(n.namespaces, ns)
-	if err := ipCmd(ctx, "-n", ns, "link", "set", "lo", "up"); err != nil {
-		return "", err
+	in, err := netlink.NewHandleAt(handle)
+	if err != nil {
+		return "", fmt.Errorf("netlink in %s: %w", ns, err)
+	}
+	defer in.Close()
+	if err := setUp(in, "lo", true); err != nil {
+		return "", fmt.Errorf("%s: %w", ns, err)
 	}
 	add := func(suffix, bridge, addr string) error {
-		host := n.Prefix + name + suffix
+		host, peer := n.Prefix+name+suffix, "eth"+suffix
 		n.links = append(n.links, host)
-		if err := ipCmd(ctx, "link", "add", host, "type", "veth", "peer", "name", "eth"+suffix, "netns", ns); err != nil {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = host
+		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerNamespace: netlink.NsFd(int(handle))}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s (peer %s in %s): %w", host, peer, ns, err)
+		}
+		hl, err := netlink.LinkByName(host)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", host, err)
+		}
+		bl, err := netlink.LinkByName(bridge)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", bridge, err)
+		}
+		if err := netlink.LinkSetMaster(hl, bl); err != nil {
+			return fmt.Errorf("put %s on bridge %s: %w", host, bridge, err)
+		}
+		if err := setUp(rootHandle, host, true); err != nil {
 			return err
 		}
-		for _, args := range [][]string{
-			{"link", "set", host, "master", bridge},
-			{"link", "set", host, "up"},
-			{"-n", ns, "addr", "add", addr + "/24", "dev", "eth" + suffix},
-			{"-n", ns, "link", "set", "eth" + suffix, "up"},
-		} {
-			if err := ipCmd(ctx, args...); err != nil {
-				return err
-			}
+		if err := addAddr(in, peer, addr+"/24"); err != nil {
+			return fmt.Errorf("%s: %w", ns, err)
+		}
+		if err := setUp(in, peer, true); err != nil {
+			return fmt.Errorf("%s: %w", ns, err)
 		}
 		return nil
 	}
@@ -145,11 +264,7 @@ func (n *Network) AddHost(ctx context.Context, name string, host int, chain, con
 // SetLink takes the host-side veth of host name on the chain ("c") or
 // Consul ("k") bridge down or up: a partition at the link layer.
 func (n *Network) SetLink(ctx context.Context, name, bridge string, up bool) error {
-	state := "down"
-	if up {
-		state = "up"
-	}
-	return ipCmd(ctx, "link", "set", n.Prefix+name+bridge, state)
+	return setUp(rootHandle, n.Prefix+name+bridge, up)
 }
 
 // Mount mounts a tmpfs of size bytes on dir (created if missing) and
@@ -166,15 +281,25 @@ func (n *Network) Mount(ctx context.Context, dir string, size int64) error {
 	return nil
 }
 
-// NSPids lists the processes in namespace ns.
+// NSPids lists the processes in namespace ns: those whose network
+// namespace is the one bound at /run/netns/ns, as `ip netns pids` finds
+// them.
 func NSPids(ns string) []int {
-	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	want, err := os.Stat(filepath.Join(netnsDir, ns))
+	if err != nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if p, err := strconv.Atoi(f); err == nil {
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat("/proc/" + e.Name() + "/ns/net"); err == nil && os.SameFile(fi, want) {
 			pids = append(pids, p)
 		}
 	}
@@ -202,14 +327,22 @@ func (n *Network) Close() {
 	}
 	n.mounts = nil
 	for _, ns := range n.namespaces {
-		_ = ipCmd(ctx, "netns", "del", ns)
+		_ = deleteNS(ns)
 	}
 	n.namespaces = nil
 	for _, l := range n.links {
-		_ = exec.CommandContext(ctx, "ip", "link", "del", l).Run()
+		delLink(l)
 	}
 	n.links = nil
 	_ = os.Remove(filepath.Join(runDir, n.Prefix+".pid"))
+}
+
+// delLink deletes link name in the root namespace if it is there (a veth
+// goes with its peer, so one of a pair may already be gone).
+func delLink(name string) {
+	if l, err := netlink.LinkByName(name); err == nil {
+		_ = netlink.LinkDel(l)
+	}
 }
 
 // Sweep removes the namespaces, links and tmpfs mounts of earlier runs
@@ -235,16 +368,12 @@ func Sweep(ctx context.Context) {
 		return p
 	}
 	swept := map[string]bool{}
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output(); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 0 {
-				continue
-			}
-			if p := prefixOf(f[0]); p != "" && dead(p) {
-				KillNS(f[0])
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if p := prefixOf(e.Name()); p != "" && dead(p) {
+				KillNS(e.Name())
 				swept[p] = true
-				_ = exec.CommandContext(ctx, "ip", "netns", "del", f[0]).Run()
+				_ = deleteNS(e.Name())
 			}
 		}
 	}
@@ -259,15 +388,13 @@ func Sweep(ctx context.Context) {
 			}
 		}
 	}
-	if out, err := exec.CommandContext(ctx, "ip", "-o", "link", "show").Output(); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 2 {
-				continue
-			}
-			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+	// An interrupted dump still lists most links; the next sweep gets the
+	// rest.
+	if links, err := netlink.LinkList(); err == nil || errors.Is(err, netlink.ErrDumpInterrupted) {
+		for _, l := range links {
+			name := l.Attrs().Name
 			if p := prefixOf(name); p != "" && dead(p) {
-				_ = exec.CommandContext(ctx, "ip", "link", "del", name).Run()
+				delLink(name)
 				swept[p] = true
 			}
 		}

@@ -14,6 +14,12 @@
 //     expected to time out and reconnect.
 //   - Delay(d) forwards each chunk read after holding it for d, in each
 //     direction, keeping the order.
+//
+// Hand-written rather than github.com/Shopify/toxiproxy/v2 (v2.5.0): its
+// blackhole (the timeout toxic) closes the open connections when it is
+// removed, where Pass keeps them open; its latency has millisecond steps;
+// and in process it is driven through its HTTP API server's types and
+// JSON toxics, with dependencies a test proxy does not need.
 package faultproxy
 
 import (

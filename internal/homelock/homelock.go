@@ -10,6 +10,12 @@
 // keep the lock. Because the lock belongs to the open file description,
 // two Acquire calls in one process conflict as two processes do.
 //
+// The flock(2) call is github.com/gofrs/flock's (its Linux build uses
+// flock, not fcntl, so the lock belongs to the open file description as
+// above). The holder's record is ours: the library does not hand out its
+// descriptor, so the record is written through a second one, checked to
+// be the locked file; closing it does not release a flock lock.
+//
 // Not guaranteed: flock on a network file system (NFS, CIFS) may be
 // local to one client; two machines sharing a home over one are not kept
 // apart. A node home is meant to be local.
@@ -18,11 +24,14 @@ package homelock
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/gofrs/flock"
 )
 
 // FileName is the lock file's name inside the directory given to Acquire.
@@ -34,7 +43,7 @@ var ErrHeld = errors.New("another valguard already supervises this node home")
 
 // Lock is a held home lock.
 type Lock struct {
-	f    *os.File
+	fl   *flock.Flock
 	path string
 }
 
@@ -51,18 +60,19 @@ func Acquire(dir string) (*Lock, error) {
 		return nil, fmt.Errorf("create %s for the node home lock: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	// os.OpenFile, which the library calls, adds O_CLOEXEC.
+	fl := flock.New(path, flock.SetFlag(os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW), flock.SetPermissions(0o600))
+	locked, err := fl.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("open the node home lock %s: %w", path, err)
-	}
-	if err := flock(f); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w (lock %s held by %s): stop it, or give this one another --node-home", ErrHeld, path, holder(path))
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) && pe.Op == "open" {
+			return nil, fmt.Errorf("open the node home lock %s: %w", path, err)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	l := &Lock{f: f, path: path}
+	if !locked {
+		return nil, fmt.Errorf("%w (lock %s held by %s): stop it, or give this one another --node-home", ErrHeld, path, holder(path))
+	}
+	l := &Lock{fl: fl, path: path}
 	if err := l.record(); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("write the holder into %s: %w", path, err)
@@ -70,25 +80,31 @@ func Acquire(dir string) (*Lock, error) {
 	return l, nil
 }
 
-func flock(f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
-}
-
-// record writes "pid\ncmdline\n" into the locked file.
+// record writes "pid\ncmdline\n" into the locked file, through a second
+// descriptor of the same file.
 func (l *Lock) record() error {
-	if err := l.f.Truncate(0); err != nil {
+	locked, err := l.fl.Stat()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return err
+	} else if !os.SameFile(fi, locked) {
+		return errors.New("the lock file was replaced while it was being locked")
+	}
+	if err := f.Truncate(0); err != nil {
 		return err
 	}
 	content := strconv.Itoa(os.Getpid()) + "\n" + strings.Join(os.Args, " ") + "\n"
-	if _, err := l.f.WriteAt([]byte(content), 0); err != nil {
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
 		return err
 	}
-	return l.f.Sync()
+	return f.Sync()
 }
 
 // holder describes the process named in the lock file: "pid N (cmdline)"
@@ -118,10 +134,10 @@ func (l *Lock) Path() string { return l.path }
 // Close releases the lock. The file stays (removing it could let two
 // processes lock two different files of the same name).
 func (l *Lock) Close() error {
-	if l == nil || l.f == nil {
+	if l == nil || l.fl == nil {
 		return nil
 	}
-	err := l.f.Close()
-	l.f = nil
+	err := l.fl.Close()
+	l.fl = nil
 	return err
 }
