@@ -8,7 +8,7 @@ buildGoModule {
   src = lib.cleanSource ../.;
   # NAR hash of `go mod vendor` for this go.mod and go.sum; the test in
   # this directory recomputes it (nix-hash) and fails when it is stale.
-  vendorHash = "sha256-zp88yrK9G2b8Y6/mDvtiyAHkwmQT1W9+IBiG+LZguAg=";
+  vendorHash = "sha256-UaRvA9c+yAJzrHO6ySdUFV2j3SpoGDbmSi+pnq2yLLs=";
   subPackages = [ "cmd/valguard" ];
   ldflags = [ "-s" "-w" "-X main.version=0-unstable" ];
   env.CGO_ENABLED = 0;

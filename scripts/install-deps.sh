@@ -68,13 +68,11 @@ install_tools() {
 	command -v ps >/dev/null 2>&1 || missing+=(procps)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
 	# The protocol model (spin), the alert rules (promtool), the NixOS
-	# module (nix-instantiate), the systemd units (systemd-analyze) and
-	# the fault drills (ip netns).
+	# module (nix-instantiate) and the systemd units (systemd-analyze).
 	command -v spin >/dev/null 2>&1 || missing+=(spin)
 	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 	command -v nix-instantiate >/dev/null 2>&1 || missing+=(nix-bin)
 	command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 	command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 	if [ ${#missing[@]} -gt 0 ]; then
 		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

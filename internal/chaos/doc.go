@@ -12,8 +12,8 @@
 // the drill reads (standinChain). The faults that need chain peers or a
 // node database do not apply there.
 //
-// It needs root (namespaces, veth pairs, bridges, mounts) and the ip and
-// nsenter tools. Everything it creates is named with a prefix unique to the
+// It needs root (namespaces, veth pairs, bridges, mounts) and the nsenter,
+// mount and umount tools; the links are made over netlink. Everything it creates is named with a prefix unique to the
 // run ("vgc" and four hex digits) and removed at the end, also on failure;
 // a run sweeps the leftovers of runs whose process is gone before it
 // starts. Traffic stays on loopback and in the run's own namespaces.

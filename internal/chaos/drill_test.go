@@ -13,7 +13,7 @@ import (
 )
 
 // needs skips (fails with CI=true) when the drill cannot run here: not
-// root, no ip/nsenter, no consul or cometbft.
+// root, no nsenter/mount/umount, no consul or cometbft.
 func needs(t *testing.T) (consul, cometbft string) {
 	t.Helper()
 	if testing.Short() {
