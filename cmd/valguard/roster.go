@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -54,4 +55,9 @@ func openRoster(c *cli.Context, need consulAccess) (*operator.Validator, error) 
 	}
 	return &operator.Validator{ID: id, Store: store, Out: c.App.Writer, Err: c.App.ErrWriter, Hint: store.Hint,
 		Host: hostname(), CallTimeout: c.Duration("consul-timeout")}, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
