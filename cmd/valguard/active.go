@@ -15,6 +15,7 @@ import (
 
 	"github.com/valguard/valguard/cometbft"
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/internal/consulkey"
 	"github.com/valguard/valguard/neard"
 )
@@ -53,7 +54,7 @@ func activeValidator(c *cli.Context) error {
 			return err
 		}
 	}
-	if err := checkConsulAccess(c, client, id, accessRead); err != nil {
+	if err := checkConsulAccess(c, client, id, consulclient.AccessRead); err != nil {
 		return err
 	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "active-validator", CallTimeout: c.Duration("consul-timeout")})

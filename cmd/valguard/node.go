@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/chain"
+	"github.com/valguard/valguard/internal/secretfile"
 	"github.com/valguard/valguard/internal/setting"
 )
 
@@ -163,13 +164,13 @@ func quoteAll(ss []string) []string {
 
 // validatorKey is the validator key's path (--validator-key, else the
 // systemd credential name), refused when others can read it
-// (checkPrivate; credentials are exempt).
+// (secretfile.CheckPrivate; credentials are exempt).
 func validatorKey(c *cli.Context, credentialName string) (string, error) {
 	p, err := credential(c, "validator-key", credentialName, true)
 	if err != nil {
 		return "", err
 	}
-	return p, checkPrivate(p, "validator-key")
+	return p, secretfile.CheckPrivate(p, "validator-key")
 }
 
 // credential is the path given by flag, else the systemd credential name

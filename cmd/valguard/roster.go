@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 	"github.com/valguard/valguard/roster"
 )
@@ -23,7 +24,7 @@ func rosterFlags() []cli.Flag {
 // opens its election (read only) and roster, checks that the token
 // allows need, and returns the validator the operator commands work
 // with, printing to the command's writers.
-func openRoster(c *cli.Context, need consulAccess) (*operator.Validator, error) {
+func openRoster(c *cli.Context, need consulclient.Access) (*operator.Validator, error) {
 	printDeprecatedEnv(c)
 	id := c.String("validator-id")
 	if id == "" {

@@ -1,4 +1,6 @@
-package main
+// Package secretfile judges files that hold secrets (the validator key,
+// the Consul token) before valguard reads them.
+package secretfile
 
 import (
 	"fmt"
@@ -10,12 +12,13 @@ import (
 	"syscall"
 )
 
-// checkPrivate refuses a secret file (the validator key, the Consul token)
+// CheckPrivate refuses a secret file (the validator key, the Consul token)
 // that others can read or that belongs to another user, as ssh refuses a
 // loose private key, naming the chmod or chown that fixes it. Files under
 // $CREDENTIALS_DIRECTORY are exempt: systemd makes them private to the
-// service. A symlink is judged by the file it points to.
-func checkPrivate(path, flag string) error {
+// service. A symlink is judged by the file it points to. flag names the
+// setting in the message (--flag).
+func CheckPrivate(path, flag string) error {
 	if underCredentials(path) {
 		return nil
 	}
