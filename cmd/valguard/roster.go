@@ -41,7 +41,7 @@ func openRoster(c *cli.Context, need consulclient.Access) (*operator.Validator, 
 	if c.IsSet("validator-id") {
 		ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
 		defer cancel()
-		if id, err = lockIDForLabel(ctx, client, id); err != nil {
+		if id, err = operator.LockIDForLabel(ctx, client, id); err != nil {
 			return nil, store.Hint(err)
 		}
 	}
