@@ -63,3 +63,33 @@ func TestCheckPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestCredential(t *testing.T) {
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "key.json"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, dir, cred string
+		required              bool
+		want, err             string
+	}{
+		{name: "given", path: "/k", dir: creds, cred: "key.json", required: true, want: "/k"},
+		{name: "credential", dir: creds, cred: "key.json", required: true, want: filepath.Join(creds, "key.json")},
+		{name: "credential missing, required", dir: creds, cred: "other.json", required: true, err: "no --validator-key and no other.json in $CREDENTIALS_DIRECTORY"},
+		{name: "credential missing, optional", dir: creds, cred: "other.json"},
+		{name: "nothing, required", cred: "key.json", required: true, err: "no validator key: set --validator-key (or VALGUARD_VALIDATOR_KEY, or a systemd credential named key.json)"},
+		{name: "nothing, optional", cred: "key.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CREDENTIALS_DIRECTORY", tc.dir)
+			got, err := Credential(tc.path, "validator-key", "VALGUARD_VALIDATOR_KEY", tc.cred, tc.required)
+			switch {
+			case tc.err == "" && (err != nil || got != tc.want):
+				t.Fatalf("= %q, %v; want %q", got, err, tc.want)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("err = %v, want it to say %q", err, tc.err)
+			}
+		})
+	}
+}
