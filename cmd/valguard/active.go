@@ -17,11 +17,7 @@ import (
 )
 
 func activeValidatorCommand() *cli.Command {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "validator-id", Usage: "the validator's id in Consul", EnvVars: env("validator-id")},
-		&cli.PathFlag{Name: "validator-key", Usage: "derive the validator id from this key (CometBFT address or NEAR account_id)", EnvVars: env("validator-key")},
-		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-	}
+	flags := append(rosterFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"})
 	return &cli.Command{
 		Name:   "active-validator",
 		Usage:  "print which replica holds the lock; exit 0 when one does, 1 when none",
@@ -31,32 +27,16 @@ func activeValidatorCommand() *cli.Command {
 }
 
 func activeValidator(c *cli.Context) error {
-	printDeprecatedEnv(c)
-	id := c.String("validator-id")
-	if id == "" {
-		var err error
-		if id, err = validatorIDFromKey(c); err != nil {
-			return err
-		}
-	}
-	client, err := consulClient(c)
+	client, id, err := openValidator(c, consulclient.AccessRead, nil)
 	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
-	defer cancel()
-	if c.IsSet("validator-id") {
-		if id, err = operator.LockIDForLabel(ctx, client, id); err != nil {
-			return err
-		}
-	}
-	if err := checkConsulAccess(c, client, id, consulclient.AccessRead); err != nil {
 		return err
 	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "active-validator", CallTimeout: c.Duration("consul-timeout")})
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
+	defer cancel()
 	held, err := operator.ShowLeader(ctx, el, id, c.App.Writer, nil, c.Bool("json"))
 	if err != nil {
 		return err

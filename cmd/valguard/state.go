@@ -44,26 +44,8 @@ func stateCommand() *cli.Command {
 
 // stateElection is the election of the validator named by the flags.
 func stateElection(c *cli.Context) (*election.Election, *api.Client, error) {
-	printDeprecatedEnv(c)
-	id := c.String("validator-id")
-	if id == "" {
-		var err error
-		if id, err = validatorIDFromKey(c); err != nil {
-			return nil, nil, err
-		}
-	}
-	client, err := consulClient(c)
+	client, id, err := openValidator(c, stateAccess(c), nil)
 	if err != nil {
-		return nil, nil, err
-	}
-	if c.IsSet("validator-id") {
-		ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
-		defer cancel()
-		if id, err = operator.LockIDForLabel(ctx, client, id); err != nil {
-			return nil, nil, err
-		}
-	}
-	if err := checkConsulAccess(c, client, id, stateAccess(c)); err != nil {
 		return nil, nil, err
 	}
 	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "state", CallTimeout: c.Duration("consul-timeout")})
