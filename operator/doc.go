@@ -2,7 +2,8 @@
 // hand-over, drain, undrain and the blackout check, as plain Go over a
 // Store (the validator's lock holder, reports, drain marks and hand-over
 // request in Consul), a Clock and a Chain (the validator's signatures on
-// chain). The commands in cmd/valguard parse flags, build a Validator
+// chain); active-validator (ShowLeader over a LockReader) and state show
+// and import (ShowState, ImportState over a WatermarkStore). The commands in cmd/valguard parse flags, build a Validator
 // and print what it returns; the protocol's messages and exit codes are
 // the commands' own.
 //

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -62,7 +63,7 @@ func drain(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	v, err := openRoster(c, accessControl)
+	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
@@ -79,7 +80,7 @@ func undrain(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	v, err := openRoster(c, accessControl)
+	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -46,7 +47,7 @@ func handover(c *cli.Context) error {
 	if err := operator.CheckWindow(c.Duration("window")); err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	v, err := openRoster(c, accessControl)
+	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}

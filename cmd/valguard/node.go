@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,7 +10,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/chain"
+	"github.com/valguard/valguard/internal/secretfile"
 	"github.com/valguard/valguard/internal/setting"
+	vgreplica "github.com/valguard/valguard/replica"
 )
 
 // The --node defaults and the one kind cmd itself needs to name.
@@ -107,92 +107,33 @@ func newNode(c *cli.Context, name string, kind chain.Kind, mode chain.SignMode, 
 	return ns, err
 }
 
-// stateDir is where valguard keeps its files for node kind name:
-// <node-home>/valguard, or for an external node --state-dir (default
-// $STATE_DIRECTORY).
+// stateDir is where valguard keeps its files for node kind name
+// (replica.StateDir).
 func stateDir(c *cli.Context, name string) (string, error) {
-	if name != nodeExternal {
-		if c.Path("node-home") == "" {
-			return "", errors.New("--node-home is required: the node's home directory")
-		}
-		return filepath.Join(c.Path("node-home"), "valguard"), nil
-	}
-	if c.IsSet("node-home") {
-		return "", errors.New("--node-home is not used with --node external (valguard does not touch the node's home): give --state-dir for valguard's own files")
-	}
-	dir := c.Path("state-dir")
-	if dir == "" {
-		dir = os.Getenv("STATE_DIRECTORY")
-	}
-	if dir == "" {
-		return "", errors.New("--node external needs --state-dir (or systemd's StateDirectory=) for valguard's own files: the lock, the signer's floor file, its connection key")
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("--state-dir %s: not a directory (%v): create it, owned by valguard's user", dir, err)
-	}
-	return filepath.Abs(dir)
+	return vgreplica.StateDir(name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
 }
 
-// validatorLabel is --validator-id, checked against the key: a label that
-// names another validator (a typo, or another key's id) is refused, so
-// that replicas of one key never run under two names. Empty: the key's own
-// name.
+// validatorLabel is --validator-id checked against the key
+// (replica.Label).
 func validatorLabel(c *cli.Context, ns nodeSetup) (string, error) {
-	id := c.String("validator-id")
-	if id == "" {
-		return ns.Labels[0], nil
-	}
-	for _, l := range ns.Labels {
-		if strings.EqualFold(id, l) {
-			return l, nil
-		}
-	}
-	return "", fmt.Errorf("--validator-id %q does not name the validator key %s (it is %s): "+
-		"remove --validator-id, or fix it, or point --validator-key at the right key; "+
-		"the lock is derived from the key's public key (valguard/%s/leader)",
-		id, ns.keyPath, strings.Join(quoteAll(ns.Labels), " or "), ns.LockID)
-}
-
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = fmt.Sprintf("%q", s)
-	}
-	return out
+	return vgreplica.Label(c.String("validator-id"), ns.Labels, ns.keyPath, ns.LockID)
 }
 
 // validatorKey is the validator key's path (--validator-key, else the
 // systemd credential name), refused when others can read it
-// (checkPrivate; credentials are exempt).
+// (secretfile.CheckPrivate; credentials are exempt).
 func validatorKey(c *cli.Context, credentialName string) (string, error) {
 	p, err := credential(c, "validator-key", credentialName, true)
 	if err != nil {
 		return "", err
 	}
-	return p, checkPrivate(p, "validator-key")
+	return p, secretfile.CheckPrivate(p, "validator-key")
 }
 
 // credential is the path given by flag, else the systemd credential name
-// under $CREDENTIALS_DIRECTORY; "" when neither and not required.
+// under $CREDENTIALS_DIRECTORY (secretfile.Credential).
 func credential(c *cli.Context, flag, name string, required bool) (string, error) {
-	if p := c.Path(flag); p != "" {
-		return p, nil
-	}
-	dir := os.Getenv("CREDENTIALS_DIRECTORY")
-	if dir != "" {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		if required {
-			return "", fmt.Errorf("no --%s and no %s in $CREDENTIALS_DIRECTORY (%s): set one of them", flag, name, dir)
-		}
-		return "", nil
-	}
-	if required {
-		return "", errors.New("no validator key: set --" + flag + " (or " + valguardEnv(flag) + ", or a systemd credential named " + name + ")")
-	}
-	return "", nil
+	return secretfile.Credential(c.Path(flag), flag, valguardEnv(flag), name, required)
 }
 
 // withFlag puts the flag's name before an adapter's error about one of

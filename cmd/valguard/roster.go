@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 	"github.com/valguard/valguard/roster"
 )
@@ -18,30 +21,48 @@ func rosterFlags() []cli.Flag {
 	}
 }
 
-// openRoster finds the validator's lock id as active-validator does,
-// opens its election (read only) and roster, checks that the token
-// allows need, and returns the validator the operator commands work
-// with, printing to the command's writers.
-func openRoster(c *cli.Context, need consulAccess) (*operator.Validator, error) {
+// openValidator finds the validator the flags name: --validator-id (a
+// lock id or a label: operator.LockIDForLabel) or else the lock id of
+// --validator-key, and checks that the token allows need. hint adds the
+// likely fix to an error of the lookup; nil: none.
+func openValidator(c *cli.Context, need consulclient.Access, hint func(error) error) (*api.Client, string, error) {
 	printDeprecatedEnv(c)
 	id := c.String("validator-id")
 	if id == "" {
 		var err error
 		if id, err = validatorIDFromKey(c); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	client, err := consulClient(c)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	store := &operator.ConsulStore{URL: c.String("consul-url")}
 	if c.IsSet("validator-id") {
 		ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
-		defer cancel()
-		if id, err = lockIDForLabel(ctx, client, id); err != nil {
-			return nil, store.Hint(err)
+		id, err = operator.LockIDForLabel(ctx, client, id)
+		cancel()
+		if err != nil && hint != nil {
+			err = hint(err)
 		}
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	if err := checkConsulAccess(c, client, id, need); err != nil {
+		return nil, "", err
+	}
+	return client, id, nil
+}
+
+// openRoster opens the election (read only) and roster of the validator
+// the flags name (openValidator), and returns the validator the operator
+// commands work with, printing to the command's writers.
+func openRoster(c *cli.Context, need consulclient.Access) (*operator.Validator, error) {
+	store := &operator.ConsulStore{URL: c.String("consul-url")}
+	client, id, err := openValidator(c, need, store.Hint)
+	if err != nil {
+		return nil, err
 	}
 	if store.El, err = election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "operator", CallTimeout: c.Duration("consul-timeout")}); err != nil {
 		return nil, err
@@ -49,9 +70,11 @@ func openRoster(c *cli.Context, need consulAccess) (*operator.Validator, error) 
 	if store.Roster, err = roster.New(roster.Config{Client: client, ValidatorID: id, CallTimeout: c.Duration("consul-timeout")}); err != nil {
 		return nil, err
 	}
-	if err := checkConsulAccess(c, client, id, need); err != nil {
-		return nil, err
-	}
 	return &operator.Validator{ID: id, Store: store, Out: c.App.Writer, Err: c.App.ErrWriter, Hint: store.Hint,
 		Host: hostname(), CallTimeout: c.Duration("consul-timeout")}, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -31,7 +32,7 @@ func status(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("unexpected arguments %q", c.Args().Slice()), operator.StatusUnknown)
 	}
-	v, err := openRoster(c, accessRead)
+	v, err := openRoster(c, consulclient.AccessRead)
 	if err != nil {
 		return cli.Exit(err.Error(), operator.StatusUnknown)
 	}

@@ -1,6 +1,10 @@
-package main
+// Package secretfile finds and judges files that hold secrets (the
+// validator key, a systemd credential, the Consul token) before valguard
+// reads them.
+package secretfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -10,12 +14,13 @@ import (
 	"syscall"
 )
 
-// checkPrivate refuses a secret file (the validator key, the Consul token)
+// CheckPrivate refuses a secret file (the validator key, the Consul token)
 // that others can read or that belongs to another user, as ssh refuses a
 // loose private key, naming the chmod or chown that fixes it. Files under
 // $CREDENTIALS_DIRECTORY are exempt: systemd makes them private to the
-// service. A symlink is judged by the file it points to.
-func checkPrivate(path, flag string) error {
+// service. A symlink is judged by the file it points to. flag names the
+// setting in the message (--flag).
+func CheckPrivate(path, flag string) error {
 	if underCredentials(path) {
 		return nil
 	}
@@ -58,4 +63,29 @@ func userName(uid int) string {
 		return u.Username
 	}
 	return strconv.Itoa(uid)
+}
+
+// Credential is path when set, else the file name under
+// $CREDENTIALS_DIRECTORY (a systemd credential); "" when neither and not
+// required. flag and env name the setting that gives path, for the
+// message.
+func Credential(path, flag, env, name string, required bool) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		if required {
+			return "", fmt.Errorf("no --%s and no %s in $CREDENTIALS_DIRECTORY (%s): set one of them", flag, name, dir)
+		}
+		return "", nil
+	}
+	if required {
+		return "", errors.New("no validator key: set --" + flag + " (or " + env + ", or a systemd credential named " + name + ")")
+	}
+	return "", nil
 }

@@ -1,4 +1,4 @@
-package main
+package replica
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/rs/zerolog"
+
+	"github.com/valguard/valguard/election"
 )
 
 // watchdog tells systemd we are ready and feeds its watchdog. While the
@@ -62,6 +64,16 @@ func checkWatchdog(underSystemd bool, interval, ttl, renew, margin time.Duration
 			interval, limit.Round(time.Millisecond), ttl, margin, renew.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// checkSystemdWatchdog reads systemd's watchdog settings and checks them
+// against the election's timing (checkWatchdog); it returns WatchdogSec.
+func checkSystemdWatchdog(ec election.Config) (time.Duration, error) {
+	underSystemd, interval, err := systemdWatchdog()
+	if err != nil {
+		return 0, fmt.Errorf("systemd watchdog settings: %w", err)
+	}
+	return interval, checkWatchdog(underSystemd, interval, ec.TTL, ec.RenewInterval, ec.StopMargin)
 }
 
 // feed reports whether the watchdog may be fed now.

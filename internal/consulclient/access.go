@@ -1,4 +1,4 @@
-package main
+package consulclient
 
 import (
 	"context"
@@ -10,36 +10,26 @@ import (
 	"strings"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/internal/consulkey"
 )
 
-// consulAccess is what a command needs its Consul token to allow: the
+// Access is what a command needs its Consul token to allow: the
 // policies of the ACL table in docs/operations.md.
-type consulAccess int
+type Access int
 
 const (
-	// accessRead: status, active-validator, state show.
-	accessRead consulAccess = iota
-	// accessControl: handover, drain, undrain (read, and write of
+	// AccessRead: status, active-validator, state show.
+	AccessRead Access = iota
+	// AccessControl: handover, drain, undrain (read, and write of
 	// control/).
-	accessControl
-	// accessWrite: state import (write of the watermark).
-	accessWrite
-	// accessRun: valguard run (sessions, write of valguard/<id>/, read of
+	AccessControl
+	// AccessWrite: state import (write of the watermark).
+	AccessWrite
+	// AccessRun: valguard run (sessions, write of valguard/<id>/, read of
 	// control/).
-	accessRun
+	AccessRun
 )
-
-// stateAccess is what the state subcommand c needs: write for import,
-// read for show.
-func stateAccess(c *cli.Context) consulAccess {
-	if c.Command.Name == "import" {
-		return accessWrite
-	}
-	return accessRead
-}
 
 // accessProbe is one harmless call that needs one permission.
 type accessProbe struct {
@@ -49,7 +39,7 @@ type accessProbe struct {
 	call  func(ctx context.Context) error
 }
 
-// checkConsulAccess asks Consul, before the command does anything, for
+// CheckAccess asks Consul, before the command does anything, for
 // each permission that need calls for on the validator's keys
 // (valguard/<id>/), with calls that change nothing: a key read, a
 // check-and-set on a key that does not exist (it never succeeds, so
@@ -63,7 +53,7 @@ type accessProbe struct {
 // Not checked: listing valguard/ (only --validator-id with a label needs
 // it). A token whose permissions are taken away later is not covered
 // either: the lease's renewals fail and the leader steps down (DESIGN S4).
-func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consulAccess) error {
+func CheckAccess(ctx context.Context, client *api.Client, o Options, id string, need Access) error {
 	keys := consulkey.Validator(id)
 	prefix := keys.Prefix()
 	kv := client.KV()
@@ -99,15 +89,15 @@ func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consu
 	readPrefix := accessProbe{"key:read", "read " + prefix, fmt.Sprintf(`key_prefix %q { policy = "read" }`, prefix), read(keys.Leader())}
 	var probes []accessProbe
 	switch need {
-	case accessRead:
+	case AccessRead:
 		probes = []accessProbe{readPrefix}
-	case accessControl:
+	case AccessControl:
 		probes = []accessProbe{readPrefix,
 			{"key:write", "write " + keys.Control(), fmt.Sprintf(`key_prefix %q { policy = "write" }`, keys.Control()), write(keys.Control() + consulkey.AccessCheck)}}
-	case accessWrite:
+	case AccessWrite:
 		probes = []accessProbe{readPrefix,
 			{"key:write", "write " + prefix, fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix), write(prefix + consulkey.AccessCheck)}}
-	case accessRun:
+	case AccessRun:
 		runRule := fmt.Sprintf(`key_prefix %q { policy = "write" }`, prefix)
 		probes = []accessProbe{
 			{"session:write", "create sessions (its election and report sessions)", `session_prefix "" { policy = "write" }`, session},
@@ -115,15 +105,14 @@ func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consu
 			{"key:read", "read " + keys.Control() + " (the operator's drain and hand-over requests)", runRule, read(keys.Control() + consulkey.AccessCheck)},
 		}
 	}
-	timeout := c.Duration("consul-timeout")
 	for _, p := range probes {
-		ctx, cancel := context.WithTimeout(c.Context, timeout)
-		err := p.call(ctx)
+		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		err := p.call(pctx)
 		cancel()
 		if err == nil {
 			continue
 		}
-		if refusal := explainAccess(c, p, err); refusal != nil {
+		if refusal := explainAccess(o, p, err); refusal != nil {
 			return refusal
 		}
 		// No answer, or one that says nothing about the token (no
@@ -138,7 +127,7 @@ func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consu
 // explainAccess turns the failure of probe p into an error saying what is
 // wrong and how to fix it, when the failure is Consul refusing the token
 // or a TLS certificate that is not trusted; nil for any other failure.
-func explainAccess(c *cli.Context, p accessProbe, err error) error {
+func explainAccess(o Options, p accessProbe, err error) error {
 	if tlsErr := explainTLS(err); tlsErr != nil {
 		return tlsErr
 	}
@@ -151,10 +140,10 @@ func explainAccess(c *cli.Context, p accessProbe, err error) error {
 	switch {
 	case strings.Contains(msg, "ACL not found"):
 		return fmt.Errorf("the Consul servers do not know the ACL token (%s): it is mistyped, was deleted, or has expired (a token created with an expiration time stops working then); "+
-			"give --consul-token-file (or --consul-token, CONSUL_HTTP_TOKEN) a valid token; nothing was changed", tokenSource(c))
+			"give --consul-token-file (or --consul-token, CONSUL_HTTP_TOKEN) a valid token; nothing was changed", tokenSource(o))
 	case code == 403 || strings.Contains(msg, "Permission denied"):
 		anon := ""
-		if tokenSource(c) == "no token given" {
+		if tokenSource(o) == "no token given" {
 			anon = "; no token was given (--consul-token-file, --consul-token, CONSUL_HTTP_TOKEN), so Consul used its anonymous token"
 		}
 		return fmt.Errorf("the Consul ACL token may not %s: permission %s denied (Consul: %s)%s; grant the token's policy %s (docs/operations.md, ACL) "+
@@ -165,11 +154,11 @@ func explainAccess(c *cli.Context, p accessProbe, err error) error {
 }
 
 // tokenSource names where the token came from, for messages.
-func tokenSource(c *cli.Context) string {
+func tokenSource(o Options) string {
 	switch {
-	case c.Path("consul-token-file") != "":
-		return "--consul-token-file " + c.Path("consul-token-file")
-	case c.String("consul-token") != "":
+	case o.TokenFile != "":
+		return "--consul-token-file " + o.TokenFile
+	case o.Token != "":
 		return "--consul-token"
 	}
 	return "no token given"

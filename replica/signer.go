@@ -1,4 +1,4 @@
-package main
+package replica
 
 import (
 	"context"
@@ -12,31 +12,16 @@ import (
 	"github.com/cometbft/cometbft/crypto/ed25519"
 	cmtjson "github.com/cometbft/cometbft/libs/json"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/atomicfile"
 	"github.com/valguard/valguard/signer"
-	"github.com/valguard/valguard/supervisor"
 )
 
 // chainFloorScan is how many recent heights are searched for this
 // validator's last signature, the floor from the chain.
 const chainFloorScan = 100
-
-// signerFlagDefs are the flags of --sign-mode signer (signerFlags names
-// them for the refusal in restart mode).
-func signerFlagDefs() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "signer-addr", Usage: "signer mode: the node's priv_validator_laddr, which valguard dials: unix:///path (default unix://<node-home>/valguard/privval.sock) or tcp://host:port (SecretConnection)", EnvVars: env("signer-addr")},
-		&cli.DurationFlag{Name: "signer-park-hold", Value: signer.DefaultParkHold, Usage: "signer mode: how long a standby holds a request above the watermark before the node re-sends it (below the node's 5s read timeout)", EnvVars: env("signer-park-hold")},
-		&cli.DurationFlag{Name: "fence-timeout", Value: signer.DefaultFenceTimeout, Usage: "signer mode: bound on the Consul transaction that fences a signature (below --signer-park-hold); a timeout demotes", EnvVars: env("fence-timeout")},
-		&cli.DurationFlag{Name: "signer-depose-after", Usage: "signer mode: a synced standby whose node waited this long on a watermark that does not move destroys the leader's session (0: off)", EnvVars: env("signer-depose-after")},
-		&cli.DurationFlag{Name: "signer-depose-holdoff", Value: signer.DefaultDeposeHoldoff, Usage: "signer mode: no deposition within this time of leading or deposing", EnvVars: env("signer-depose-holdoff")},
-	}
-}
 
 // signerSetup is valguard as the node's remote signer.
 type signerSetup struct {
@@ -49,7 +34,8 @@ type signerSetup struct {
 
 // newSigner loads the validator key into memory and builds the signer; it
 // changes nothing on disk.
-func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg prometheus.Registerer, synced func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
+func newSigner(ctx context.Context, cfg Config, el *election.Election, synced func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
+	ns, sc := cfg.Node, cfg.Signer
 	n := ns.Signer
 	key, err := n.PrivKey()
 	if err != nil {
@@ -59,14 +45,14 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 	if err != nil {
 		return nil, fmt.Errorf("chain id: %w", err)
 	}
-	if err := checkStoredChain(c, el, chainID); err != nil {
+	if err := checkStoredChain(ctx, cfg.ConsulTimeout, el, chainID); err != nil {
 		return nil, err
 	}
-	m := signer.NewMetrics(reg)
+	m := signer.NewMetrics(cfg.Registry)
 	s, err := signer.New(signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
-		ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
-		FloorFile:  filepath.Join(ns.stateDir, "signer-floor.json"),
+		ParkHold: sc.ParkHold, FenceTimeout: sc.FenceTimeout,
+		FloorFile:  filepath.Join(cfg.StateDir, "signer-floor.json"),
 		ChainFloor: func(ctx context.Context) (int64, int32, error) { return n.LastSigned(ctx, chainFloorScan) },
 		// The chain's latest height as far as a new leader that must
 		// raise a missing or lowered watermark can bound it: its node may
@@ -79,9 +65,9 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 			if err != nil {
 				return 0, err
 			}
-			return restoreBound(st.Height, best(), c.Int64("max-lag")), nil
+			return restoreBound(st.Height, best(), cfg.MaxLag), nil
 		},
-		DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
+		DeposeAfter: sc.DeposeAfter, DeposeHoldoff: sc.DeposeHoldoff,
 		Holder: func(ctx context.Context) (string, error) {
 			// Never this replica's own session: it may have taken the lock
 			// a moment ago and not be leading yet.
@@ -99,13 +85,13 @@ func newSigner(c *cli.Context, ns nodeSetup, el *election.Election, reg promethe
 		Synced: synced,
 	})
 	if errors.Is(err, signer.ErrUnsafeTiming) {
-		return nil, fmt.Errorf("--signer-park-hold %s, --fence-timeout %s: %w", c.Duration("signer-park-hold"), c.Duration("fence-timeout"), err)
+		return nil, fmt.Errorf("--signer-park-hold %s, --fence-timeout %s: %w", sc.ParkHold, sc.FenceTimeout, err)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &signerSetup{s: s, addr: n.SignerAddr(), log: log, m: m,
-		keyFile: filepath.Join(ns.stateDir, "signer_conn_key.json")}, nil
+		keyFile: filepath.Join(cfg.StateDir, "signer_conn_key.json")}, nil
 }
 
 // start serves the node's privval socket and follows the watermark until
@@ -163,59 +149,12 @@ func connKey(path string) (crypto.PrivKey, error) {
 	return k, nil
 }
 
-// seam adapts the signer to supervisor.Signer.
-type seam struct{ s *signer.Signer }
-
-func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
-	es, ok := sess.(session)
-	if !ok {
-		return fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
-	}
-	err := g.s.Lead(ctx, fencer{es.Session})
-	if errors.Is(err, signer.ErrBelowFloor) || errors.Is(err, signer.ErrChainID) {
-		return fmt.Errorf("%w: %w", supervisor.ErrFatal, err)
-	}
-	return err
-}
-
-func (g seam) Revoke()                  { g.s.Follow() }
-func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
-func (g seam) LastRequest() time.Time   { return g.s.LastRequest() }
-
-// SignedHeight is the height of the last signature fenced or seen: the
-// supervisor's stall rule counts a leader whose node signed at the height
-// it is stuck on as taking part.
-func (g seam) SignedHeight() int64 { return g.s.Watermark().Height }
-
-// fencer adapts *election.Session to signer.Fencer: election's unknown
-// outcome is the signer's, which it resolves with a read.
-type fencer struct{ s *election.Session }
-
-func (f fencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
-	n, err := f.s.Fence(ctx, value, index)
-	switch {
-	case errors.Is(err, election.ErrFenceUnknown):
-		err = fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
-	case errors.Is(err, election.ErrWatermarkMoved):
-		err = fmt.Errorf("%w: %w", signer.ErrMoved, err)
-	}
-	return n, err
-}
-
-// store adapts *election.Election to signer.Store.
-type store struct{ e *election.Election }
-
-func (s store) Read(ctx context.Context) ([]byte, uint64, error) { return s.e.ReadWatermark(ctx) }
-func (s store) Watch(ctx context.Context, index uint64) ([]byte, uint64, error) {
-	return s.e.WatchWatermark(ctx, index)
-}
-
 // checkStoredChain refuses, at start-up, a watermark in Consul of another
 // chain than the node's genesis (a copied config, a wrong key): leading
 // would be refused later anyway. Consul unreachable now decides nothing;
 // every Lead checks again.
-func checkStoredChain(c *cli.Context, el *election.Election, chainID string) error {
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("consul-timeout"))
+func checkStoredChain(ctx context.Context, timeout time.Duration, el *election.Election, chainID string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	value, _, err := el.ReadWatermark(ctx)
 	if err != nil || value == nil {

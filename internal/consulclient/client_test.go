@@ -1,4 +1,4 @@
-package main
+package consulclient
 
 import (
 	"slices"
@@ -24,7 +24,7 @@ func TestConsulURLs(t *testing.T) {
 		{in: "http://a:8500/v1", err: "want http://host:port"},
 		{in: "ftp://a", err: "want http://host:port"},
 	} {
-		scheme, hosts, err := consulURLs(tc.in)
+		scheme, hosts, err := ParseURLs(tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: error %v, want one saying %q", tc.in, err, tc.err)

@@ -1,8 +1,7 @@
-package main
+package replica
 
 import (
 	"context"
-	"os"
 	"sync"
 	"time"
 
@@ -89,9 +88,4 @@ func (l *errorLimiter) warn(err error, msg string) {
 	}
 	l.last = time.Now()
 	l.log.Warn().Err(err).Msg(msg)
-}
-
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
 }
