@@ -78,7 +78,7 @@ let
   };
 
   # valguard refuses to start under systemd unless WatchdogSec + renew
-  # interval < TTL − stop margin (cmd/valguard/watchdog.go). With the
+  # interval < TTL − stop margin (replica/watchdog.go). With the
   # renew interval at its default (TTL/3) and the stop margin at its
   # default (--kill-timeout 2s + 1s), in whole seconds:
   # 3·WatchdogSec + 9 < 2·TTL.

@@ -44,15 +44,15 @@ func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
 	if !ok {
 		return fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
 	}
-	err := g.s.Lead(ctx, fencer{es.Session})
+	err := g.s.Grant(ctx, fencer{es.Session})
 	if errors.Is(err, signer.ErrBelowFloor) || errors.Is(err, signer.ErrChainID) {
 		return fmt.Errorf("%w: %w", supervisor.ErrFatal, err)
 	}
 	return err
 }
 
-func (g seam) Revoke()                  { g.s.Follow() }
-func (g seam) Revoked() <-chan struct{} { return g.s.Demoted() }
+func (g seam) Revoke()                  { g.s.Revoke() }
+func (g seam) Revoked() <-chan struct{} { return g.s.Revoked() }
 func (g seam) LastRequest() time.Time   { return g.s.LastRequest() }
 
 // SignedHeight is the height of the last signature fenced or seen: the

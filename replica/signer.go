@@ -152,7 +152,7 @@ func connKey(path string) (crypto.PrivKey, error) {
 // checkStoredChain refuses, at start-up, a watermark in Consul of another
 // chain than the node's genesis (a copied config, a wrong key): leading
 // would be refused later anyway. Consul unreachable now decides nothing;
-// every Lead checks again.
+// every Grant checks again.
 func checkStoredChain(ctx context.Context, timeout time.Duration, el *election.Election, chainID string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

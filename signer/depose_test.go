@@ -38,7 +38,7 @@ func TestDeposeOnlyTheStaleHolder(t *testing.T) {
 	cl := newCluster(t)
 	old := newNode(t, cl, "old")
 	sessOld, f := cl.lock(t)
-	if err := old.s.Lead(context.Background(), f); err != nil {
+	if err := old.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(old, vote(cmtproto.PrevoteType, 2, 0, &blockA, t0)))
@@ -73,11 +73,11 @@ func TestDeposeOnlyTheStaleHolder(t *testing.T) {
 	// Past half of DeposeAfter b has seen the old holder; then the lock
 	// changes hands just before the deposition is due.
 	time.Sleep(after * 85 / 100)
-	old.s.Follow()
+	old.s.Revoke()
 	cl.unlock(t, sessOld)
 	newLeader := newNode(t, cl, "new")
 	sessNew, fNew := cl.lock(t)
-	if err := newLeader.s.Lead(context.Background(), fNew); err != nil {
+	if err := newLeader.s.Grant(context.Background(), fNew); err != nil {
 		t.Fatal(err)
 	}
 	// The new leader takes a while to sign (its node catches up): past

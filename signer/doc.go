@@ -18,11 +18,11 @@
 // sending the request again about 100 ms later. A refusal is never retried
 // by the node, so only what must never be signed is refused.
 //
-// The leader (Lead, after its caller took the lock) signs a new
+// The leader (Grant, after its caller took the lock) signs a new
 // height/round/step in memory, then commits the new watermark with one
 // Fence transaction (lock session check plus check-and-set of the
 // watermark), then raises its floor file, then replies. A refused fence
-// (the lock or the watermark moved under it) demotes (Demoted is closed),
+// (the lock or the watermark moved under it) demotes (Revoked is closed),
 // drops the signature and parks the request. An unknown outcome (no
 // answer in time, no Raft leader) is resolved by reading the watermark
 // back and fencing the same value again at the same index; one still
@@ -50,9 +50,9 @@
 // height/round/step; TestStandbyReservesRefusesParks: a standby re-serves
 // the leader's exact signature and refuses conflicting data.)
 //
-// S3′: Follow takes the signing mutex; when it returns no new fence can
-// start, so the caller releases the lock only after Follow.
-// (TestFollowStopsSigning: after Follow a request above the watermark
+// S3′: Revoke takes the signing mutex; when it returns no new fence can
+// start, so the caller releases the lock only after Revoke.
+// (TestRevokeStopsSigning: after Revoke a request above the watermark
 // parks.)
 //
 // A missing watermark key is never "nothing was signed", and one below
@@ -60,7 +60,7 @@
 // watermark in memory or the chain's last height signed by this validator
 // is never led from (Consul lost data, was restored from an old snapshot,
 // or someone deleted or rewrote the key): a standby keeps the watermark it
-// holds, and Lead raises the key above all of these and above the chain's
+// holds, and Grant raises the key above all of these and above the chain's
 // latest height (S8), writes it back under the lock, logs and counts it
 // (TestLeadRestoresMissingWatermark, TestLeadRestoresLoweredWatermark,
 // TestLeadMissingWatermarkWithoutFloor). A restart-mode leader's

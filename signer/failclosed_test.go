@@ -105,7 +105,7 @@ func (panicKey) Sign([]byte) ([]byte, error) { panic("key bug (test)") }
 // A panic while the signing mutex is held — in the key, or in the Fencer
 // before or after its transaction applied — never leaves the mutex held:
 // the request gets an error reply and no signature, the leader steps down
-// (whether a fence applied is unknown), and later requests, Follow and
+// (whether a fence applied is unknown), and later requests, Revoke and
 // Leading are answered.
 func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
 	for _, tc := range []struct {
@@ -128,7 +128,7 @@ func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
 			})
 			_, f := cl.lock(t)
 			pf := &panicFencer{f: f, applied: tc.applied}
-			if err := a.s.Lead(context.Background(), pf); err != nil {
+			if err := a.s.Grant(context.Background(), pf); err != nil {
 				t.Fatal(err)
 			}
 			r, ok := within(10*time.Second, func() reply { return handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)) })
@@ -144,7 +144,7 @@ func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
 				t.Fatal("still leading after a panic under the signing mutex")
 			}
 			select {
-			case <-a.s.Demoted():
+			case <-a.s.Revoked():
 			default:
 				t.Fatal("not demoted: the lease is kept after a panic under the signing mutex")
 			}
@@ -155,12 +155,12 @@ func TestPanicUnderSigningMutexFailsClosed(t *testing.T) {
 				t.Fatalf("valguard_signer_panics_total %v, want 1", got)
 			}
 			// A standby now: the next request is answered (parked: the
-			// standby waits for a leader), and Follow returns.
+			// standby waits for a leader), and Revoke returns.
 			if r, ok := within(10*time.Second, func() reply { return handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)) }); !ok || r.kind == "signed" {
 				t.Fatalf("next request: %s (answered: %v)", r.kind, ok)
 			}
-			if _, ok := within(10*time.Second, func() bool { a.s.Follow(); return true }); !ok {
-				t.Fatal("Follow hangs")
+			if _, ok := within(10*time.Second, func() bool { a.s.Revoke(); return true }); !ok {
+				t.Fatal("Revoke hangs")
 			}
 			if got := cl.stored(t); tc.applied != (got.Height == 4) {
 				t.Fatalf("consul holds %s (fence applied: %v)", got, tc.applied)
@@ -191,7 +191,7 @@ func (f *flakyStore) Read(ctx context.Context) ([]byte, uint64, error) {
 // the landed watermark.
 func leadWithLateFence(t *testing.T, cl *cluster, a *node, ff *flakyFencer, f Fencer) Watermark {
 	t.Helper()
-	if err := a.s.Lead(context.Background(), ff); err != nil {
+	if err := a.s.Grant(context.Background(), ff); err != nil {
 		t.Fatal(err)
 	}
 	_, index0, err := cl.store().Read(context.Background())
@@ -290,7 +290,7 @@ func TestLeaderWritesBackDeletedWatermark(t *testing.T) {
 			b := newNode(t, cl, "b")
 			_, f := cl.lock(t)
 			ff := &flakyFencer{f: f}
-			if err := a.s.Lead(context.Background(), ff); err != nil {
+			if err := a.s.Grant(context.Background(), ff); err != nil {
 				t.Fatal(err)
 			}
 			mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
@@ -330,7 +330,7 @@ func TestLeaderWritesBackDeletedWatermark(t *testing.T) {
 // fsync never returns) is given up on after FloorTimeout: the request is
 // refused — the signature never leaves without its floor — and the leader
 // steps down, well before the node's read timeout; the signing mutex stays
-// free (Follow returns), and Lead fails at once while the write hangs.
+// free (Revoke returns), and Grant fails at once while the write hangs.
 // Once the disk answers, the floor is raised and the replica leads again.
 func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
 	cl := newCluster(t)
@@ -351,7 +351,7 @@ func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
 		}
 	})
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)))
@@ -370,13 +370,13 @@ func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
 		t.Fatalf("refused after %s, beyond the node's read timeout", r.took)
 	}
 	select {
-	case <-a.s.Demoted():
+	case <-a.s.Revoked():
 	default:
 		t.Fatal("not demoted: the leader keeps the lock while it cannot persist its floor")
 	}
-	if _, ok := within(10*time.Second, func() bool { a.s.Follow(); return a.s.Leading() }); !ok {
+	if _, ok := within(10*time.Second, func() bool { a.s.Revoke(); return a.s.Leading() }); !ok {
 		answer()
-		t.Fatal("Follow hangs behind the floor file write")
+		t.Fatal("Revoke hangs behind the floor file write")
 	}
 	if got := a.s.Floor(); Compare(got, floor3) != 0 {
 		t.Fatalf("floor %s, want %s: the floor in memory is only what the file holds", got, floor3)
@@ -390,15 +390,15 @@ func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
 	if got := testutil.ToFloat64(a.cfg.Metrics.floorFailures.WithLabelValues("timeout")); got < 1 {
 		t.Fatalf("valguard_signer_floor_failures_total{reason=timeout} %v, want at least 1", got)
 	}
-	// While the write hangs, Lead cannot persist the watermark it would
+	// While the write hangs, Grant cannot persist the watermark it would
 	// lead from: it fails, within its bound.
-	err, ok := within(10*time.Second, func() error { return a.s.Lead(context.Background(), f) })
+	err, ok := within(10*time.Second, func() error { return a.s.Grant(context.Background(), f) })
 	if !ok {
 		answer()
-		t.Fatal("Lead hangs behind the floor file write")
+		t.Fatal("Grant hangs behind the floor file write")
 	}
 	if !errors.Is(err, ErrFloorTimeout) {
-		t.Fatalf("Lead while the floor file write hangs: %v, want ErrFloorTimeout", err)
+		t.Fatalf("Grant while the floor file write hangs: %v, want ErrFloorTimeout", err)
 	}
 	// The disk answers: the write that hung ends and raises the floor;
 	// the replica leads again and re-serves nothing it did not fence.
@@ -411,7 +411,7 @@ func TestFloorWriteHangRefusesAndStepsDown(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 4, 0, &blockA, t0)))

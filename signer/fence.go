@@ -158,7 +158,7 @@ func (s *Signer) readBackLocked(until time.Time, now bool) (stored []byte, index
 
 // otherValueLocked settles a fence (failed with ferr) after which the
 // watermark holds another value than the one fenced, at index at. Under
-// this leader's lock only this leader fences (Lead read the watermark after
+// this leader's lock only this leader fences (Grant read the watermark after
 // the take), so the value is an own earlier fence that applied late when
 // the lock check passed (lockChecked: ErrMoved), or when it is one of the
 // values this leader sent with an unknown outcome at the same index

@@ -20,14 +20,14 @@ func TestLeadRefusesAnotherChain(t *testing.T) {
 	}
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); !errors.Is(err, ErrChainID) {
-		t.Fatalf("Lead on another chain's watermark: %v", err)
+	if err := a.s.Grant(context.Background(), f); !errors.Is(err, ErrChainID) {
+		t.Fatalf("Grant on another chain's watermark: %v", err)
 	}
 	if err := cl.putRaw(`{"height":"3","round":0,"step":1}`); err != nil { // the restart mode's
 		t.Fatal(err)
 	}
-	if err := a.s.Lead(context.Background(), f); err != nil {
-		t.Fatalf("Lead on the restart mode's watermark: %v", err)
+	if err := a.s.Grant(context.Background(), f); err != nil {
+		t.Fatalf("Grant on the restart mode's watermark: %v", err)
 	}
 	if r := handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)); r.kind != "signed" {
 		t.Fatalf("above the restart mode's watermark: %s %s", r.kind, r.err)
@@ -40,7 +40,7 @@ func TestDeposition(t *testing.T) {
 	cl := newCluster(t)
 	holder := newNode(t, cl, "holder")
 	sess, f := cl.lock(t)
-	if err := holder.s.Lead(context.Background(), f); err != nil {
+	if err := holder.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(holder, vote(cmtproto.PrevoteType, 2, 0, &blockA, t0)))
@@ -100,7 +100,7 @@ func TestDeposition(t *testing.T) {
 	cl2 := newCluster(t)
 	h2 := newNode(t, cl2, "h2")
 	sess2, f2 := cl2.lock(t)
-	if err := h2.s.Lead(context.Background(), f2); err != nil {
+	if err := h2.s.Grant(context.Background(), f2); err != nil {
 		t.Fatal(err)
 	}
 	var first atomic.Int64
@@ -149,11 +149,11 @@ func TestFloorOfAnotherValidatorRefused(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 2, 0, &blockA, t0)))
-	a.s.Follow()
+	a.s.Revoke()
 	data, err := os.ReadFile(a.cfg.FloorFile)
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func TestStandbyRefusesAtOnceWithoutHolder(t *testing.T) {
 	free.Store(true)
 	time.Sleep(lockFreeEvery + 200*time.Millisecond)
 	_, f := cl.lock(t)
-	if err := b.s.Lead(context.Background(), f); err != nil {
+	if err := b.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(b, vote(cmtproto.PrevoteType, 1, 0, &blockA, t0)))

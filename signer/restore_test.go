@@ -58,7 +58,7 @@ func (cl *cluster) storedPair(t *testing.T) *api.KVPair {
 func signUpTo(t *testing.T, cl *cluster, a, b *node, h int64) {
 	t.Helper()
 	sess, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	for i := int64(1); i <= h; i++ {
@@ -72,7 +72,7 @@ func signUpTo(t *testing.T, cl *cluster, a, b *node, h int64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	a.s.Follow()
+	a.s.Revoke()
 	cl.unlock(t, sess)
 }
 
@@ -115,8 +115,8 @@ func TestLeadRestoresMissingWatermark(t *testing.T) {
 
 	// B leads: the key is re-created at the whole height above the chain.
 	_, f := cl.lock(t)
-	if err := b.s.Lead(context.Background(), f); err != nil {
-		t.Fatalf("Lead on a missing key: %v", err)
+	if err := b.s.Grant(context.Background(), f); err != nil {
+		t.Fatalf("Grant on a missing key: %v", err)
 	}
 	if got := cl.stored(t); Compare(got, blocked(8)) != 0 || got.ChainID != testChain {
 		t.Fatalf("re-created watermark %s (chain %q), want %s", got, got.ChainID, blocked(8))
@@ -156,8 +156,8 @@ func TestLeadMissingWatermarkWithoutFloor(t *testing.T) {
 	}
 	n := &node{s: fresh, logs: b.logs, cfg: cfg}
 	_, f := cl.lock(t)
-	if err := fresh.Lead(context.Background(), f); err != nil {
-		t.Fatalf("Lead: %v", err)
+	if err := fresh.Grant(context.Background(), f); err != nil {
+		t.Fatalf("Grant: %v", err)
 	}
 	for h := int64(1); h <= 6; h++ {
 		if r := handleVote(n, vote(cmtproto.PrecommitType, h, 0, &blockA, t0)); r.kind == "signed" {
@@ -173,15 +173,15 @@ func TestLeadMissingWatermarkWithoutFloor(t *testing.T) {
 	if _, err := cl.c.KV().Delete(cl.wmKey, nil); err != nil {
 		t.Fatal(err)
 	}
-	fresh.Follow()
+	fresh.Revoke()
 	cfg.FloorFile = filepath.Join(t.TempDir(), "floor.json")
 	cfg.ChainHeight = func(context.Context) (int64, error) { return 0, errors.New("node down") }
 	blind, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := blind.Lead(context.Background(), f); err == nil || !strings.Contains(err.Error(), "node down") || !strings.Contains(err.Error(), "missing") {
-		t.Fatalf("Lead on a missing key with the chain's height unknown: %v", err)
+	if err := blind.Grant(context.Background(), f); err == nil || !strings.Contains(err.Error(), "node down") || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("Grant on a missing key with the chain's height unknown: %v", err)
 	}
 	if blind.Leading() || cl.storedPair(t) != nil {
 		t.Fatal("led, or wrote the key, with the chain's height unknown")
@@ -211,8 +211,8 @@ func TestLeadRestoresLoweredWatermark(t *testing.T) {
 	}
 	before := cl.storedPair(t).ModifyIndex
 	_, f := cl.lock(t)
-	if err := b.s.Lead(context.Background(), f); err != nil {
-		t.Fatalf("Lead on a lowered key: %v", err)
+	if err := b.s.Grant(context.Background(), f); err != nil {
+		t.Fatalf("Grant on a lowered key: %v", err)
 	}
 	after := cl.storedPair(t)
 	if got := cl.stored(t); Compare(got, blocked(7)) != 0 || after.ModifyIndex <= before {
@@ -234,8 +234,8 @@ func TestLeadRestoresLoweredWatermark(t *testing.T) {
 	}
 	c := newNode(t, cl2, "c", func(c *Config) { c.ChainFloor = func(context.Context) (int64, int32, error) { return 9, 2, nil } })
 	_, f2 := cl2.lock(t)
-	if err := c.s.Lead(context.Background(), f2); err != nil {
-		t.Fatalf("Lead below the chain floor: %v", err)
+	if err := c.s.Grant(context.Background(), f2); err != nil {
+		t.Fatalf("Grant below the chain floor: %v", err)
 	}
 	want := Watermark{Height: 9, Round: 2, Step: StepPrecommit}
 	if got := cl2.stored(t); Compare(got, want) != 0 {
@@ -258,8 +258,8 @@ func TestLeadRaisesRestartModeWatermark(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	a := newNode(t, cl, "a", chainAt(10, m))
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
-		t.Fatalf("Lead on the restart mode's watermark: %v", err)
+	if err := a.s.Grant(context.Background(), f); err != nil {
+		t.Fatalf("Grant on the restart mode's watermark: %v", err)
 	}
 	if got := cl.stored(t); Compare(got, blocked(11)) != 0 || got.ChainID != testChain {
 		t.Fatalf("written back %s (chain %q), want %s", got, got.ChainID, blocked(11))
@@ -285,7 +285,7 @@ func TestLeadNewValidator(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a", chainAt(0, nil))
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	if cl.storedPair(t) != nil || len(a.logs.events(raisedMsg)) != 0 {
@@ -296,7 +296,7 @@ func TestLeadNewValidator(t *testing.T) {
 	cl2 := newCluster(t)
 	b := newNode(t, cl2, "b", chainAt(40, nil))
 	_, f2 := cl2.lock(t)
-	if err := b.s.Lead(context.Background(), f2); err != nil {
+	if err := b.s.Grant(context.Background(), f2); err != nil {
 		t.Fatal(err)
 	}
 	if got := cl2.stored(t); Compare(got, blocked(41)) != 0 {

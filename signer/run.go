@@ -78,7 +78,7 @@ func (s *Signer) watchLoop(ctx context.Context) {
 // and a lower one is not what was signed (Consul lost data, or someone
 // deleted or rewrote the key). The replica keeps the watermark it holds,
 // so it goes on refusing and re-serving against what it saw, and a new
-// leader raises the key again (Lead). It returns why the key is below
+// leader raises the key again (Grant). It returns why the key is below
 // ("missing", "lowered"; empty when it is not), and logs at error level
 // and counts valguard_signer_watermark_lost_total when that reason
 // differs from prev, the one of the last call, so a key that stays gone
@@ -240,7 +240,7 @@ func (s *Signer) lockFreeLoop(ctx context.Context) {
 			rctx, cancel := context.WithTimeout(ctx, s.cfg.FenceTimeout)
 			free, err := s.cfg.LockFree(rctx)
 			cancel()
-			// Stored only if this replica still does not lead: a Lead
+			// Stored only if this replica still does not lead: a Grant
 			// that began during the read cleared it, and must not find a
 			// stale "free" after it.
 			if err == nil && free && !s.Leading() {

@@ -77,13 +77,13 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 
 // floorAfterFence writes the fenced watermark to the floor file before the
 // signature is returned (persist before acting), outside the signing
-// mutex: a slow disk delays this reply only, never Follow, so the lock can
+// mutex: a slow disk delays this reply only, never Revoke, so the lock can
 // still be released. A write that fails, or does not end within
 // FloorTimeout (a hung fsync), turns the outcome into a refusal — the
 // signature never leaves without its floor — and steps the leadership
 // that fenced down: the watermark in Consul holds the signature, and the
 // next leader's node gets it from there. It leaves the next leader's take
-// to the lease; this replica's own Lead fails while the write hangs.
+// to the lease; this replica's own Grant fails while the write hangs.
 func (s *Signer) floorAfterFence(o *outcome) {
 	start := time.Now()
 	err := s.raiseFloor(o.floor)

@@ -37,7 +37,7 @@ var (
 	ErrUnsafeTiming = errors.New("unsafe timing")
 	// ErrChainID: a watermark of another chain.
 	ErrChainID = errors.New("watermark of another chain")
-	// ErrLeading: Lead while already leading.
+	// ErrLeading: Grant while already leading.
 	ErrLeading = errors.New("already leading")
 	// ErrOutcomeUnknown: a Fencer's answer that leaves open whether the
 	// transaction was applied (no answer in time, no Raft leader). The
@@ -92,7 +92,7 @@ type Config struct {
 	// arrival, before the ping reply that makes the node ask again.
 	// Default DefaultParkHold; below NodeReadTimeout.
 	ParkHold time.Duration
-	// FenceTimeout bounds each fence transaction and each read, Lead's
+	// FenceTimeout bounds each fence transaction and each read, Grant's
 	// included; a fence that times out is resolved by reading back (see
 	// Fencer). Default DefaultFenceTimeout; below ParkHold.
 	FenceTimeout time.Duration
@@ -102,18 +102,18 @@ type Config struct {
 	// FloorTimeout bounds each write of the floor file, its fsyncs
 	// included. A write not ended by then is given up on (it goes on in
 	// the background; later writes wait for it): a leader that fenced a
-	// signature refuses the request and steps down, a Lead fails. The
+	// signature refuses the request and steps down, a Grant fails. The
 	// fence of a signature leaves this much of the reply's time for the
 	// write. Default DefaultFloorTimeout; FenceTimeout plus FloorTimeout
 	// stay below the node's read timeout less a margin (4.75s).
 	FloorTimeout time.Duration
 	// ChainFloor, if set, returns the last height carrying this
 	// validator's signature on chain and the round of that commit (0, 0:
-	// none found); Lead raises a watermark below that height's precommit
+	// none found); Grant raises a watermark below that height's precommit
 	// in that round.
 	ChainFloor func(ctx context.Context) (height int64, round int32, err error)
 	// ChainHeight, if set, returns the chain's latest committed height,
-	// or an upper bound of it (0: no block yet). Lead raises a missing,
+	// or an upper bound of it (0: no block yet). Grant raises a missing,
 	// lowered or restart-mode watermark above it (the whole next height:
 	// S8); an error then keeps it from leading. Nil leaves the chain's
 	// height out of that raise. The node's own height is too low when the
@@ -167,7 +167,7 @@ type Signer struct {
 	leading bool
 	fencer  Fencer
 	demoted chan struct{}
-	// demotedCh is demoted, for Demoted to read without the mutex.
+	// demotedCh is demoted, for Revoked to read without the mutex.
 	demotedCh atomic.Pointer[chan struct{}]
 	changed   chan struct{} // closed and replaced when wm or the role changes
 	leftAt    time.Time     // when leadership last ended (zero: never led)
@@ -273,11 +273,11 @@ func New(cfg Config) (*Signer, error) {
 	return s, nil
 }
 
-// Follow makes this replica a standby. It takes the signing mutex, so once
+// Revoke makes this replica a standby. It takes the signing mutex, so once
 // it returns no new signature can be fenced or leave (S3′: release the
-// lock only after Follow). A fenced signature whose reply was already
+// lock only after Revoke). A fenced signature whose reply was already
 // being built may still be returned; it is in the watermark.
-func (s *Signer) Follow() {
+func (s *Signer) Revoke() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.leading {
@@ -287,7 +287,7 @@ func (s *Signer) Follow() {
 	s.cfg.Log.Info().Str("watermark", s.wm.String()).Msg("signer following")
 }
 
-// demoteLocked ends a leadership whose fence failed: Demoted is closed.
+// demoteLocked ends a leadership whose fence failed: Revoked is closed.
 func (s *Signer) demoteLocked(err error) {
 	if !s.leading {
 		return
@@ -304,12 +304,12 @@ func (s *Signer) endLeadLocked() {
 	s.changedLocked(false)
 }
 
-// Demoted is closed when the current leadership ended by itself: a fence
+// Revoked is closed when the current leadership ended by itself: a fence
 // was refused (the lock or the watermark moved), or another leader's
-// watermark was found. Follow does not close it. Each successful Lead
+// watermark was found. Revoke does not close it. Each successful Grant
 // starts a new channel. It does not wait for the signing mutex, which a
 // fence being resolved holds for up to the node's read timeout.
-func (s *Signer) Demoted() <-chan struct{} {
+func (s *Signer) Revoked() <-chan struct{} {
 	return *s.demotedCh.Load()
 }
 

@@ -121,7 +121,7 @@ func TestLeaderFencesBeforeReply(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	var took []time.Duration
@@ -184,7 +184,7 @@ func TestStandbyReservesRefusesParks(t *testing.T) {
 	cl := newCluster(t)
 	a, b := newNode(t, cl, "a"), newNode(t, cl, "b")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	leaderVote := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 7, 0, &blockA, t0)))
@@ -242,28 +242,28 @@ func TestStandbyReservesRefusesParks(t *testing.T) {
 	t.Logf("park hold %v: ping reply after %v", b.cfg.ParkHold, r.took)
 }
 
-// S3′: after Follow nothing new is signed; a request above parks.
-func TestFollowStopsSigning(t *testing.T) {
+// S3′: after Revoke nothing new is signed; a request above parks.
+func TestRevokeStopsSigning(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)))
-	a.s.Follow()
+	a.s.Revoke()
 	if a.s.Leading() {
-		t.Fatal("leading after Follow")
+		t.Fatal("leading after Revoke")
 	}
 	if r := handleVote(a, vote(cmtproto.PrecommitType, 3, 0, &blockA, t0)); r.kind != "ping" {
-		t.Fatalf("after Follow: %s, want a parked request's ping", r.kind)
+		t.Fatalf("after Revoke: %s, want a parked request's ping", r.kind)
 	}
 	if got := cl.stored(t); got.Step != StepPrevote {
-		t.Fatalf("consul watermark moved to %s after Follow", got)
+		t.Fatalf("consul watermark moved to %s after Revoke", got)
 	}
 	select {
-	case <-a.s.Demoted():
-		t.Fatal("Follow closed Demoted")
+	case <-a.s.Revoked():
+		t.Fatal("Revoke closed Revoked")
 	default:
 	}
 }
@@ -274,11 +274,11 @@ func TestFenceFailureDemotes(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a")
 	sess, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), f); err != nil {
+	if err := a.s.Grant(context.Background(), f); err != nil {
 		t.Fatal(err)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)))
-	demoted := a.s.Demoted()
+	demoted := a.s.Revoked()
 	if _, err := cl.c.Session().Destroy(sess, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestFenceFailureDemotes(t *testing.T) {
 	select {
 	case <-demoted:
 	case <-time.After(time.Second):
-		t.Fatal("Demoted not closed")
+		t.Fatal("Revoked not closed")
 	}
 	if a.s.Leading() {
 		t.Fatal("still leading")
@@ -308,7 +308,7 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 	cl := newCluster(t)
 	a, b := newNode(t, cl, "a"), newNode(t, cl, "b")
 	sessA, fA := cl.lock(t)
-	if err := a.s.Lead(context.Background(), fA); err != nil {
+	if err := a.s.Grant(context.Background(), fA); err != nil {
 		t.Fatal(err)
 	}
 	const handover, heights = 8, 16
@@ -362,10 +362,10 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 		}
 		run(b, "b", 1, heights, 1100*time.Millisecond)
 	}()
-	a.s.Follow()
+	a.s.Revoke()
 	cl.unlock(t, sessA)
 	_, fB := cl.lock(t)
-	if err := b.s.Lead(context.Background(), fB); err != nil {
+	if err := b.s.Grant(context.Background(), fB); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -420,7 +420,7 @@ func TestDemotedLeaderReadsTheStoreAtOnce(t *testing.T) {
 	cl := newCluster(t)
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
-	if err := a.s.Lead(context.Background(), appliedUnknown{f}); err != nil {
+	if err := a.s.Grant(context.Background(), appliedUnknown{f}); err != nil {
 		t.Fatal(err)
 	}
 	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
@@ -435,7 +435,7 @@ func TestDemotedLeaderReadsTheStoreAtOnce(t *testing.T) {
 		t.Fatalf("re-served signature is not the fenced one (%v)", err)
 	}
 	select {
-	case <-a.s.Demoted():
+	case <-a.s.Revoked():
 	default:
 		t.Fatal("not demoted after the unknown fence")
 	}

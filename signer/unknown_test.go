@@ -68,7 +68,7 @@ func (f *flakyFencer) attempts() int {
 func stillLeading(t *testing.T, n *node) {
 	t.Helper()
 	select {
-	case <-n.s.Demoted():
+	case <-n.s.Revoked():
 		t.Fatal("demoted")
 	default:
 	}
@@ -86,7 +86,7 @@ func TestUnknownFenceNotAppliedIsRetried(t *testing.T) {
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
 	ff := &flakyFencer{f: f, lost: 3}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
+	if err := a.s.Grant(context.Background(), ff); err != nil {
 		t.Fatal(err)
 	}
 	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
@@ -131,7 +131,7 @@ func TestUnknownFenceResolvedByRead(t *testing.T) {
 			_, f := cl.lock(t)
 			ff := tc.ff
 			ff.f = f
-			if err := a.s.Lead(context.Background(), ff); err != nil {
+			if err := a.s.Grant(context.Background(), ff); err != nil {
 				t.Fatal(err)
 			}
 			v := mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)))
@@ -157,7 +157,7 @@ func TestUnknownFenceUnresolvedParks(t *testing.T) {
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
 	ff := &flakyFencer{f: f, lost: 1 << 30}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
+	if err := a.s.Grant(context.Background(), ff); err != nil {
 		t.Fatal(err)
 	}
 	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
@@ -217,7 +217,7 @@ func TestUnknownFenceAfterAnotherLeaderFenced(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
+	if err := a.s.Grant(context.Background(), ff); err != nil {
 		t.Fatal(err)
 	}
 	r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0))
@@ -225,7 +225,7 @@ func TestUnknownFenceAfterAnotherLeaderFenced(t *testing.T) {
 		t.Fatal("a signature left after another leader fenced the same height/round/step")
 	}
 	select {
-	case <-a.s.Demoted():
+	case <-a.s.Revoked():
 	default:
 		t.Fatal("not demoted")
 	}
@@ -247,7 +247,7 @@ func TestFenceRefusalIsNotRetried(t *testing.T) {
 		calls++
 		return 0, errors.New("the lock key is held by another session (test)")
 	})
-	if err := a.s.Lead(context.Background(), refusing); err != nil {
+	if err := a.s.Grant(context.Background(), refusing); err != nil {
 		t.Fatal(err)
 	}
 	if r := handleVote(a, vote(cmtproto.PrevoteType, 4, 0, &blockA, t0)); r.kind == "signed" {
@@ -274,7 +274,7 @@ func TestOwnLateFenceWithOtherTimestampIsReserved(t *testing.T) {
 	a := newNode(t, cl, "a")
 	_, f := cl.lock(t)
 	ff := &flakyFencer{f: f, lost: 1 << 30}
-	if err := a.s.Lead(context.Background(), ff); err != nil {
+	if err := a.s.Grant(context.Background(), ff); err != nil {
 		t.Fatal(err)
 	}
 	_, index0, err := cl.store().Read(context.Background())

@@ -296,7 +296,7 @@ func startUnderWatchdog(t *testing.T, c systemd.Command, wd time.Duration) (bool
 	}
 }
 
-// valguard's own start-up check (cmd/valguard/watchdog.go: WatchdogSec +
+// valguard's own start-up check (replica/watchdog.go: WatchdogSec +
 // renew interval < TTL − stop margin) accepts each unit's WatchdogSec with
 // the unit's timing flags, run for real under a socket that speaks the
 // sd_notify protocol. As a control, a WatchdogSec at the limit that check

@@ -24,17 +24,17 @@ const (
 const lostFix = "consul lost data, was restored from an old snapshot, or someone deleted or rewrote the key; " +
 	"find out which (consul's logs, `valguard state show`), and never delete the watermark key while a replica runs"
 
-// Lead makes this replica the signer that fences new signatures with f.
+// Grant makes this replica the signer that fences new signatures with f.
 // The caller holds the lock f checks. Under the signing mutex it reads the
 // watermark (consistent read, bounded by FenceTimeout) and refuses to lead
 // from a watermark that is unreadable (ErrWatermark) or of another chain
-// (ErrChainID). A new Demoted channel starts with each successful Lead.
+// (ErrChainID). A new Revoked channel starts with each successful Grant.
 //
 // A missing watermark key is never taken as "nothing was signed", and one
 // below what this replica knows was signed — its floor file, the
 // watermark it last saw in memory, the precommit ChainFloor finds on chain
 // — is never led from (Consul lost data, was restored from an old
-// snapshot, or someone deleted or rewrote the key). Lead raises it as
+// snapshot, or someone deleted or rewrote the key). Grant raises it as
 // DESIGN's S8 prescribes for a new leader, to the highest of: the stored
 // value, the floor file, the watermark in memory, ChainFloor's precommit,
 // and the whole height above the chain's latest committed height
@@ -63,7 +63,7 @@ const lostFix = "consul lost data, was restored from an old snapshot, or someone
 // A missing or lowered watermark with ChainHeight unknown (its error) is
 // not led from: the error says so and the caller tries again. Without
 // ChainHeight (nil) the chain's height is left out of the raise.
-func (s *Signer) Lead(ctx context.Context, f Fencer) error {
+func (s *Signer) Grant(ctx context.Context, f Fencer) error {
 	s.lockFreeAt.Store(nil) // this replica holds the lock: park, never refuse for want of a holder
 	if f == nil {
 		return errors.New("lead without a fencer")
