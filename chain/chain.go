@@ -85,7 +85,9 @@ type Kind struct {
 	Flags  []Flag
 	Others []string
 	// SettingFlags maps a field of the adapter's config, as a
-	// setting.Error names it, to the flag that sets it.
+	// setting.Error names it, to the kind's own flag that sets it (the
+	// fields behind the flags every kind reads, Home, Binary, Args,
+	// ValidatorKey and MaxBlockAge, are mapped by cmd/valguard).
 	SettingFlags map[string]string
 	// Build makes the node from the settings.
 	Build func(s Settings, in Input) (Setup, error)

@@ -13,23 +13,17 @@ import (
 func init() {
 	chain.Register(chain.Kind{
 		Name: "cometbft", StopTimeout: supervisor.DefaultStopTimeout, KeyCredential: "priv_validator_key.json",
-		SignModes: []SignMode{SignRestart, SignSigner}, SettingFlags: settingFlags, Build: build,
+		SignModes: []SignMode{SignRestart, SignSigner}, Build: build,
 	})
 	chain.Register(chain.Kind{
 		Name: "external", StopTimeout: supervisor.DefaultStopTimeout, KeyCredential: "priv_validator_key.json",
-		SignModes: []SignMode{SignSigner}, SettingFlags: settingFlags, Build: buildExternal,
+		SignModes: []SignMode{SignSigner}, Build: buildExternal,
 		Flags: []chain.Flag{
 			{Name: "node-rpc", Usage: "external: the node's RPC address, http://host:port"},
 			{Name: "chain-id", Usage: "external: the node's chain id"},
 			{Name: "state-dir", Path: true, Usage: "external: where valguard keeps its files (default: $STATE_DIRECTORY, systemd's StateDirectory=)"},
 		},
 	})
-}
-
-// settingFlags maps a Config field to the flag that sets it.
-var settingFlags = map[string]string{
-	"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
-	"ValidatorKey": "validator-key", "MaxBlockAge": "max-block-age",
 }
 
 func build(s chain.Settings, in chain.Input) (chain.Setup, error) {

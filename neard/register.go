@@ -23,11 +23,10 @@ func init() {
 			{Name: "promotion-timeout", Value: DefaultPromotionTimeout, Usage: "neard: how long a hot promotion may take to show in /status before it counts as failed"},
 		},
 		SettingFlags: map[string]string{
-			"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
-			"ValidatorKey": "validator-key", "ValidatorNodeKey": "validator-node-key", "VoterNodeKey": "voter-node-key",
+			"ValidatorNodeKey": "validator-node-key", "VoterNodeKey": "voter-node-key",
 			"ValidatorAddr": "validator-network-addr", "VoterAddr": "voter-network-addr",
 			"PublicAddresses": "public-address", "Promotion": "promotion", "PromotionTimeout": "promotion-timeout",
-			"BootNodes": "boot-nodes", "MaxBlockAge": "max-block-age",
+			"BootNodes": "boot-nodes",
 		},
 	})
 }

@@ -78,5 +78,5 @@ func validatorIDFromKey(c *cli.Context) (string, error) {
 		return neard.LockID(k.PublicKey)
 	}
 	k, err := cometbft.LoadKey(path)
-	return k.Address, withFlag(err, map[string]string{"ValidatorKey": "validator-key"})
+	return k.Address, withFlag(err, nil)
 }

@@ -136,13 +136,25 @@ func credential(c *cli.Context, flag, name string, required bool) (string, error
 	return secretfile.Credential(c.Path(flag), flag, valguardEnv(flag), name, required)
 }
 
+// commonSettings maps the config fields every adapter has to the flags
+// every kind reads (nodeFlags); a kind maps the settings of its own flags
+// (chain.Kind.SettingFlags).
+var commonSettings = map[string]string{
+	"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
+	"ValidatorKey": "validator-key", "MaxBlockAge": "max-block-age",
+}
+
 // withFlag puts the flag's name before an adapter's error about one of
-// its settings (flags maps the adapter's settings to flags); the adapters
-// name no flags themselves.
+// its settings (flags maps the kind's own settings, commonSettings the
+// others); the adapters name no flags themselves.
 func withFlag(err error, flags map[string]string) error {
 	var se *setting.Error
 	if errors.As(err, &se) {
-		if f, ok := flags[se.Name]; ok {
+		f, ok := flags[se.Name]
+		if !ok {
+			f, ok = commonSettings[se.Name]
+		}
+		if ok {
 			return fmt.Errorf("--%s: %w", f, err)
 		}
 	}
