@@ -45,6 +45,11 @@
 // without sleeping). The lease deadline (S4) is not on it: Session.Done
 // is the Elector's.
 //
+// Who may sign while this replica leads is one seam, signMode (mode.go),
+// chosen once by New: the key-file mode (keyfile.go: the key linked in
+// and the node restarted as the validator) or the signer mode
+// (signermode.go). The states above call nothing mode-specific besides it.
+//
 // Signer mode (Config.Signer set): the node runs in the voter role all the
 // time and is never restarted on a role change; leading is a grant of the
 // Signer under the held session, and every release revokes it first.

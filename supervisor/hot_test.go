@@ -131,7 +131,7 @@ func TestHotPromotionLeaseLostBeforeReload(t *testing.T) {
 	h.beforeReload = func() {
 		r.el.current().lose(errors.New("local lease deadline passed"))
 		eventually(t, time.Second, "fence saw the loss", func() bool {
-			f := r.sup.fence
+			f := r.sup.mode.(*keyFile).fence
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			return f.lost

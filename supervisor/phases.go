@@ -213,7 +213,7 @@ func (s *Supervisor) voting(ctx context.Context) (State, string) {
 				s.release(false)
 				return Syncing, "out of the election: " + l
 			}
-			return s.promote(ctx)
+			return s.mode.grant(ctx)
 		case <-ctx.Done():
 			return leave(Shutdown, "signal")
 		case <-s.nodeDone():

@@ -83,6 +83,7 @@ func newSignerRig(t *testing.T) (*rig, *fakeSigner) {
 	r := newRig(t, nil)
 	fs := &fakeSigner{j: r.j}
 	r.sup.cfg.Signer = fs
+	r.sup.mode = newSignMode(r.sup)
 	return r, fs
 }
 
@@ -157,6 +158,7 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
 	c := newClockRig(t, nil)
 	c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+	c.sup.mode = newSignMode(c.sup)
 	c.validating(1)
 	pid := c.node.last(RoleVoter).Process.Pid
 	c.cancel()
@@ -302,6 +304,7 @@ func TestSignerModeRecoveryRestart(t *testing.T) {
 	t.Run("dropped step", func(t *testing.T) {
 		c := newClockRig(t, nil)
 		c.sup.cfg.Signer = &fakeSigner{j: c.j, dropped: true}
+		c.sup.mode = newSignMode(c.sup)
 		c.validating(1) // poll
 		start := c.fc.Now()
 		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
@@ -361,6 +364,7 @@ func TestSignerModeRecoveryRestart(t *testing.T) {
 	t.Run("node still asking", func(t *testing.T) {
 		c := newClockRig(t, nil)
 		c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
+		c.sup.mode = newSignMode(c.sup)
 		c.validating(1)
 		start := c.fc.Now()
 		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true })

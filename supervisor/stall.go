@@ -87,11 +87,7 @@ type SignedHeighter interface {
 // Signer in signer mode and from the Node in key-file mode; 0 when the
 // one in charge does not say.
 func (s *Supervisor) signedHeight() int64 {
-	var src any = s.cfg.Node
-	if s.cfg.Signer != nil {
-		src = s.cfg.Signer
-	}
-	if h, ok := src.(SignedHeighter); ok {
+	if h, ok := s.mode.signedHeightFrom().(SignedHeighter); ok {
 		return h.SignedHeight()
 	}
 	return 0

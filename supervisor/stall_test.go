@@ -47,6 +47,7 @@ func TestChainWideStall(t *testing.T) {
 			if tc.signer {
 				fs = &fakeSigner{j: c.j, now: c.fc.Now}
 				c.sup.cfg.Signer = fs
+				c.sup.mode = newSignMode(c.sup)
 				c.sup.cfg.RecoveryAfter = time.Hour // the recovery restart is another test's
 				tickers = 1
 			}

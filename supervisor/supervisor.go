@@ -42,15 +42,14 @@ type Supervisor struct {
 	clock clockwork.Clock // cfg.Clock
 	state atomic.Int32
 
+	mode    signMode  // who may sign while this replica leads (mode.go)
 	proc    *nodeProc // the running node, nil when none
 	sess    Session   // the held session, nil when none
-	fence   *fence    // kills the node on lease loss, from promotion to release
 	starts  int       // node starts so far
 	fails   int       // consecutive voter start failures
 	vfails  int       // consecutive validator failures
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
-	granted bool  // signer mode: signing granted and not yet revoked
 
 	fallbackLogged bool // the reason for no cgroup was logged
 
@@ -81,7 +80,9 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")
 	}
 	cfg.setDefaults()
-	return &Supervisor{cfg: cfg, log: cfg.Log, clock: cfg.Clock}, nil
+	s := &Supervisor{cfg: cfg, log: cfg.Log, clock: cfg.Clock}
+	s.mode = newSignMode(s)
+	return s, nil
 }
 
 // setSession makes sess the held session (nil: none) for s.sess and the
@@ -156,7 +157,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case Voting:
 			st, reason = s.voting(ctx)
 		case Validating:
-			st, reason = s.validating(ctx)
+			st, reason = s.mode.watch(ctx)
 		case Shutdown:
 			s.shutdown()
 			return nil
@@ -169,21 +170,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// shutdown stops the node first, then releases the lock (S3). A validator
-// node that cannot be reaped keeps the lock unreleased: the session is
-// abandoned to expire in Consul. In signer mode no node holds the key: the
-// lock goes first (signing revoked, S3′), so that a standby takes over
-// without waiting for the node to stop, and the node runs on for
-// SignerGossipGrace so that its last votes reach its peers.
-func (s *Supervisor) shutdown() {
-	if s.cfg.Signer != nil && s.sess != nil {
-		signed := s.granted
-		s.release(false)
-		if signed && s.proc != nil && !s.proc.Exited() {
-			s.log.Info().Dur("grace", SignerGossipGrace).Msg("signing revoked and lock released; the node gossips its last votes before it stops")
-			s.clock.Sleep(SignerGossipGrace)
-		}
-	}
+// shutdown stops the node and releases the lock as the sign mode
+// requires (signMode.shutdown).
+func (s *Supervisor) shutdown() { s.mode.shutdown() }
+
+// stopAndRelease stops the node first, then releases the lock (S3). A
+// validator node that cannot be reaped keeps the lock unreleased: the
+// session is abandoned to expire in Consul. It reports whether no node is
+// left running.
+func (s *Supervisor) stopAndRelease() bool {
 	validator := s.proc != nil && s.proc.role == RoleValidator
 	if s.proc != nil {
 		s.stopNode("shutdown")
@@ -195,11 +190,9 @@ func (s *Supervisor) shutdown() {
 	if s.proc != nil {
 		s.log.Error().Int("pid", s.proc.PID()).Str("role", s.proc.role.String()).
 			Msg("exiting with the node's process tree not reaped: it may still run; check it by hand")
-		return
+		return false
 	}
-	if s.cfg.Signer == nil {
-		s.unlinkKey("after stopping")
-	}
+	return true
 }
 
 // unlinkKey prepares the voter role, which unlinks the validator key; it
@@ -220,15 +213,8 @@ func (s *Supervisor) unlinkKey(when string) {
 // session is abandoned, Consul expires it after its TTL and the lock-delay
 // fences the lock after that.
 func (s *Supervisor) release(withWatermark bool) {
-	if s.fence != nil {
-		s.fence.close()
-		s.fence = nil
-	}
 	s.setLeading(nil)
-	if s.cfg.Signer != nil {
-		s.cfg.Signer.Revoke()
-		s.granted = false
-	}
+	s.mode.revoke()
 	if s.proc != nil && s.proc.role == RoleValidator && !s.proc.Exited() {
 		s.sess.Abandon()
 		s.log.Error().Int("pid", s.proc.PID()).Time("session_deadline", s.sess.Deadline()).
@@ -245,11 +231,7 @@ func (s *Supervisor) release(withWatermark bool) {
 			final = wm
 		}
 	}
-	// A node still set here is a voter, or a validator whose tree exited
-	// after its reap timed out: the next Startup unlinks after the reap.
-	if s.cfg.Signer == nil && s.proc == nil {
-		s.unlinkKey("before releasing the lock")
-	}
+	s.mode.beforeClose()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 	defer cancel()
 	if err := s.sess.Close(ctx, final); err != nil {

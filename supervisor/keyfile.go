@@ -8,6 +8,50 @@ import (
 	"time"
 )
 
+// keyFile is the key-file sign mode: the validator key is a file that is
+// linked into the leader's node home (package keylink, through the chain
+// adapter's Prepare), and the node is restarted, or hot-reloaded, as the
+// validator. Granting is that promotion under the fence; revoking is the
+// validator node killed and its whole tree reaped (S3, S10), then the key
+// unlinked (S2) before the lock goes.
+//
+// It stays in package supervisor, unlike the signer mode's key holder
+// (package signer behind [Signer]): its grant and revoke are the node
+// process's restart and reap, which the supervisor owns.
+type keyFile struct {
+	s     *Supervisor
+	fence *fence // kills the node on lease loss, from the grant to the release
+}
+
+// revoke, first in every release, stops the fence: the caller has stopped
+// the validator node or found it not reaped (then the lock is abandoned).
+func (m *keyFile) revoke() {
+	if m.fence != nil {
+		m.fence.close()
+		m.fence = nil
+	}
+}
+
+// beforeClose unlinks the validator key before the lock goes (S2). A node
+// still set here is a voter, or a validator whose tree exited after its
+// reap timed out: the next Startup unlinks after the reap.
+func (m *keyFile) beforeClose() {
+	if m.s.proc == nil {
+		m.s.unlinkKey("before releasing the lock")
+	}
+}
+
+// shutdown stops the node first, then releases the lock (S3), then
+// unlinks the key.
+func (m *keyFile) shutdown() {
+	if m.s.stopAndRelease() {
+		m.s.unlinkKey("after stopping")
+	}
+}
+
+// signedHeightFrom is the node: its sign state says what it signed.
+func (m *keyFile) signedHeightFrom() any { return m.s.cfg.Node }
+
 // fence kills the node the moment the session is lost (S4). It runs in a
 // goroutine of its own so that nothing the main loop does can delay it.
 type fence struct {
@@ -58,11 +102,10 @@ func (f *fence) guard(start func() (*nodeProc, error)) (bool, error) {
 
 func (f *fence) close() { close(f.stop) }
 
-// validating watches the lease, the node and its progress.
-func (s *Supervisor) validating(ctx context.Context) (State, string) {
-	if s.cfg.Signer != nil {
-		return s.validatingSigner(ctx)
-	}
+// watch watches the lease, the validator node and its progress, and
+// publishes the node's sign-state watermark as it changes.
+func (m *keyFile) watch(ctx context.Context) (State, string) {
+	s := m.s
 	poll := s.clock.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	publish := s.clock.NewTicker(s.cfg.PublishInterval)
@@ -94,11 +137,11 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 			return Startup, "validator node exited; lock released"
 		case <-s.operatorChanged():
 			if h := s.hold(); h != "" {
-				return s.stepDown("operator: "+h, 0)
+				return m.stepDown("operator: "+h, 0)
 			}
 		case <-poll.Chan():
 			if h := s.hold(); h != "" {
-				return s.stepDown("operator: "+h, 0)
+				return m.stepDown("operator: "+h, 0)
 			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
@@ -107,7 +150,7 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 				s.moved(&stall)
 			}
 			if stalled := s.clock.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, stall.since) {
-				return s.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
+				return m.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		case <-publish.Chan():
 			wm, err := s.cfg.Node.Watermark()
@@ -134,7 +177,8 @@ func (s *Supervisor) validating(ctx context.Context) (State, string) {
 // over at once, and holds this replica out of the election for holdoff: a
 // validator that is not keeping up, or (holdoff 0) one the operator asked
 // to hand over, which the Operator itself then keeps out.
-func (s *Supervisor) stepDown(reason string, holdoff time.Duration) (State, string) {
+func (m *keyFile) stepDown(reason string, holdoff time.Duration) (State, string) {
+	s := m.s
 	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
 	s.stopNode("step down")
 	s.release(true)

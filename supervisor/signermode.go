@@ -7,15 +7,52 @@ import (
 	"time"
 )
 
-// In signer mode (Config.Signer set) the node always runs in the voter
-// role and is never restarted on a role change: leading is granting the
-// Signer, and every release revokes it first (S3′, in release).
+// signerMode is the signer mode (Config.Signer set): valguard holds the
+// key and signs for the node (package signer), which always runs in the
+// voter role and is never restarted on a role change. Granting is
+// Signer.Grant under the held lock; revoking is Signer.Revoke, which
+// returns only once nothing can sign, first in every release (S3′).
+type signerMode struct {
+	s       *Supervisor
+	signer  Signer
+	granted bool // signing granted and not yet revoked
+}
 
-// promoteSigner grants signing under the held lock.
-func (s *Supervisor) promoteSigner(ctx context.Context) (State, string) {
+// revoke, first in every release, stops signing (S3′).
+func (m *signerMode) revoke() {
+	m.signer.Revoke()
+	m.granted = false
+}
+
+// beforeClose: no key file to unlink.
+func (m *signerMode) beforeClose() {}
+
+// shutdown releases the lock first (signing revoked, S3′), so that a
+// standby takes over without waiting for the node to stop, and lets the
+// node run on for SignerGossipGrace so that its last votes reach its
+// peers; then it stops the node.
+func (m *signerMode) shutdown() {
+	s := m.s
+	if s.sess != nil {
+		signed := m.granted
+		s.release(false)
+		if signed && s.proc != nil && !s.proc.Exited() {
+			s.log.Info().Dur("grace", SignerGossipGrace).Msg("signing revoked and lock released; the node gossips its last votes before it stops")
+			s.clock.Sleep(SignerGossipGrace)
+		}
+	}
+	s.stopAndRelease()
+}
+
+// signedHeightFrom is the Signer: it made the signatures.
+func (m *signerMode) signedHeightFrom() any { return m.signer }
+
+// grant grants signing under the held lock.
+func (m *signerMode) grant(ctx context.Context) (State, string) {
+	s := m.s
 	s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	gctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	err := s.cfg.Signer.Grant(gctx, s.sess)
+	err := m.signer.Grant(gctx, s.sess)
 	cancel()
 	switch {
 	case errors.Is(err, ErrFatal):
@@ -26,14 +63,15 @@ func (s *Supervisor) promoteSigner(ctx context.Context) (State, string) {
 		s.release(false)
 		return Registering, fmt.Sprintf("signing not granted: %v; lock released", err)
 	}
-	s.granted = true
+	m.granted = true
 	s.cfg.Metrics.failover()
 	return Validating, "lock acquired; signing granted, node not restarted"
 }
 
-// validatingSigner watches the lease, the signer, the node and its
-// progress while this replica signs.
-func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
+// watch watches the lease, the signer, the node and its progress while
+// this replica signs.
+func (m *signerMode) watch(ctx context.Context) (State, string) {
+	s := m.s
 	poll := s.clock.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	lastHeight, progress := int64(0), s.clock.Now()
@@ -48,7 +86,7 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			reason := fmt.Sprintf("lease lost: %v", s.sess.Err())
 			s.release(false)
 			return Syncing, reason
-		case <-s.cfg.Signer.Revoked():
+		case <-m.signer.Revoked():
 			s.release(false)
 			return Syncing, "a fence failed: signing stopped, lock released"
 		case <-s.nodeDone():
@@ -58,36 +96,37 @@ func (s *Supervisor) validatingSigner(ctx context.Context) (State, string) {
 			return Startup, "node exited; lock released"
 		case <-s.operatorChanged():
 			if h := s.hold(); h != "" {
-				return s.stepDownSigner("operator: "+h, 0)
+				return m.stepDown("operator: "+h, 0)
 			}
 		case <-poll.Chan():
 			if h := s.hold(); h != "" {
-				return s.stepDownSigner("operator: "+h, 0)
+				return m.stepDown("operator: "+h, 0)
 			}
 			st, err := s.status(ctx)
 			if err == nil && st.Height > lastHeight && !st.CatchingUp {
 				lastHeight, progress, recovered = st.Height, s.clock.Now(), false
 				s.moved(&stall)
 			}
-			if !recovered && s.needsRecovery(progress) {
+			if !recovered && m.needsRecovery(progress) {
 				recovered = true
-				if st, reason, ok := s.recoveryRestart(lastHeight); !ok {
+				if st, reason, ok := m.recoveryRestart(lastHeight); !ok {
 					return st, reason
 				}
 				progress = s.clock.Now() // the restarted node gets the time to catch up
 				continue
 			}
-			if stalled := s.clock.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, s.cfg.Signer.LastRequest()) {
-				return s.stepDownSigner(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
+			if stalled := s.clock.Since(progress); stalled > s.cfg.MaxStall && !s.chainStalled(&stall, st, err, m.signer.LastRequest()) {
+				return m.stepDown(fmt.Sprintf("no progress for %s at height %d (catching up: %v)", stalled.Round(time.Millisecond), lastHeight, st.CatchingUp), s.cfg.StepDownHoldoff)
 			}
 		}
 	}
 }
 
-// stepDownSigner releases the lock (signing revoked first, under the
+// stepDown releases the lock (signing revoked first, under the
 // signing mutex: S3′), keeps the node running and holds this replica out
 // of the election for holdoff.
-func (s *Supervisor) stepDownSigner(reason string, holdoff time.Duration) (State, string) {
+func (m *signerMode) stepDown(reason string, holdoff time.Duration) (State, string) {
+	s := m.s
 	s.log.Warn().Str("reason", reason).Dur("holdoff", holdoff).Msg("stepping down")
 	s.release(false)
 	s.holdoff = s.clock.Now().Add(holdoff)
@@ -97,11 +136,12 @@ func (s *Supervisor) stepDownSigner(reason string, holdoff time.Duration) (State
 // needsRecovery reports a stall of the leader's node (no new height since
 // progress) during which the node also asked for no signature, both for
 // RecoveryAfter: it has dropped the step the chain waits for.
-func (s *Supervisor) needsRecovery(progress time.Time) bool {
+func (m *signerMode) needsRecovery(progress time.Time) bool {
+	s := m.s
 	if s.cfg.Unsupervised || s.clock.Since(progress) <= s.cfg.RecoveryAfter {
 		return false
 	}
-	last := s.cfg.Signer.LastRequest()
+	last := m.signer.LastRequest()
 	return last.IsZero() || s.clock.Since(last) > s.cfg.RecoveryAfter
 }
 
@@ -109,7 +149,8 @@ func (s *Supervisor) needsRecovery(progress time.Time) bool {
 // the lock and the grant: its WAL replay asks again for the step it
 // dropped. ok is false when the node could not be restarted; the lock is
 // then released.
-func (s *Supervisor) recoveryRestart(height int64) (State, string, bool) {
+func (m *signerMode) recoveryRestart(height int64) (State, string, bool) {
+	s := m.s
 	s.log.Warn().Int64("height", height).Dur("stalled_for", s.cfg.RecoveryAfter).
 		Msg("chain stalled while the node asks for no signature (a dropped step): restarting the node, keeping the lock")
 	s.cfg.Metrics.recovery()

@@ -9,21 +9,20 @@ import (
 	"time"
 )
 
-// promote turns the voter into the validator once the lock is held. It
+// grant turns the voter into the validator once the lock is held. It
 // reads the watermark, then either promotes the running node in place
 // (a HotPromoter that says so) or stops the voter node, prepares the
-// validator role (S8) and starts the validator node. The fence covers the
-// node from here until release.
-func (s *Supervisor) promote(ctx context.Context) (State, string) {
-	if s.cfg.Signer != nil {
-		return s.promoteSigner(ctx)
-	}
+// validator role, which links the key and raises the sign state (S8), and
+// starts the validator node. The fence covers the node from here until
+// release.
+func (m *keyFile) grant(ctx context.Context) (State, string) {
+	s := m.s
 	s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
 	// The fence lives until release, so it also covers the voter being
 	// stopped or promoted here and a validator being stopped on shutdown or
 	// step-down.
 	f := s.startFence(s.sess)
-	s.fence = f
+	m.fence = f
 	s.setLeading(s.sess)
 	if ok, _ := f.guard(func() (*nodeProc, error) { return s.proc, nil }); !ok {
 		return s.failPromotion(fmt.Sprintf("lease lost on acquisition: %v", s.sess.Err()))
@@ -37,7 +36,7 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 		return Registering, fmt.Sprintf("could not read the watermark: %v; lock released", err)
 	}
 	if hf, ok := s.cfg.Node.(HeadFence); ok {
-		if st, reason, ok := s.awaitHead(ctx, hf, wm); !ok {
+		if st, reason, ok := m.awaitHead(ctx, hf, wm); !ok {
 			return st, reason
 		}
 	}
@@ -49,10 +48,10 @@ func (s *Supervisor) promote(ctx context.Context) (State, string) {
 		case err != nil:
 			s.log.Warn().Err(err).Msg("cannot tell whether the node takes the key without a restart; restarting it")
 		case hot:
-			return s.promoteHot(ctx, f, hp, wm)
+			return m.promoteHot(ctx, f, hp, wm)
 		}
 	}
-	return s.promoteRestart(ctx, f, wm)
+	return m.promoteRestart(ctx, f, wm)
 }
 
 // failPromotion undoes a promotion that did not complete: the node is
@@ -68,7 +67,8 @@ func (s *Supervisor) failPromotion(reason string) (State, string) {
 
 // promoteRestart stops the voter, prepares the validator role and starts
 // the validator node under the fence.
-func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (State, string) {
+func (m *keyFile) promoteRestart(ctx context.Context, f *fence, wm []byte) (State, string) {
+	s := m.s
 	if !s.stopNode("promotion to validator") {
 		// A voter holds no key: the lock can go; Startup waits for the reap.
 		s.release(false)
@@ -109,7 +109,8 @@ func (s *Supervisor) promoteRestart(ctx context.Context, f *fence, wm []byte) (S
 // at or above the published watermark (HeadFence), for at most MaxStall.
 // If the node does not get there, the lease is lost, the node exits or ctx
 // ends, the promotion is undone and ok is false.
-func (s *Supervisor) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st State, reason string, ok bool) {
+func (m *keyFile) awaitHead(ctx context.Context, hf HeadFence, wm []byte) (st State, reason string, ok bool) {
+	s := m.s
 	start := s.clock.Now()
 	tick := s.clock.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
@@ -168,7 +169,8 @@ var errLeaseLost = errors.New("lease lost before the key was loaded")
 // adapter's wait for confirmation ends as soon as the lease is lost or the
 // node exits. A promotion the node does not confirm is a failed one: kill,
 // release, back to Startup.
-func (s *Supervisor) promoteHot(ctx context.Context, f *fence, hp HotPromoter, wm []byte) (State, string) {
+func (m *keyFile) promoteHot(ctx context.Context, f *fence, hp HotPromoter, wm []byte) (State, string) {
+	s := m.s
 	p := s.proc
 	if p == nil || p.Reaped() {
 		return s.failPromotion("node exited before promotion")
