@@ -48,7 +48,9 @@
 // Who may sign while this replica leads is one seam, signMode (mode.go),
 // chosen once by New: the key-file mode (keyfile.go: the key linked in
 // and the node restarted as the validator) or the signer mode
-// (signermode.go). The states above call nothing mode-specific besides it.
+// (signermode.go). The states above call nothing mode-specific besides
+// it; the release's abandon of a lock whose validator node is not reaped
+// is common to both (in the signer mode no node is ever a validator).
 //
 // Signer mode (Config.Signer set): the node runs in the voter role all the
 // time and is never restarted on a role change; leading is a grant of the

@@ -300,3 +300,10 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 	t.Fatalf("not within %s: %s", d, what)
 }
+
+// useSigner puts sup, made by New without a Signer, in the signer mode
+// with fs: Config.Signer and the sign mode New would have chosen for it.
+func useSigner(sup *Supervisor, fs Signer) {
+	sup.cfg.Signer = fs
+	sup.mode = newSignMode(sup)
+}

@@ -11,9 +11,10 @@ import (
 // keyFile is the key-file sign mode: the validator key is a file that is
 // linked into the leader's node home (package keylink, through the chain
 // adapter's Prepare), and the node is restarted, or hot-reloaded, as the
-// validator. Granting is that promotion under the fence; revoking is the
-// validator node killed and its whole tree reaped (S3, S10), then the key
-// unlinked (S2) before the lock goes.
+// validator. Granting is that promotion under the fence; giving it up is
+// the validator node killed and its whole tree reaped by the caller (S3,
+// S10), then, in the release, the fence disarmed (revoke) and the key
+// unlinked (S2, beforeClose) before the lock goes.
 //
 // It stays in package supervisor, unlike the signer mode's key holder
 // (package signer behind [Signer]): its grant and revoke are the node
@@ -23,8 +24,9 @@ type keyFile struct {
 	fence *fence // kills the node on lease loss, from the grant to the release
 }
 
-// revoke, first in every release, stops the fence: the caller has stopped
-// the validator node or found it not reaped (then the lock is abandoned).
+// revoke, at the start of every release, disarms the fence: the caller has
+// stopped the validator node, or release finds it not reaped and abandons
+// the lock.
 func (m *keyFile) revoke() {
 	if m.fence != nil {
 		m.fence.close()
@@ -42,7 +44,8 @@ func (m *keyFile) beforeClose() {
 }
 
 // shutdown stops the node first, then releases the lock (S3), then
-// unlinks the key.
+// unlinks the key; a node left unreaped keeps the key linked (it may be
+// running with it) and the lock abandoned.
 func (m *keyFile) shutdown() {
 	if m.s.stopAndRelease() {
 		m.s.unlinkKey("after stopping")

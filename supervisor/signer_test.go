@@ -82,8 +82,7 @@ func (f *fakeSigner) fail() {
 func newSignerRig(t *testing.T) (*rig, *fakeSigner) {
 	r := newRig(t, nil)
 	fs := &fakeSigner{j: r.j}
-	r.sup.cfg.Signer = fs
-	r.sup.mode = newSignMode(r.sup)
+	useSigner(r.sup, fs)
 	return r, fs
 }
 
@@ -157,8 +156,7 @@ func TestSignerModeLeadsWithoutRestartingTheNode(t *testing.T) {
 // moment before the grace has passed, and is stopped once it has.
 func TestSignerModeShutdownReleasesBeforeStoppingTheNode(t *testing.T) {
 	c := newClockRig(t, nil)
-	c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
-	c.sup.mode = newSignMode(c.sup)
+	useSigner(c.sup, &fakeSigner{j: c.j, now: c.fc.Now})
 	c.validating(1)
 	pid := c.node.last(RoleVoter).Process.Pid
 	c.cancel()
@@ -303,8 +301,7 @@ func TestUnsupervisedNodeIsOnlySignedFor(t *testing.T) {
 func TestSignerModeRecoveryRestart(t *testing.T) {
 	t.Run("dropped step", func(t *testing.T) {
 		c := newClockRig(t, nil)
-		c.sup.cfg.Signer = &fakeSigner{j: c.j, dropped: true}
-		c.sup.mode = newSignMode(c.sup)
+		useSigner(c.sup, &fakeSigner{j: c.j, dropped: true})
 		c.validating(1) // poll
 		start := c.fc.Now()
 		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true }) // no new height
@@ -363,8 +360,7 @@ func TestSignerModeRecoveryRestart(t *testing.T) {
 	})
 	t.Run("node still asking", func(t *testing.T) {
 		c := newClockRig(t, nil)
-		c.sup.cfg.Signer = &fakeSigner{j: c.j, now: c.fc.Now}
-		c.sup.mode = newSignMode(c.sup)
+		useSigner(c.sup, &fakeSigner{j: c.j, now: c.fc.Now})
 		c.validating(1)
 		start := c.fc.Now()
 		c.node.set(func(n *fakeNode) { n.status.CatchingUp = true })

@@ -11,14 +11,14 @@ import (
 // key and signs for the node (package signer), which always runs in the
 // voter role and is never restarted on a role change. Granting is
 // Signer.Grant under the held lock; revoking is Signer.Revoke, which
-// returns only once nothing can sign, first in every release (S3′).
+// returns only once nothing can sign, at the start of every release (S3′).
 type signerMode struct {
 	s       *Supervisor
 	signer  Signer
 	granted bool // signing granted and not yet revoked
 }
 
-// revoke, first in every release, stops signing (S3′).
+// revoke, at the start of every release, stops signing (S3′).
 func (m *signerMode) revoke() {
 	m.signer.Revoke()
 	m.granted = false

@@ -46,8 +46,7 @@ func TestChainWideStall(t *testing.T) {
 			tickers := 2 // poll and publish
 			if tc.signer {
 				fs = &fakeSigner{j: c.j, now: c.fc.Now}
-				c.sup.cfg.Signer = fs
-				c.sup.mode = newSignMode(c.sup)
+				useSigner(c.sup, fs)
 				c.sup.cfg.RecoveryAfter = time.Hour // the recovery restart is another test's
 				tickers = 1
 			}
