@@ -52,12 +52,15 @@ type Config struct {
 
 // Node is the CometBFT adapter; it implements supervisor.Node.
 type Node struct {
-	cfg  Config
-	p    paths
-	key  Key
-	env  []string // the node's environment, checked in New
-	rpc  *rpchttp.HTTP
-	seen atomic.Int64 // highest committed height this replica observed
+	cfg Config
+	p   paths
+	key Key
+	env []string // the node's environment, checked in New
+	// cosmovisor: the binary is cosmovisor, which runs the daemon
+	// (cosmovisor.go).
+	cosmovisor bool
+	rpc        *rpchttp.HTTP
+	seen       atomic.Int64 // highest committed height this replica observed
 
 	mu        sync.Mutex
 	role      supervisor.Role // role last prepared
@@ -122,11 +125,18 @@ func New(cfg Config) (*Node, error) {
 	if err := checkEnv(cfg.Binary, env); err != nil {
 		return nil, err
 	}
+	cosmovisor := isCosmovisor(cfg.Binary)
+	if cosmovisor {
+		network, _, _ := parseSignerAddr(cfg.SignerAddr)
+		if env, err = cosmovisorEnv(home, env, cfg.SignMode == SignSigner && network == "unix"); err != nil {
+			return nil, err
+		}
+	}
 	rpc, err := rpchttp.New(p.rpc, "/websocket")
 	if err != nil {
 		return nil, fmt.Errorf("rpc client for %s: %w", p.rpc, err)
 	}
-	n := &Node{cfg: cfg, p: p, key: key, env: env, rpc: rpc}
+	n := &Node{cfg: cfg, p: p, key: key, env: env, cosmovisor: cosmovisor, rpc: rpc}
 	if err := n.checkLaddr(p); err != nil {
 		return nil, err
 	}
@@ -173,7 +183,9 @@ func (n *Node) RPC() string { return n.p.rpc }
 // other than a socket is at its path (Prepare removed a stale socket).
 // Both replicas' nodes report the validator's key there, so CometBFT's
 // double-sign check would find its own recent signatures at every start
-// and refuse it.
+// and refuse it. With cosmovisor as the binary the command is "cosmovisor
+// run start ...", with DAEMON_HOME (and DAEMON_SHUTDOWN_GRACE) set when
+// the environment did not.
 func (n *Node) Command(role supervisor.Role) (*exec.Cmd, error) {
 	if n.signerMode() && role != supervisor.RoleVoter {
 		return nil, fmt.Errorf("a %s node command: %w", role, ErrSignerMode)
@@ -182,6 +194,9 @@ func (n *Node) Command(role supervisor.Role) (*exec.Cmd, error) {
 		return nil, err
 	}
 	args := []string{"start", "--home", n.cfg.Home, "--consensus.double_sign_check_height", "0"}
+	if n.cosmovisor {
+		args = append([]string{"run"}, args...)
+	}
 	if n.signerMode() {
 		if _, err := n.checkSignerListener(); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test and demo dependencies of valguard into a cache:
-# Consul (built from the Go module proxy) and CometBFT (go install).
+# Consul and cosmovisor (built from the Go module proxy) and CometBFT
+# (go install).
 # Prints the cache bin directory on the last line of stdout.
 #
 # Not needed at run time in production.
@@ -8,6 +9,7 @@ set -euo pipefail
 
 CONSUL_VERSION="${CONSUL_VERSION:-v1.20.6}"
 COMETBFT_VERSION="${COMETBFT_VERSION:-v0.38.26}"
+COSMOVISOR_VERSION="${COSMOVISOR_VERSION:-v1.5.0}"
 CACHE="${VALGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/valguard}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -62,6 +64,38 @@ install_cometbft() {
 	log "cometbft installed: $want"
 }
 
+# download_copy puts a writable copy of module $1's source in $2.
+download_copy() {
+	local dir
+	dir=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+		log "go mod download did not give a source directory for $1"
+		exit 1
+	fi
+	cp -r "$dir/." "$2"
+	chmod -R u+w "$2"
+}
+
+install_cosmovisor() {
+	# go install fails here (the module proxy refuses cosmovisor's version
+	# list, which go install reads); the exact version downloads: build it
+	# from a copy of that source.
+	local want="$BIN/cosmovisor-$COSMOVISOR_VERSION"
+	if [ -x "$want" ]; then
+		ln -sfn "cosmovisor-$COSMOVISOR_VERSION" "$BIN/cosmovisor"
+		return
+	fi
+	log "building cosmovisor $COSMOVISOR_VERSION from the Go module proxy (a few minutes, once per machine)"
+	local tmp
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
+	download_copy "cosmossdk.io/tools/cosmovisor@$COSMOVISOR_VERSION" "$tmp/src"
+	(cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -ldflags=-s -o "$want.tmp" ./cmd/cosmovisor)
+	mv "$want.tmp" "$want"
+	ln -sfn "cosmovisor-$COSMOVISOR_VERSION" "$BIN/cosmovisor"
+	log "cosmovisor installed: $want"
+}
+
 install_tools() {
 	# Tools the tests, drills and benchmarks use; installed when missing and root.
 	local missing=()
@@ -88,4 +122,5 @@ install_tools() {
 install_tools
 install_cometbft
 install_consul
+install_cosmovisor
 echo "$BIN"

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cometbft/cometbft/crypto"
@@ -131,6 +134,9 @@ func ParseAddr(addr string) (network, address string, err error) {
 // bounded by 12 s (see connReadTimeout). Requests larger than privval's
 // 10 KiB limit end the connection.
 //
+// A unix socket whose dial is refused is a node's stale socket, and Serve
+// removes it (removeStaleSocket).
+//
 // Not guaranteed: that the node accepts a connection (it holds one at a
 // time and takes a new one only after the old one failed it), nor that a
 // reply cut off by a broken connection reached the node.
@@ -196,7 +202,35 @@ func Serve(ctx context.Context, cfg ConnConfig, h Handler) error {
 			log.Warn().Err(err).Int("failed_attempts", failed).Msg("no privval connection to the node; redialing")
 			lastFail = msg
 		}
+		if network == "unix" && errors.Is(err, syscall.ECONNREFUSED) {
+			removeStaleSocket(address, log)
+		}
 	}
+}
+
+// removeStaleSocket removes the node's socket file at path, whose dial was
+// just refused: nothing accepts on it any more. CometBFT does not remove
+// its privval socket when it stops, even cleanly, and its next start fails
+// on the file ("bind: address already in use"); valguard removes it
+// before every start it makes itself (cometbft's Prepare), and this covers
+// the starts it does not make: cosmovisor starting the upgraded daemon, a
+// node under its own service manager (--node external). Only a socket is
+// removed. Not guaranteed: a node that binds the path between the refused
+// dial and the removal (its bind and listen are one call, so the window is
+// that call's) loses its socket, gets no signer and exits after its 3 s
+// wait for one; its next start then succeeds.
+func removeStaleSocket(path string, log zerolog.Logger) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() != fs.ModeSocket {
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn().Err(err).Str("path", path).Msg("could not remove the stale signer socket: the node cannot listen on it again")
+		}
+		return
+	}
+	log.Info().Str("path", path).Msg("stale signer socket removed: the node stopped and left it behind; its next start can listen again")
 }
 
 // dial connects to the node, with the SecretConnection handshake for tcp

@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -416,4 +417,52 @@ func makeStaleSocket(t *testing.T, path string) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("stale socket file: %v", err)
 	}
+}
+
+// TestServeRemovesStaleSocket: a node that stopped left its socket file
+// (CometBFT does, even on a clean stop) and its next start, which valguard
+// may not make (cosmovisor at an upgrade), could not listen there. Serve
+// removes a socket whose dial is refused, and serves the node that then
+// listens; it leaves a file that is not a socket, and a socket a node
+// serves, where they are.
+func TestServeRemovesStaleSocket(t *testing.T) {
+	t.Run("stale socket", func(t *testing.T) {
+		sock := filepath.Join(shortDir(t), "pv.sock")
+		makeStaleSocket(t, sock)
+		startServe(t, ConnConfig{Addr: "unix://" + sock, Log: zerolog.Nop()}, &pingHandler{})
+		gone := false
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(10 * time.Millisecond) {
+			_, err := os.Lstat(sock)
+			gone = errors.Is(err, fs.ErrNotExist)
+		}
+		if !gone {
+			t.Fatal("the stale socket is still there after 5 s")
+		}
+		accepted := fakeNode(t, sock, func(net.Conn) {}) // fails if the path is taken
+		for deadline := time.Now().Add(5 * time.Second); accepted.Load() == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("Serve did not connect to the node listening again")
+			}
+		}
+	})
+	t.Run("not a socket", func(t *testing.T) {
+		path := filepath.Join(shortDir(t), "pv.sock")
+		if err := os.WriteFile(path, []byte("keep"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		startServe(t, ConnConfig{Addr: "unix://" + path, Log: zerolog.Nop()}, &pingHandler{})
+		time.Sleep(500 * time.Millisecond)
+		if b, err := os.ReadFile(path); err != nil || string(b) != "keep" {
+			t.Fatalf("a regular file at the socket path was touched: %q, %v", b, err)
+		}
+	})
+	t.Run("served socket", func(t *testing.T) {
+		sock := filepath.Join(shortDir(t), "pv.sock")
+		accepted := fakeNode(t, sock, func(c net.Conn) { time.Sleep(50 * time.Millisecond) })
+		startServe(t, ConnConfig{Addr: "unix://" + sock, Log: zerolog.Nop()}, &pingHandler{})
+		time.Sleep(500 * time.Millisecond)
+		if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != fs.ModeSocket || accepted.Load() == 0 {
+			t.Fatalf("served socket: %v, %v, %d connections", fi, err, accepted.Load())
+		}
+	})
 }

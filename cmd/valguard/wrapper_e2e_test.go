@@ -42,13 +42,17 @@ func writeWrapper(t *testing.T, cometbft string, setsid bool) string {
 	return path
 }
 
-// children lists the child pids of pid.
+// children lists the child pids of pid, whichever of its threads started
+// them (a Go wrapper such as cosmovisor starts the daemon from any).
 func children(pid int) []int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			out = append(out, c)
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
 		}
 	}
 	return out

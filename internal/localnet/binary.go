@@ -8,7 +8,8 @@ import (
 	"path/filepath"
 )
 
-// ErrNoBinary is returned by CometBFTBinary when no cometbft binary is found.
+// ErrNoBinary is returned by CometBFTBinary when no cometbft binary is
+// found, and wrapped by CosmovisorBinary when no cosmovisor is.
 var ErrNoBinary = errors.New("cometbft binary not found; run scripts/install-deps.sh")
 
 // CometBFTBinary returns the path of the cometbft binary to run, looked up
@@ -21,22 +22,42 @@ var ErrNoBinary = errors.New("cometbft binary not found; run scripts/install-dep
 //
 // The error wraps ErrNoBinary when none is found.
 func CometBFTBinary() (string, error) {
-	if p := os.Getenv("VALGUARD_COMETBFT"); p != "" {
+	p, err := cachedBinary("cometbft", "VALGUARD_COMETBFT")
+	if err == nil && p == "" {
+		err = ErrNoBinary
+	}
+	return p, err
+}
+
+// CosmovisorBinary is CometBFTBinary for cosmovisor: $VALGUARD_COSMOVISOR,
+// then the cache, then $PATH.
+func CosmovisorBinary() (string, error) {
+	p, err := cachedBinary("cosmovisor", "VALGUARD_COSMOVISOR")
+	if err == nil && p == "" {
+		err = fmt.Errorf("cosmovisor binary not found; run scripts/install-deps.sh: %w", ErrNoBinary)
+	}
+	return p, err
+}
+
+// cachedBinary looks name up as CometBFTBinary says, with env as the
+// variable that names it; "" and no error when it is nowhere.
+func cachedBinary(name, env string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("VALGUARD_COMETBFT=%s: %w", p, err)
+			return "", fmt.Errorf("%s=%s: %w", env, p, err)
 		}
 		return p, nil
 	}
 	if dir, err := cacheDir(); err == nil {
-		p := filepath.Join(dir, "bin", "cometbft")
+		p := filepath.Join(dir, "bin", name)
 		if checkExecutable(p) == nil {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath("cometbft"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", ErrNoBinary
+	return "", nil
 }
 
 // cacheDir is ${VALGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/valguard},
