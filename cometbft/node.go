@@ -58,6 +58,9 @@ type Node struct {
 	env  []string // the node's environment, checked in New
 	rpc  *rpchttp.HTTP
 	seen atomic.Int64 // highest committed height this replica observed
+	// floor is the chain-floor scan of the validator on the node, with
+	// its cache (LastSigned); built in New over rpc, it keeps that client.
+	floor *floorScan
 
 	mu        sync.Mutex
 	role      supervisor.Role // role last prepared
@@ -126,7 +129,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpc client for %s: %w", p.rpc, err)
 	}
-	n := &Node{cfg: cfg, p: p, key: key, env: env, rpc: rpc}
+	n := &Node{cfg: cfg, p: p, key: key, env: env, rpc: rpc, floor: newFloorScan(rpc, key.Address)}
 	if err := n.checkLaddr(p); err != nil {
 		return nil, err
 	}
