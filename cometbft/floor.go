@@ -3,10 +3,7 @@ package cometbft
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
-
-	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 )
 
 // FloorScanTime bounds one chain-floor scan (LastSigned): it takes at most
@@ -22,10 +19,7 @@ var ErrFloorIncomplete = errors.New("the chain-floor scan did not finish in time
 
 // LastSignedHeight is LastSigned without the round.
 func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, error) {
-	if maxScan < 1 {
-		return 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
-	}
-	h, _, err := lastSigned(ctx, n.rpc, n.key.Address, maxScan)
+	h, _, err := n.floor.lastSigned(ctx, maxScan)
 	return h, err
 }
 
@@ -43,13 +37,14 @@ func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, erro
 // the failure this guards against. The scan is bounded by FloorScanTime
 // (ErrFloorIncomplete).
 //
-// Results are kept for the life of the process, per node RPC client and
-// validator: a height once found signed stays a floor (a signature does
-// not go away), and a height whose canonical commit was read without the
-// signature is not read again, so after the first scan a call reads only
-// the heights that are new since. The latest height's commit is the one
-// the node saw, not yet the canonical one in the next block: it is read
-// again on every call until it is canonical.
+// Results are kept for the life of the Node (a Remote keeps its own), in
+// a cache of its node RPC client and its validator only: a height once
+// found signed stays a floor (a signature does not go away), and a height
+// whose canonical commit was read without the signature is not read
+// again, so after the first scan a call reads only the heights that are
+// new since. The latest height's commit is the one the node saw, not yet
+// the canonical one in the next block: it is read again on every call
+// until it is canonical.
 //
 // Not guaranteed: a signature the validator gave that did not make it
 // into a commit (a late precommit, a nil vote, a prevote) is not seen, nor
@@ -58,14 +53,5 @@ func (n *Node) LastSignedHeight(ctx context.Context, maxScan int64) (int64, erro
 // 0 while the validator signed long ago. The floor is a lower bound of
 // what was signed, never more.
 func (n *Node) LastSigned(ctx context.Context, maxScan int64) (height int64, round int32, err error) {
-	return lastSigned(ctx, n.rpc, n.key.Address, maxScan)
-}
-
-// lastSigned is LastSigned for the node behind rpc and the validator
-// address addr.
-func lastSigned(ctx context.Context, rpc *rpchttp.HTTP, addr string, maxScan int64) (int64, int32, error) {
-	if maxScan < 1 {
-		return 0, 0, fmt.Errorf("scan window %d: want at least 1 height", maxScan)
-	}
-	return floorsFor(rpc, addr).scan(ctx, rpc, addr, maxScan)
+	return n.floor.lastSigned(ctx, maxScan)
 }

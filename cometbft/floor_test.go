@@ -146,9 +146,7 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	if err := localnet.WaitHeight(wctx, rpc0, h0+5); err != nil {
 		t.Fatal(err)
 	}
-	if n.rpc, err = rpchttp.New(rpc0, "/websocket"); err != nil {
-		t.Fatal(err)
-	}
+	readFrom(t, n, rpc0)
 	top, err := localnet.Height(ctx, rpc0)
 	if err != nil {
 		t.Fatal(err)
@@ -176,9 +174,7 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	// With nothing found before (a new client: a new cache), a window that
 	// ends below the last signature finds none; a later top only moves the
 	// window further away.
-	if n.rpc, err = rpchttp.New(rpc0, "/websocket"); err != nil {
-		t.Fatal(err)
-	}
+	readFrom(t, n, rpc0)
 	if got, err := n.LastSignedHeight(ctx, top-last); err != nil || got != 0 {
 		t.Fatalf("LastSignedHeight over the %d heights above %d = %d, %v; want 0", top-last, last, got, err)
 	}
@@ -193,7 +189,7 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	// A validator that never signed has floor 0, over the whole chain.
 	h, key := home(t, "")
 	never := newNode(t, h, key)
-	never.rpc = n.rpc
+	readFrom(t, never, rpc0)
 	if got, err := never.LastSignedHeight(ctx, top+100); err != nil || got != 0 {
 		t.Fatalf("LastSignedHeight of a key that never signed = %d, %v; want 0", got, err)
 	}
@@ -205,4 +201,16 @@ func TestRealLocalnetSignerModeAndChainFloor(t *testing.T) {
 	if lines, err := localnet.ConflictingVoteLines(filepath.Join(dir, "replica.log")); err != nil || len(lines) != 0 {
 		t.Fatalf("conflicting votes in the replica's log: %v (%v)", lines, err)
 	}
+}
+
+// readFrom points n at the node whose RPC is at rpc: a new client, and a
+// new chain-floor scan over it that knows nothing (the scan and its cache
+// belong to the client and the validator).
+func readFrom(t *testing.T, n *Node, rpc string) {
+	t.Helper()
+	c, err := rpchttp.New(rpc, "/websocket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.rpc, n.floor = c, newFloorScan(c, n.key.Address)
 }

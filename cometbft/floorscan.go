@@ -25,37 +25,30 @@ const floorParallel = 4
 // errNoCommit: the node answered for a height without its commit.
 var errNoCommit = errors.New("no commit in the answer")
 
-// floorKey names a floor cache: one node RPC client, one validator.
-type floorKey struct {
+// floorScan is the chain-floor scan of one validator (addr) on one node
+// (the node behind rpc), with what its earlier scans learnt: a Node and a
+// Remote each hold one for their life, built with their RPC client and
+// validator key, so that a cache is of one client and one validator and
+// never serves another. What it keeps are facts about the chain (a height
+// signed, a canonical commit without the signature), so keeping them as
+// long as the client lives is safe.
+type floorScan struct {
 	rpc  *rpchttp.HTTP
 	addr string
+	sem  chan struct{} // one scan at a time uses cache
+	// cache is guarded by sem.
+	cache floorCache
 }
 
-// floorCaches holds the floor caches of the process. A cache only ever
-// holds facts about the chain (a height signed, a canonical commit
-// without the signature), so keeping it as long as the client lives is
-// safe.
-var floorCaches = struct {
-	sync.Mutex
-	m map[floorKey]*floorCache
-}{m: map[floorKey]*floorCache{}}
-
-func floorsFor(rpc *rpchttp.HTTP, addr string) *floorCache {
-	floorCaches.Lock()
-	defer floorCaches.Unlock()
-	k := floorKey{rpc, addr}
-	c := floorCaches.m[k]
-	if c == nil {
-		c = &floorCache{sem: make(chan struct{}, 1)}
-		floorCaches.m[k] = c
-	}
-	return c
+// newFloorScan is the floor scan of validator addr on the node behind
+// rpc, knowing nothing yet.
+func newFloorScan(rpc *rpchttp.HTTP, addr string) *floorScan {
+	return &floorScan{rpc: rpc, addr: addr, sem: make(chan struct{}, 1)}
 }
 
 // floorCache is what earlier scans of one node learnt about one
-// validator's signatures; sem lets one scan at a time use it.
+// validator's signatures.
 type floorCache struct {
-	sem     chan struct{}
 	chainID string // the node's network the facts are of
 	// signed is the highest height found carrying the signature (0: none)
 	// and the round of that commit.
@@ -74,23 +67,28 @@ type floorCache struct {
 // span is the heights lo..hi.
 type span struct{ lo, hi int64 }
 
-// scan brings c up to date with the node behind rpc (heights down to
-// window below its latest and not below its earliest) and returns the
-// floor, within FloorScanTime.
-func (c *floorCache) scan(ctx context.Context, rpc *rpchttp.HTTP, addr string, window int64) (int64, int32, error) {
+// lastSigned is LastSigned of s's validator on s's node: it brings the
+// cache up to date with the node (heights down to window below its latest
+// and not below its earliest) and returns the floor, within
+// FloorScanTime.
+func (s *floorScan) lastSigned(ctx context.Context, window int64) (int64, int32, error) {
+	if window < 1 {
+		return 0, 0, fmt.Errorf("scan window %d: want at least 1 height", window)
+	}
 	select {
-	case c.sem <- struct{}{}:
+	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return 0, 0, ctx.Err()
 	}
-	defer func() { <-c.sem }()
+	defer func() { <-s.sem }()
 	budget := FloorScanTime
 	if dl, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(dl)/2)
 	}
 	sctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	if err := c.update(sctx, rpc, addr, window); err != nil {
+	c := &s.cache
+	if err := c.update(sctx, s.rpc, s.addr, window); err != nil {
 		if sctx.Err() != nil && ctx.Err() == nil {
 			return 0, 0, fmt.Errorf("%w (%v): %w", ErrFloorIncomplete, budget, err)
 		}
@@ -108,7 +106,7 @@ func (c *floorCache) update(ctx context.Context, rpc *rpchttp.HTTP, addr string,
 		return fmt.Errorf("node status: %w", err)
 	}
 	if st.NodeInfo.Network != c.chainID {
-		*c = floorCache{sem: c.sem, chainID: st.NodeInfo.Network}
+		*c = floorCache{chainID: st.NodeInfo.Network}
 	}
 	top := st.SyncInfo.LatestBlockHeight
 	limit := max(top-window+1, st.SyncInfo.EarliestBlockHeight, c.signed.height+1, 1)

@@ -2,12 +2,14 @@ package cometbft
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +43,7 @@ type fakeChain struct {
 	delay    time.Duration // per HTTP request, as a round trip
 	reads    []int64       // the heights of the commits asked for
 	requests int           // HTTP requests
+	url      string        // the node's RPC address
 }
 
 func newFakeChain(t *testing.T, earliest, latest int64) (*fakeChain, *rpchttp.HTTP) {
@@ -49,6 +52,7 @@ func newFakeChain(t *testing.T, earliest, latest int64) (*fakeChain, *rpchttp.HT
 		earliest: earliest, latest: latest, signed: map[int64]int32{}, broken: map[int64]bool{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
+	f.url = srv.URL
 	c, err := rpchttp.New(srv.URL, "/websocket")
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +214,7 @@ func TestLastSignedOnAFakeNode(t *testing.T) {
 				}
 				f.pruneTo, f.maxBatch = tc.pruneTo, int(tc.maxBatch)
 			})
-			h, r, err := lastSigned(t.Context(), rpc, f.addr.String(), tc.window)
+			h, r, err := newFloorScan(rpc, f.addr.String()).lastSigned(t.Context(), tc.window)
 			reads, requests := f.took()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -237,23 +241,23 @@ func TestLastSignedOnAFakeNode(t *testing.T) {
 func TestLastSignedCache(t *testing.T) {
 	ctx := t.Context()
 	f, rpc := newFakeChain(t, 50, 100)
-	addr := f.addr.String()
+	s := newFloorScan(rpc, f.addr.String())
 	f.set(func(f *fakeChain) { f.signed[90] = 1 })
-	if h, r, err := lastSigned(ctx, rpc, addr, 1000); err != nil || h != 90 || r != 1 {
+	if h, r, err := s.lastSigned(ctx, 1000); err != nil || h != 90 || r != 1 {
 		t.Fatalf("LastSigned = %d/%d, %v; want 90/1", h, r, err)
 	}
 	f.took()
 
 	// Heights 101..200 come, the node keeps 150..200, none signed.
 	f.set(func(f *fakeChain) { f.earliest, f.latest = 150, 200 })
-	if h, r, err := lastSigned(ctx, rpc, addr, 1000); err != nil || h != 90 || r != 1 {
+	if h, r, err := s.lastSigned(ctx, 1000); err != nil || h != 90 || r != 1 {
 		t.Fatalf("LastSigned after pruning the signature = %d/%d, %v; want 90/1", h, r, err)
 	}
 	if n, lowest := distinct(first(f.took())); n != 51 || lowest != 150 {
 		t.Fatalf("read %d heights down to %d, want the 51 of 150..200", n, lowest)
 	}
 	// Nothing new: only the latest is read again.
-	if h, _, err := lastSigned(ctx, rpc, addr, 1000); err != nil || h != 90 {
+	if h, _, err := s.lastSigned(ctx, 1000); err != nil || h != 90 {
 		t.Fatalf("LastSigned = %d, %v; want 90", h, err)
 	}
 	if reads, _ := f.took(); len(reads) != 1 || reads[0] != 200 {
@@ -261,25 +265,25 @@ func TestLastSignedCache(t *testing.T) {
 	}
 	// A later signature raises the floor.
 	f.set(func(f *fakeChain) { f.latest = 230; f.signed[210] = 0 })
-	if h, r, err := lastSigned(ctx, rpc, addr, 1000); err != nil || h != 210 || r != 0 {
+	if h, r, err := s.lastSigned(ctx, 1000); err != nil || h != 210 || r != 0 {
 		t.Fatalf("LastSigned = %d/%d, %v; want 210/0", h, r, err)
 	}
 	// The window of a later call does not hide a floor found before.
-	if h, _, err := lastSigned(ctx, rpc, addr, 1); err != nil || h != 210 {
+	if h, _, err := s.lastSigned(ctx, 1); err != nil || h != 210 {
 		t.Fatalf("LastSigned over 1 height = %d, %v; want 210", h, err)
 	}
 
 	// Another validator on the same node has its own cache; one that
 	// never signed scans once.
-	g := ed25519.GenPrivKey().PubKey().Address().String()
+	g := newFloorScan(rpc, ed25519.GenPrivKey().PubKey().Address().String())
 	f.took()
-	if h, _, err := lastSigned(ctx, rpc, g, 1000); err != nil || h != 0 {
+	if h, _, err := g.lastSigned(ctx, 1000); err != nil || h != 0 {
 		t.Fatalf("LastSigned of another validator = %d, %v; want 0", h, err)
 	}
 	if n, _ := distinct(first(f.took())); n != 81 {
 		t.Fatalf("read %d heights, want the 81 of 150..230", n)
 	}
-	if h, _, err := lastSigned(ctx, rpc, g, 1000); err != nil || h != 0 {
+	if h, _, err := g.lastSigned(ctx, 1000); err != nil || h != 0 {
 		t.Fatalf("LastSigned of another validator again = %d, %v; want 0", h, err)
 	}
 	if reads, _ := f.took(); len(reads) != 1 {
@@ -288,19 +292,56 @@ func TestLastSignedCache(t *testing.T) {
 
 	// The node is now of another chain: nothing is kept.
 	f.set(func(f *fakeChain) { f.chainID = "other"; f.signed = map[int64]int32{} })
-	if h, _, err := lastSigned(ctx, rpc, addr, 1000); err != nil || h != 0 {
+	if h, _, err := s.lastSigned(ctx, 1000); err != nil || h != 0 {
 		t.Fatalf("LastSigned on another chain = %d, %v; want 0", h, err)
 	}
 }
 
 func first(reads []int64, _ int) []int64 { return reads }
 
+// The cache is the Remote's: a floor it found stays through its
+// LastSigned after the node pruned the signature away, while a new Remote
+// of the same node and key, knowing nothing, finds none.
+func TestRemoteKeepsItsFloor(t *testing.T) {
+	ctx := t.Context()
+	f, _ := newFakeChain(t, 50, 100)
+	keyPath := filepath.Join(t.TempDir(), "priv_validator_key.json")
+	writeKey(t, keyPath)
+	remote := func() *Remote {
+		t.Helper()
+		r, err := NewRemote(RemoteConfig{RPC: f.url, ValidatorKey: keyPath, ChainID: "fake", SignerAddr: "unix:///run/unused.sock"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := remote()
+	addr, err := hex.DecodeString(r.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeChain) { f.addr = addr; f.signed[90] = 1 })
+	if h, rd, err := r.LastSigned(ctx, 1000); err != nil || h != 90 || rd != 1 {
+		t.Fatalf("LastSigned = %d/%d, %v; want 90/1", h, rd, err)
+	}
+	f.set(func(f *fakeChain) { f.earliest, f.latest = 150, 200 })
+	if h, rd, err := r.LastSigned(ctx, 1000); err != nil || h != 90 || rd != 1 {
+		t.Fatalf("LastSigned after the node pruned the signature = %d/%d, %v; want 90/1", h, rd, err)
+	}
+	if h, _, err := remote().LastSigned(ctx, 1000); err != nil || h != 0 {
+		t.Fatalf("a new Remote's LastSigned after the node pruned the signature = %d, %v; want 0", h, err)
+	}
+	if _, _, err := r.LastSigned(ctx, 0); err == nil {
+		t.Fatal("a window of 0 heights accepted")
+	}
+}
+
 // A node too slow for one scan's time: each call fails with
 // ErrFloorIncomplete and keeps what it read, so the scans complete over a
 // few calls, and never with a floor from a partial scan.
 func TestLastSignedOutOfTime(t *testing.T) {
 	f, rpc := newFakeChain(t, 1, 400)
-	addr := f.addr.String()
+	s := newFloorScan(rpc, f.addr.String())
 	f.set(func(f *fakeChain) { f.delay = 25 * time.Millisecond; f.signed[3] = 0 })
 	calls := 0
 	for {
@@ -309,7 +350,7 @@ func TestLastSignedOutOfTime(t *testing.T) {
 			t.Fatal("no complete scan in 50 calls")
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond) // 100 ms to scan
-		h, _, err := lastSigned(ctx, rpc, addr, 1000)
+		h, _, err := s.lastSigned(ctx, 1000)
 		timedOut := ctx.Err() != nil
 		cancel()
 		if errors.Is(err, ErrFloorIncomplete) || (err != nil && timedOut) {
@@ -340,7 +381,7 @@ func TestLastSignedScanTimeAtARoundTrip(t *testing.T) {
 	f, rpc := newFakeChain(t, 1, 5000)
 	f.set(func(f *fakeChain) { f.delay = 20 * time.Millisecond })
 	start := time.Now()
-	if h, _, err := lastSigned(t.Context(), rpc, f.addr.String(), 100); err != nil || h != 0 {
+	if h, _, err := newFloorScan(rpc, f.addr.String()).lastSigned(t.Context(), 100); err != nil || h != 0 {
 		t.Fatalf("LastSigned = %d, %v; want 0", h, err)
 	}
 	reads, requests := f.took()

@@ -61,6 +61,9 @@ type Node struct {
 	cosmovisor bool
 	rpc        *rpchttp.HTTP
 	seen       atomic.Int64 // highest committed height this replica observed
+	// floor is the chain-floor scan of the validator on the node, with
+	// its cache (LastSigned); built in New over rpc, it keeps that client.
+	floor *floorScan
 
 	mu        sync.Mutex
 	role      supervisor.Role // role last prepared
@@ -136,7 +139,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpc client for %s: %w", p.rpc, err)
 	}
-	n := &Node{cfg: cfg, p: p, key: key, env: env, cosmovisor: cosmovisor, rpc: rpc}
+	n := &Node{cfg: cfg, p: p, key: key, env: env, cosmovisor: cosmovisor, rpc: rpc, floor: newFloorScan(rpc, key.Address)}
 	if err := n.checkLaddr(p); err != nil {
 		return nil, err
 	}

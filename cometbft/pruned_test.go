@@ -125,7 +125,7 @@ func TestRealPrunedNodeChainFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	if h, _, err := lastSigned(ctx, rr, ed25519.GenPrivKey().PubKey().Address().String(), window); err != nil || h != 0 {
+	if h, _, err := newFloorScan(rr, ed25519.GenPrivKey().PubKey().Address().String()).lastSigned(ctx, window); err != nil || h != 0 {
 		t.Fatalf("LastSigned of a key that never signed, on the unpruned node = %d, %v; want 0", h, err)
 	}
 	t.Logf("unpruned node (%s): a fresh scan of every stored height took %v",

@@ -45,6 +45,9 @@ type Remote struct {
 	cfg RemoteConfig
 	key Key
 	rpc *rpchttp.HTTP
+	// floor is the chain-floor scan of the validator on the node, with
+	// its cache (LastSigned).
+	floor *floorScan
 }
 
 var _ supervisor.Node = (*Remote)(nil)
@@ -78,7 +81,7 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpc client for %s: %w", u, err)
 	}
-	return &Remote{cfg: cfg, key: key, rpc: rpc}, nil
+	return &Remote{cfg: cfg, key: key, rpc: rpc, floor: newFloorScan(rpc, key.Address)}, nil
 }
 
 // Prepare is never called for an unsupervised node.
@@ -129,9 +132,9 @@ func (r *Remote) PrivKey() (crypto.PrivKey, error) {
 	return loadPrivKey(r.cfg.ValidatorKey, r.key.Address)
 }
 
-// LastSigned: see Node.LastSigned.
+// LastSigned: see Node.LastSigned; the cache is this Remote's.
 func (r *Remote) LastSigned(ctx context.Context, maxScan int64) (int64, int32, error) {
-	return lastSigned(ctx, r.rpc, r.key.Address, maxScan)
+	return r.floor.lastSigned(ctx, maxScan)
 }
 
 // SignerAddr is the node's priv_validator_laddr.

@@ -125,7 +125,7 @@ func (v *Validator) awaitBlackout(ctx context.Context, b Blackout, force, noWait
 	fmt.Fprintf(v.out(), "waiting for the blackout window to close: %s\n", why)
 	start := v.clock().Now()
 	for {
-		if v.clock().Sleep(ctx, blackoutPoll) != nil {
+		if sleep(ctx, v.clock(), blackoutPoll) != nil {
 			return fmt.Errorf("%w: still open after %s: %s; nothing changed", ErrBlackout, v.since(start).Round(time.Second), why)
 		}
 		if open, why = b.Open(ctx); !open {

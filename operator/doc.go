@@ -1,11 +1,12 @@
 // Package operator is the protocol of the operator commands: status,
 // hand-over, drain, undrain and the blackout check, as plain Go over a
 // Store (the validator's lock holder, reports, drain marks and hand-over
-// request in Consul), a Clock and a Chain (the validator's signatures on
-// chain); active-validator (ShowLeader over a LockReader) and state show
-// and import (ShowState, ImportState over a WatermarkStore). The commands in cmd/valguard parse flags, build a Validator
-// and print what it returns; the protocol's messages and exit codes are
-// the commands' own.
+// request in Consul), a clock (clockwork.Clock) and a Chain (the
+// validator's signatures on chain); active-validator (ShowLeader over a
+// LockReader) and state show and import (ShowState, ImportState over a
+// WatermarkStore). The commands in cmd/valguard parse flags, build a
+// Validator and print what it returns; the protocol's messages and exit
+// codes are the commands' own.
 //
 // A hand-over moves in steps: the request is written (compare-and-set,
 // so two operators cannot both write one); with a named target the other

@@ -177,7 +177,7 @@ func (v *Validator) awaitReport(ctx context.Context, replica string, ok func(ros
 				return
 			}
 		}
-		if v.clock().Sleep(ctx, settlePoll) != nil {
+		if sleep(ctx, v.clock(), settlePoll) != nil {
 			fmt.Fprintf(v.out(), "%s has not reported it yet (valguard status)\n", replica)
 			return
 		}

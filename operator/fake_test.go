@@ -36,7 +36,7 @@ type fakeReplica struct {
 // first).
 type fakeStore struct {
 	mu       sync.Mutex
-	clk      *fakeClock
+	clk      *stepClock
 	replicas map[string]*fakeReplica
 	leader   string
 	drains   map[string]roster.Drain
@@ -52,7 +52,7 @@ type fakeStore struct {
 	writes []string
 }
 
-func newFakeStore(clk *fakeClock, leader string, replicas map[string]*fakeReplica) *fakeStore {
+func newFakeStore(clk *stepClock, leader string, replicas map[string]*fakeReplica) *fakeStore {
 	for _, r := range replicas {
 		if r.height == 0 {
 			r.height = 100
@@ -283,7 +283,7 @@ func (c *fakeChain) SignedAt(ctx context.Context, h int64) (bool, error) {
 
 // fakeBlackout is open until the fake clock reaches until.
 type fakeBlackout struct {
-	clk   *fakeClock
+	clk   *stepClock
 	until time.Time
 	calls int
 }
@@ -299,7 +299,7 @@ func (b *fakeBlackout) Open(ctx context.Context) (bool, string) {
 // rig is a Validator over a fake store, clock and chain.
 type rig struct {
 	t     *testing.T
-	clk   *fakeClock
+	clk   *stepClock
 	store *fakeStore
 	chain *fakeChain
 	v     *Validator
@@ -309,7 +309,7 @@ type rig struct {
 }
 
 func newRig(t *testing.T, leader string, replicas map[string]*fakeReplica) *rig {
-	clk := newFakeClock()
+	clk := newStepClock(t)
 	s := newFakeStore(clk, leader, replicas)
 	r := &rig{t: t, clk: clk, store: s, chain: newFakeChain(s), out: &bytes.Buffer{}, err: &bytes.Buffer{}}
 	r.v = &Validator{ID: "v", Store: s, Clock: clk, Out: r.out, Err: r.err, Host: "ops", CallTimeout: time.Second,

@@ -116,7 +116,7 @@ func (v *Validator) follow(ctx context.Context, o MoveOptions, tl *timeline, cw 
 			v.awaitRejoin(ctx, tl, from)
 			return nil
 		}
-		if clk.Sleep(ctx, poll) != nil {
+		if sleep(ctx, clk, poll) != nil {
 			where := fmt.Sprintf("lock released: %v, taken by: %q, new leader Validating: %v", released, newLeader, validating)
 			if validating && chain {
 				where += fmt.Sprintf(", no signature of it on chain yet (checked up to height %d)", next-1)
@@ -149,7 +149,7 @@ func (v *Validator) awaitRejoin(ctx context.Context, tl *timeline, from string) 
 				}
 			}
 		}
-		if v.clock().Sleep(ctx, rejoinPoll) != nil {
+		if sleep(ctx, v.clock(), rejoinPoll) != nil {
 			tl.log("%s not yet back in the election (valguard status)", from)
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/valguard/valguard/roster"
 )
 
@@ -129,7 +131,7 @@ func (w *View) CanMove(to string, maxLag int64, force bool) error {
 // timeline prints events relative to its start.
 type timeline struct {
 	w     io.Writer
-	clk   Clock
+	clk   clockwork.Clock
 	start time.Time
 }
 
@@ -226,7 +228,7 @@ func (v *Validator) awaitHeldOut(ctx context.Context, o MoveOptions, tl *timelin
 				return nil
 			}
 		}
-		if v.clock().Sleep(wctx, poll) == nil {
+		if sleep(wctx, v.clock(), poll) == nil {
 			continue
 		}
 		if ctx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/consulkey"
@@ -23,11 +24,11 @@ type LockReader interface {
 }
 
 // ShowLeader prints which replica holds validator id's lock to out (one
-// line, or JSON), its age as clock tells it (nil: WallClock), and reports
+// line, or JSON), its age as clock tells it (nil: the real clock), and reports
 // whether one does.
-func ShowLeader(ctx context.Context, lock LockReader, id string, out io.Writer, clock Clock, asJSON bool) (bool, error) {
+func ShowLeader(ctx context.Context, lock LockReader, id string, out io.Writer, clock clockwork.Clock, asJSON bool) (bool, error) {
 	if clock == nil {
-		clock = WallClock
+		clock = clockwork.NewRealClock()
 	}
 	l, err := lock.Leader(ctx)
 	if err != nil {

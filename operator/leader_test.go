@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/consultest"
@@ -24,7 +25,7 @@ func (f fakeLock) Leader(context.Context) (*election.LeaderInfo, error) {
 
 func TestShowLeader(t *testing.T) {
 	since := epoch.Add(-90 * time.Second)
-	clock := newFakeClock()
+	clock := clockwork.NewFakeClockAt(epoch)
 	var out bytes.Buffer
 	held, err := ShowLeader(context.Background(), fakeLock{&election.LeaderInfo{ReplicaID: "a", Hostname: "h", Since: since}}, "X", &out, clock, false)
 	if err != nil || !held || out.String() != "X: replica a on h, since 2026-01-01T11:58:30Z (1m30s ago)\n" {

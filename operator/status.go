@@ -45,7 +45,7 @@ func (v *Validator) WatchStatus(ctx context.Context, maxLag int64, asJSON bool, 
 		if _, err := v.Status(ctx, maxLag, asJSON); err != nil && ctx.Err() == nil {
 			fmt.Fprintln(v.errOut(), "valguard:", err)
 		}
-		if v.clock().Sleep(ctx, interval) != nil {
+		if sleep(ctx, v.clock(), interval) != nil {
 			return
 		}
 		if !asJSON {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/valguard/valguard/roster"
 )
 
@@ -15,8 +17,9 @@ type Validator struct {
 	// ID is the validator's lock id.
 	ID    string
 	Store Store
-	// Clock defaults to WallClock.
-	Clock Clock
+	// Clock is what the protocol reads the time from and waits on (its
+	// polls and timeouts); nil: the real clock (clockwork.NewRealClock).
+	Clock clockwork.Clock
 	// Out takes what the commands print; Err the warnings that go to
 	// standard error. Both default to io.Discard.
 	Out, Err io.Writer
@@ -32,9 +35,9 @@ type Validator struct {
 	CallTimeout time.Duration
 }
 
-func (v *Validator) clock() Clock {
+func (v *Validator) clock() clockwork.Clock {
 	if v.Clock == nil {
-		return WallClock
+		return clockwork.NewRealClock()
 	}
 	return v.Clock
 }
