@@ -47,7 +47,7 @@ type Config struct {
 	HomeLock *homelock.Lock
 
 	// Label names the validator (one of Node.Labels), ReplicaID this
-	// replica and Hostname its host.
+	// replica ("": Hostname) and Hostname its host.
 	Label, ReplicaID, Hostname string
 	// Version is valguard's version, in reports and metrics.
 	Version string
@@ -70,7 +70,8 @@ type Config struct {
 	Signer SignerConfig
 
 	// MetricsAddr is where /metrics and /health are served; "" serves
-	// nothing. Registry receives every metric.
+	// nothing. Registry receives every metric; nil: a new one, with the
+	// Go runtime's and the process's collectors.
 	MetricsAddr string
 	Registry    *prometheus.Registry
 

@@ -2,17 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/valguard/valguard/cometbft"
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/consulclient"
-	"github.com/valguard/valguard/neard"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -47,13 +43,13 @@ func activeValidator(c *cli.Context) error {
 	return nil
 }
 
-// validatorIDFromKey derives the lock id valguard run uses: from the
-// validator's public key (a CometBFT key's address; for a NEAR key, the
-// hash neard.LockID gives).
+// validatorIDFromKey derives the lock id valguard run uses from the
+// validator's key (chain.KeyID: a CometBFT key's address; for a NEAR key,
+// the hash neard.LockID gives).
 func validatorIDFromKey(c *cli.Context) (string, error) {
 	path := c.Path("validator-key")
 	if path == "" {
-		for _, name := range []string{"priv_validator_key.json", "validator_key.json"} {
+		for _, name := range chain.KeyCredentials() {
 			if p, _ := credential(c, "validator-key", name, false); p != "" {
 				path = p
 				break
@@ -63,20 +59,5 @@ func validatorIDFromKey(c *cli.Context) (string, error) {
 	if path == "" {
 		return "", errors.New("set --validator-id or --validator-key")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--validator-key: %w", err)
-	}
-	var probe struct {
-		AccountID *string `json:"account_id"`
-	}
-	if json.Unmarshal(data, &probe) == nil && probe.AccountID != nil {
-		k, err := neard.LoadKey(path)
-		if err != nil {
-			return "", err
-		}
-		return neard.LockID(k.PublicKey)
-	}
-	k, err := cometbft.LoadKey(path)
-	return k.Address, withFlag(err, nil)
+	return chain.KeyID(path, nodeCometBFT)
 }

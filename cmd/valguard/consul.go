@@ -36,34 +36,12 @@ func consulOptions(c *cli.Context) consulclient.Options {
 		CAFile: c.Path("consul-ca-file"), Timeout: c.Duration("consul-timeout")}
 }
 
-// consulClient builds a Consul client from the flags.
-func consulClient(c *cli.Context) (*api.Client, error) {
-	client, _, err := consulClientPath(c)
-	return client, err
-}
-
-// consulClientPath builds a Consul client from the flags whose calls go
-// over every --consul-url address (consulclient.New), and returns that
-// path. For valguard run it also checks that the token has every
-// permission the run needs (checkConsulAccess); the other commands check
-// theirs once they know the validator's lock id.
-func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error) {
-	client, path, err := consulclient.New(c.Context, consulOptions(c))
-	if err != nil {
-		return nil, nil, err
-	}
-	if c.Command.Name == "run" {
-		// valguard run's lock id is the one validatorIDFromKey derives
-		// from the key newNode has already loaded.
-		id, err := validatorIDFromKey(c)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := checkConsulAccess(c, client, id, consulclient.AccessRun); err != nil {
-			return nil, nil, err
-		}
-	}
-	return client, path, nil
+// consulClient builds a Consul client from the flags whose calls go over
+// every --consul-url address (consulclient.New), and returns that path.
+// The commands check the token's permissions (checkConsulAccess) once
+// they know the validator's lock id.
+func consulClient(c *cli.Context) (*api.Client, *consulpath.Transport, error) {
+	return consulclient.New(c.Context, consulOptions(c))
 }
 
 // checkConsulAccess checks that the token of command c allows need on

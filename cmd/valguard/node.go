@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -10,8 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/chain"
+	"github.com/valguard/valguard/internal/flagenv"
 	"github.com/valguard/valguard/internal/secretfile"
-	"github.com/valguard/valguard/internal/setting"
 	vgreplica "github.com/valguard/valguard/replica"
 )
 
@@ -66,24 +66,13 @@ func cliFlag(f chain.Flag) cli.Flag {
 	panic(fmt.Sprintf("flag --%s: default of type %T", f.Name, f.Value))
 }
 
-// nodeSetup is the chosen adapter and what run reports about it.
-type nodeSetup struct {
-	chain.Setup
-	kind     string
-	signMode chain.SignMode
-	keyPath  string
-	// stateDir holds valguard's own files: <node-home>/valguard, or
-	// --state-dir for an external node.
-	stateDir string
-}
-
 // chooseNode is --node (defaulting to neard in a kuutamod environment)
 // and --sign-mode, checked against the registered kinds (chain.Choose).
 func chooseNode(c *cli.Context) (string, chain.Kind, chain.SignMode, error) {
 	name := c.String("node")
 	if name == "" {
 		name = nodeCometBFT
-		if kuutamoNode() {
+		if flagenv.Kuutamod(os.LookupEnv) {
 			name = nodeNEAR
 		}
 	}
@@ -91,20 +80,10 @@ func chooseNode(c *cli.Context) (string, chain.Kind, chain.SignMode, error) {
 	return name, kind, mode, err
 }
 
-// newNode builds the adapter chosen by chooseNode.
-func newNode(c *cli.Context, name string, kind chain.Kind, mode chain.SignMode, log zerolog.Logger) (nodeSetup, error) {
-	keyPath, err := validatorKey(c, kind.KeyCredential)
-	if err != nil {
-		return nodeSetup{}, err
-	}
+// newNode builds the adapter chosen by chooseNode (chain.Kind.Open).
+func newNode(c *cli.Context, kind chain.Kind, mode chain.SignMode, log zerolog.Logger) (chain.Setup, error) {
 	cred := func(flag, name string, required bool) (string, error) { return credential(c, flag, name, required) }
-	st, err := kind.Build(c, chain.Input{Mode: mode, KeyPath: keyPath, Credential: cred, Log: log})
-	ns := nodeSetup{Setup: st, kind: name, signMode: mode, keyPath: keyPath}
-	if err != nil {
-		return ns, withFlag(err, kind.SettingFlags)
-	}
-	ns.stateDir, err = stateDir(c, name)
-	return ns, err
+	return kind.Open(c, chain.Input{Mode: mode, Credential: cred, Log: log})
 }
 
 // stateDir is where valguard keeps its files for node kind name
@@ -115,48 +94,12 @@ func stateDir(c *cli.Context, name string) (string, error) {
 
 // validatorLabel is --validator-id checked against the key
 // (replica.Label).
-func validatorLabel(c *cli.Context, ns nodeSetup) (string, error) {
-	return vgreplica.Label(c.String("validator-id"), ns.Labels, ns.keyPath, ns.LockID)
-}
-
-// validatorKey is the validator key's path (--validator-key, else the
-// systemd credential name), refused when others can read it
-// (secretfile.CheckPrivate; credentials are exempt).
-func validatorKey(c *cli.Context, credentialName string) (string, error) {
-	p, err := credential(c, "validator-key", credentialName, true)
-	if err != nil {
-		return "", err
-	}
-	return p, secretfile.CheckPrivate(p, "validator-key")
+func validatorLabel(c *cli.Context, ns chain.Setup) (string, error) {
+	return vgreplica.Label(c.String("validator-id"), ns.Labels, ns.KeyPath, ns.LockID)
 }
 
 // credential is the path given by flag, else the systemd credential name
 // under $CREDENTIALS_DIRECTORY (secretfile.Credential).
 func credential(c *cli.Context, flag, name string, required bool) (string, error) {
-	return secretfile.Credential(c.Path(flag), flag, valguardEnv(flag), name, required)
-}
-
-// commonSettings maps the config fields every adapter has to the flags
-// every kind reads (nodeFlags); a kind maps the settings of its own flags
-// (chain.Kind.SettingFlags).
-var commonSettings = map[string]string{
-	"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
-	"ValidatorKey": "validator-key", "MaxBlockAge": "max-block-age",
-}
-
-// withFlag puts the flag's name before an adapter's error about one of
-// its settings (flags maps the kind's own settings, commonSettings the
-// others); the adapters name no flags themselves.
-func withFlag(err error, flags map[string]string) error {
-	var se *setting.Error
-	if errors.As(err, &se) {
-		f, ok := flags[se.Name]
-		if !ok {
-			f, ok = commonSettings[se.Name]
-		}
-		if ok {
-			return fmt.Errorf("--%s: %w", f, err)
-		}
-	}
-	return err
+	return secretfile.Credential(c.Path(flag), flag, flagenv.Valguard(flag), name, required)
 }

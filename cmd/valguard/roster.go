@@ -34,7 +34,7 @@ func openValidator(c *cli.Context, need consulclient.Access, hint func(error) er
 			return nil, "", err
 		}
 	}
-	client, err := consulClient(c)
+	client, _, err := consulClient(c)
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,15 +5,11 @@ import (
 	"os"
 	"slices"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/election"
-	"github.com/valguard/valguard/internal/homelock"
+	"github.com/valguard/valguard/internal/consulclient"
 
 	// Aliased: the end-to-end tests call a valguard run process a replica.
 	vgreplica "github.com/valguard/valguard/replica"
@@ -55,7 +51,7 @@ func run(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: every setting is a flag", c.Args().Slice())
 	}
-	log, err := newLogger(c)
+	log, err := vgreplica.NewLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return err
 	}
@@ -67,23 +63,20 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// One valguard per node home. On a home valguard has used before, the
-	// lock is taken first, so that a second valguard is told so rather
-	// than tripping over the first one's node; on a new home replica.Run
-	// takes it after every check, so that a refusal leaves the home as it
-	// was.
+	// One valguard per node home: on a home valguard has used before, the
+	// lock is taken first (replica.LockUsedHome).
 	lockDir, err := stateDir(c, name)
 	if err != nil {
 		return err
 	}
-	var home *homelock.Lock
-	if _, err := os.Stat(lockDir); err == nil {
-		if home, err = homelock.Acquire(lockDir); err != nil {
-			return err
-		}
+	home, err := vgreplica.LockUsedHome(lockDir)
+	if err != nil {
+		return err
+	}
+	if home != nil {
 		defer home.Close()
 	}
-	ns, err := newNode(c, name, kind, mode, log)
+	ns, err := newNode(c, kind, mode, log)
 	if err != nil {
 		return err
 	}
@@ -95,21 +88,17 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	replicaID := c.String("replica-id")
-	host, _ := os.Hostname()
-	if replicaID == "" {
-		replicaID = host
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	client, path, err := consulClientPath(c)
+	client, path, err := consulClient(c)
 	if err != nil {
 		return err
 	}
+	if err := checkConsulAccess(c, client, ns.LockID, consulclient.AccessRun); err != nil {
+		return err
+	}
 	err = vgreplica.Run(c.Context, vgreplica.Config{
-		Node: ns.Setup, NodeKind: name, SignMode: mode, KeyPath: ns.keyPath, NodeHome: c.Path("node-home"),
+		Node: ns, NodeKind: name, SignMode: mode, KeyPath: ns.KeyPath, NodeHome: c.Path("node-home"),
 		StateDir: lockDir, HomeLock: home,
-		Label: label, ReplicaID: replicaID, Hostname: host, Version: version,
+		Label: label, ReplicaID: c.String("replica-id"), Hostname: hostname(), Version: version,
 		Consul: client, ConsulPath: path, ConsulTimeout: c.Duration("consul-timeout"),
 		SessionTTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
@@ -119,39 +108,14 @@ func run(c *cli.Context) error {
 			ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
 			DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		},
-		MetricsAddr: c.String("metrics-addr"), Registry: reg,
-		Log:     log,
-		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT},
+		MetricsAddr: c.String("metrics-addr"),
+		Log:         log,
+		Signals:     []os.Signal{syscall.SIGTERM, syscall.SIGINT},
 	})
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
 	return nil
-}
-
-func newLogger(c *cli.Context) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(c.String("log-level"))
-	if err != nil || lvl == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	format := c.String("log-format")
-	if format == "" {
-		format = "json"
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			format = "console"
-		}
-	}
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	var log zerolog.Logger
-	switch format {
-	case "json":
-		log = zerolog.New(os.Stderr)
-	case "console":
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
-	default:
-		return log, fmt.Errorf("--log-format %q: want json or console", format)
-	}
-	return log.Level(lvl).With().Timestamp().Logger(), nil
 }
 
 // signerFlagDefs are the flags of --sign-mode signer (signerFlags names
