@@ -56,9 +56,12 @@ func (k Kind) Open(s Settings, in Input) (Setup, error) {
 	return st, k.FlagError(err)
 }
 
-// KeyCredentials are the validator keys' systemd credential names of the
+// ErrNoKey: KeyID found no validator key file.
+var ErrNoKey = errors.New("no validator key")
+
+// keyCredentials are the validator keys' systemd credential names of the
 // registered kinds, each once, in the order of Names.
-func KeyCredentials() []string {
+func keyCredentials() []string {
 	var out []string
 	for _, n := range Names() {
 		if c := kinds[n].KeyCredential; c != "" && !slices.Contains(out, c) {
@@ -68,12 +71,25 @@ func KeyCredentials() []string {
 	return out
 }
 
-// KeyID is the lock id of the validator key file at path: the first kind,
-// in the order of Names, whose KeyID says the file is its key derives it;
-// when none does, the kind named fallback (the default --node) does, and
-// its error says what is wrong with the file. Errors name the flag
-// validator-key where they are about the file (FlagError).
-func KeyID(path, fallback string) (string, error) {
+// KeyID is the lock id of the validator key file at path, else (path
+// "") at the first of the registered kinds' key credentials that exists
+// (credential as in Input.Credential, not required; in the order of
+// Names); ErrNoKey without either. The first kind, in the order of Names,
+// whose KeyID says the file is its key derives the id; when none does,
+// the kind named fallback (the default --node) does, and its error says
+// what is wrong with the file. Errors name the flag validator-key where
+// they are about the file (FlagError).
+func KeyID(path string, credential func(flag, name string, required bool) (string, error), fallback string) (string, error) {
+	if path == "" {
+		for _, name := range keyCredentials() {
+			if path, _ = credential("validator-key", name, false); path != "" {
+				break
+			}
+		}
+	}
+	if path == "" {
+		return "", ErrNoKey
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("--validator-key: %w", err)

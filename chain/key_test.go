@@ -61,8 +61,8 @@ func TestKeyID(t *testing.T) {
 		Kind{Name: "a-remote", SignModes: []SignMode{SignSigner}, Build: build, KeyCredential: "a_key.json"},
 		keyKind("b", "b_key.json", "b:"),
 	)
-	if got, want := KeyCredentials(), []string{"a_key.json", "b_key.json"}; !slices.Equal(got, want) {
-		t.Fatalf("KeyCredentials = %q, want %q", got, want)
+	if got, want := keyCredentials(), []string{"a_key.json", "b_key.json"}; !slices.Equal(got, want) {
+		t.Fatalf("keyCredentials = %q, want %q", got, want)
 	}
 	dir := t.TempDir()
 	file := func(content string) string {
@@ -72,19 +72,41 @@ func TestKeyID(t *testing.T) {
 		}
 		return p
 	}
+	// creds is a credentials directory holding the files named.
+	creds := func(files ...string) func(flag, name string, required bool) (string, error) {
+		return func(flag, name string, required bool) (string, error) {
+			if flag != "validator-key" || required {
+				t.Errorf("credential(%q, %q, %v)", flag, name, required)
+			}
+			for _, f := range files {
+				if filepath.Base(f) == name {
+					return f, nil
+				}
+			}
+			return "", nil
+		}
+	}
+	bCred := filepath.Join(t.TempDir(), "b_key.json")
+	if err := os.WriteFile(bCred, []byte("b:ID3"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, path, fallback string
+		creds                []string
 		want, err            string
 	}{
 		{name: "the fallback kind's key", path: file("a:ID1"), fallback: "a", want: "ID1"},
 		{name: "another kind's key", path: file("b:ID2"), fallback: "a", want: "ID2"},
 		{name: "no kind's key: the fallback's error", path: file("junk"), fallback: "a", err: "--validator-key: " + dir + "/junk is not a a key"},
-		{name: "no such file", path: filepath.Join(dir, "nope"), fallback: "a", err: "--validator-key: open " + dir + "/nope: no such file or directory"},
 		{name: "another fallback", path: file("junk"), fallback: "b", err: "--validator-key: " + dir + "/junk is not a b key"},
+		{name: "no such file", path: filepath.Join(dir, "nope"), fallback: "a", err: "--validator-key: open " + dir + "/nope: no such file or directory"},
 		{name: "a fallback without KeyID", path: file("junk"), fallback: "a-remote", err: `no node type "a-remote" to read it`},
+		{name: "a credential", creds: []string{bCred}, fallback: "a", want: "ID3"},
+		{name: "the path over a credential", path: file("a:ID1"), creds: []string{bCred}, fallback: "a", want: "ID1"},
+		{name: "no key", fallback: "a", err: ErrNoKey.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := KeyID(tc.path, tc.fallback)
+			got, err := KeyID(tc.path, creds(tc.creds...), tc.fallback)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("KeyID = %q, %v; want error %q", got, err, tc.err)

@@ -27,6 +27,12 @@ import (
 // Consul may expire the session (S4, S6).
 const killMargin = time.Second
 
+// DefaultMaxLag is the MaxLag valguard run uses unless told (--max-lag):
+// looser than the hand-over's (operator.DefaultMaxLag), since
+// the best height compared with is what the replicas last published, a
+// second or two old on chains of fast blocks.
+const DefaultMaxLag = 10
+
 // Config is one replica's settings. Zero durations take the defaults of
 // the package that uses them (election, supervisor, signer).
 type Config struct {

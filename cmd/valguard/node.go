@@ -6,13 +6,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/internal/flagenv"
 	"github.com/valguard/valguard/internal/secretfile"
-	vgreplica "github.com/valguard/valguard/replica"
 )
 
 // The --node defaults and the one kind cmd itself needs to name.
@@ -52,23 +50,19 @@ func cliFlag(f chain.Flag) cli.Flag {
 		return &cli.DurationFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
 	case []string:
 		return &cli.StringSliceFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
-	case string:
+	case string, nil:
+		s, _ := v.(string)
 		if f.Path {
-			return &cli.PathFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
+			return &cli.PathFlag{Name: f.Name, Value: s, Usage: f.Usage, EnvVars: env(f.Name)}
 		}
-		return &cli.StringFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
-	case nil:
-		if f.Path {
-			return &cli.PathFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
-		}
-		return &cli.StringFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
+		return &cli.StringFlag{Name: f.Name, Value: s, Usage: f.Usage, EnvVars: env(f.Name)}
 	}
 	panic(fmt.Sprintf("flag --%s: default of type %T", f.Name, f.Value))
 }
 
 // chooseNode is --node (defaulting to neard in a kuutamod environment)
 // and --sign-mode, checked against the registered kinds (chain.Choose).
-func chooseNode(c *cli.Context) (string, chain.Kind, chain.SignMode, error) {
+func chooseNode(c *cli.Context) (chain.Kind, chain.SignMode, error) {
 	name := c.String("node")
 	if name == "" {
 		name = nodeCometBFT
@@ -76,30 +70,13 @@ func chooseNode(c *cli.Context) (string, chain.Kind, chain.SignMode, error) {
 			name = nodeNEAR
 		}
 	}
-	kind, mode, err := chain.Choose(c, name, chain.SignMode(c.String("sign-mode")), signerFlags)
-	return name, kind, mode, err
-}
-
-// newNode builds the adapter chosen by chooseNode (chain.Kind.Open).
-func newNode(c *cli.Context, kind chain.Kind, mode chain.SignMode, log zerolog.Logger) (chain.Setup, error) {
-	cred := func(flag, name string, required bool) (string, error) { return credential(c, flag, name, required) }
-	return kind.Open(c, chain.Input{Mode: mode, Credential: cred, Log: log})
-}
-
-// stateDir is where valguard keeps its files for node kind name
-// (replica.StateDir).
-func stateDir(c *cli.Context, name string) (string, error) {
-	return vgreplica.StateDir(name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
-}
-
-// validatorLabel is --validator-id checked against the key
-// (replica.Label).
-func validatorLabel(c *cli.Context, ns chain.Setup) (string, error) {
-	return vgreplica.Label(c.String("validator-id"), ns.Labels, ns.KeyPath, ns.LockID)
+	return chain.Choose(c, name, chain.SignMode(c.String("sign-mode")), signerFlags)
 }
 
 // credential is the path given by flag, else the systemd credential name
-// under $CREDENTIALS_DIRECTORY (secretfile.Credential).
-func credential(c *cli.Context, flag, name string, required bool) (string, error) {
-	return secretfile.Credential(c.Path(flag), flag, flagenv.Valguard(flag), name, required)
+// under $CREDENTIALS_DIRECTORY (secretfile.Credential), for chain.Input.
+func credential(c *cli.Context) func(flag, name string, required bool) (string, error) {
+	return func(flag, name string, required bool) (string, error) {
+		return secretfile.Credential(c.Path(flag), flag, flagenv.Valguard(flag), name, required)
+	}
 }

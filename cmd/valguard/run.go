@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/consulclient"
 
@@ -17,11 +18,6 @@ import (
 	"github.com/valguard/valguard/supervisor"
 )
 
-// defaultRunMaxLag is run's --max-lag: looser than the hand-over's
-// (operator.DefaultMaxLag), since the best height compared with is what the
-// replicas last published, a second or two old on chains of fast blocks.
-const defaultRunMaxLag = 10
-
 func runCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "validator-id", Usage: "names the validator in Consul (default: derived from the key)", EnvVars: env("validator-id")},
@@ -30,7 +26,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "lock-delay", Usage: "Consul lock-delay after an invalidation (default: the TTL)", EnvVars: env("lock-delay")},
 		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
 		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down (not when the whole chain stopped: no other replica ahead and its node still signing)", EnvVars: env("max-stall")},
-		&cli.Int64Flag{Name: "max-lag", Value: defaultRunMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
+		&cli.Int64Flag{Name: "max-lag", Value: vgreplica.DefaultMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
 		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
 		&cli.DurationFlag{Name: "stop-timeout", Usage: "wait after SIGTERM before SIGKILL when stopping the node (default: 15s for cometbft, 60s for neard)", EnvVars: env("stop-timeout")},
 		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "wait for the node to be reaped after SIGKILL", EnvVars: env("kill-timeout")},
@@ -59,13 +55,13 @@ func run(c *cli.Context) error {
 	if n := c.Int64("max-lag"); n < 0 {
 		return fmt.Errorf("--max-lag %d: want 0 (no limit) or a number of blocks", n)
 	}
-	name, kind, mode, err := chooseNode(c)
+	kind, mode, err := chooseNode(c)
 	if err != nil {
 		return err
 	}
 	// One valguard per node home: on a home valguard has used before, the
 	// lock is taken first (replica.LockUsedHome).
-	lockDir, err := stateDir(c, name)
+	lockDir, err := vgreplica.StateDir(kind.Name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
 	if err != nil {
 		return err
 	}
@@ -73,10 +69,8 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if home != nil {
-		defer home.Close()
-	}
-	ns, err := newNode(c, kind, mode, log)
+	defer home.Close() // nil (a new home): nothing to release
+	ns, err := kind.Open(c, chain.Input{Mode: mode, Credential: credential(c), Log: log})
 	if err != nil {
 		return err
 	}
@@ -84,19 +78,19 @@ func run(c *cli.Context) error {
 	if c.IsSet("stop-timeout") {
 		stopTimeout = c.Duration("stop-timeout")
 	}
-	label, err := validatorLabel(c, ns)
+	label, err := vgreplica.Label(c.String("validator-id"), ns.Labels, ns.KeyPath, ns.LockID)
 	if err != nil {
 		return err
 	}
-	client, path, err := consulClient(c)
+	client, path, err := consulclient.New(c.Context, consulOptions(c))
 	if err != nil {
 		return err
 	}
-	if err := checkConsulAccess(c, client, ns.LockID, consulclient.AccessRun); err != nil {
+	if err := consulclient.CheckAccess(c.Context, client, consulOptions(c), ns.LockID, consulclient.AccessRun); err != nil {
 		return err
 	}
-	err = vgreplica.Run(c.Context, vgreplica.Config{
-		Node: ns, NodeKind: name, SignMode: mode, KeyPath: ns.KeyPath, NodeHome: c.Path("node-home"),
+	return vgreplica.Run(c.Context, vgreplica.Config{
+		Node: ns, NodeKind: kind.Name, SignMode: mode, KeyPath: ns.KeyPath, NodeHome: c.Path("node-home"),
 		StateDir: lockDir, HomeLock: home,
 		Label: label, ReplicaID: c.String("replica-id"), Hostname: hostname(), Version: version,
 		Consul: client, ConsulPath: path, ConsulTimeout: c.Duration("consul-timeout"),
@@ -112,10 +106,6 @@ func run(c *cli.Context) error {
 		Log:         log,
 		Signals:     []os.Signal{syscall.SIGTERM, syscall.SIGINT},
 	})
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	return nil
 }
 
 // signerFlagDefs are the flags of --sign-mode signer (signerFlags names
