@@ -62,7 +62,8 @@ type Flag struct {
 // Input is what a Kind's Build gets besides the settings.
 type Input struct {
 	Mode SignMode
-	// KeyPath is the validator key's file, already checked private.
+	// KeyPath is the validator key's file, already checked private
+	// (Kind.Open finds and checks it).
 	KeyPath string
 	// Credential is the file a flag names, else the systemd credential
 	// called name; "" when neither and not required.
