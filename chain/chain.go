@@ -62,7 +62,8 @@ type Flag struct {
 // Input is what a Kind's Build gets besides the settings.
 type Input struct {
 	Mode SignMode
-	// KeyPath is the validator key's file, already checked private.
+	// KeyPath is the validator key's file, already checked private
+	// (Kind.Open finds and checks it).
 	KeyPath string
 	// Credential is the file a flag names, else the systemd credential
 	// called name; "" when neither and not required.
@@ -87,10 +88,16 @@ type Kind struct {
 	// SettingFlags maps a field of the adapter's config, as a
 	// setting.Error names it, to the kind's own flag that sets it (the
 	// fields behind the flags every kind reads, Home, Binary, Args,
-	// ValidatorKey and MaxBlockAge, are mapped by cmd/valguard).
+	// ValidatorKey and MaxBlockAge, are mapped by FlagError).
 	SettingFlags map[string]string
 	// Build makes the node from the settings.
 	Build func(s Settings, in Input) (Setup, error)
+	// KeyID is the lock id (Setup.LockID) of the validator key file at
+	// path, whose content is data, derived without building a node (the
+	// commands that name a validator by its key: KeyID). ok is false
+	// when the file is not a key of this kind. nil: the kind's keys are
+	// another kind's.
+	KeyID func(path string, data []byte) (id string, ok bool, err error)
 }
 
 // takes reports whether the kind takes the flag named f.
@@ -118,6 +125,8 @@ type Setup struct {
 	Signer SignerNode
 	// Unsupervised: valguard does not run the node (--node external).
 	Unsupervised bool
+	// KeyPath is the validator key's file; Open sets it, Build need not.
+	KeyPath string
 }
 
 // SignerNode is what the signer mode needs of a node.

@@ -13,7 +13,7 @@ import (
 func init() {
 	chain.Register(chain.Kind{
 		Name: "cometbft", StopTimeout: supervisor.DefaultStopTimeout, KeyCredential: "priv_validator_key.json",
-		SignModes: []SignMode{SignRestart, SignSigner}, Build: build,
+		SignModes: []SignMode{SignRestart, SignSigner}, Build: build, KeyID: keyID,
 	})
 	chain.Register(chain.Kind{
 		Name: "external", StopTimeout: supervisor.DefaultStopTimeout, KeyCredential: "priv_validator_key.json",
@@ -44,6 +44,14 @@ func build(s chain.Settings, in chain.Input) (chain.Setup, error) {
 		st.Signer = n
 	}
 	return st, nil
+}
+
+// keyID is the lock id of a priv_validator_key.json: its address. Any
+// file is taken for one (cometbft is the default --node); the error says
+// why it is not.
+func keyID(path string, _ []byte) (string, bool, error) {
+	k, err := LoadKey(path)
+	return k.Address, true, err
 }
 
 func buildExternal(s chain.Settings, in chain.Input) (chain.Setup, error) {

@@ -1,6 +1,7 @@
 package neard
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/valguard/valguard/chain"
@@ -11,7 +12,7 @@ func init() {
 	chain.Register(chain.Kind{
 		// 60 s: neard may take long to close RocksDB (kuutamod allows 60 s).
 		Name: "neard", StopTimeout: 60 * time.Second, KeyCredential: "validator_key.json",
-		SignModes: []chain.SignMode{chain.SignRestart}, Build: build,
+		SignModes: []chain.SignMode{chain.SignRestart}, Build: build, KeyID: keyID,
 		Flags: []chain.Flag{
 			{Name: "validator-node-key", Path: true, Usage: "neard: the validator's node_key.json (default: $CREDENTIALS_DIRECTORY/validator_node_key.json; not needed with --promotion hot)"},
 			{Name: "voter-node-key", Path: true, Usage: "neard: the standby's node_key.json (default: $CREDENTIALS_DIRECTORY/voter_node_key.json, else created once in <home>/valguard)"},
@@ -56,4 +57,21 @@ func build(s chain.Settings, in chain.Input) (chain.Setup, error) {
 	}
 	return chain.Setup{Node: n, Status: n.StatusURL(), LockID: n.LockID(), PublicKey: n.PublicKey(),
 		Labels: []string{n.AccountID(), n.LockID()}, Compare: CompareWatermarks}, nil
+}
+
+// keyID is the lock id of a NEAR validator key (LockID): a key file that
+// names an account_id, which a CometBFT key does not.
+func keyID(path string, data []byte) (string, bool, error) {
+	var probe struct {
+		AccountID *string `json:"account_id"`
+	}
+	if json.Unmarshal(data, &probe) != nil || probe.AccountID == nil {
+		return "", false, nil
+	}
+	k, err := LoadKey(path)
+	if err != nil {
+		return "", true, err
+	}
+	id, err := LockID(k.PublicKey)
+	return id, true, err
 }

@@ -27,6 +27,12 @@ import (
 // Consul may expire the session (S4, S6).
 const killMargin = time.Second
 
+// DefaultMaxLag is the MaxLag valguard run uses unless told (--max-lag):
+// looser than the hand-over's (operator.DefaultMaxLag), since
+// the best height compared with is what the replicas last published, a
+// second or two old on chains of fast blocks.
+const DefaultMaxLag = 10
+
 // Config is one replica's settings. Zero durations take the defaults of
 // the package that uses them (election, supervisor, signer).
 type Config struct {
@@ -47,7 +53,7 @@ type Config struct {
 	HomeLock *homelock.Lock
 
 	// Label names the validator (one of Node.Labels), ReplicaID this
-	// replica and Hostname its host.
+	// replica ("": Hostname) and Hostname its host.
 	Label, ReplicaID, Hostname string
 	// Version is valguard's version, in reports and metrics.
 	Version string
@@ -70,7 +76,8 @@ type Config struct {
 	Signer SignerConfig
 
 	// MetricsAddr is where /metrics and /health are served; "" serves
-	// nothing. Registry receives every metric.
+	// nothing. Registry receives every metric; nil: a new one, with the
+	// Go runtime's and the process's collectors.
 	MetricsAddr string
 	Registry    *prometheus.Registry
 

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/election"
 	"github.com/valguard/valguard/internal/homelock"
@@ -22,6 +25,13 @@ import (
 // arrives (nil) or the supervisor gives up (its error). Every error
 // before the supervisor starts leaves the node and Consul as they were.
 func Run(ctx context.Context, cfg Config) error {
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = cfg.Hostname
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	ns := cfg.Node
 	log := cfg.Log.With().Str("validator", cfg.Label).Str("replica", cfg.ReplicaID).Logger()
 	metrics := supervisor.NewMetrics(cfg.Registry, cfg.Version)

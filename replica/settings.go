@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/valguard/valguard/internal/homelock"
 )
 
 // StateDir is where valguard keeps its files: <nodeHome>/valguard, or,
@@ -33,6 +35,18 @@ func StateDir(external bool, nodeHome string, nodeHomeSet bool, stateDir string)
 		return "", fmt.Errorf("--state-dir %s: not a directory (%v): create it, owned by valguard's user", dir, err)
 	}
 	return filepath.Abs(dir)
+}
+
+// LockUsedHome takes the home lock on stateDir if it exists: on a node
+// home valguard has used before, a second valguard is told so before it
+// trips over the first one's node. On a new home it takes nothing (nil):
+// Run takes the lock after every check, so that a refusal leaves the home
+// as it was.
+func LockUsedHome(stateDir string) (*homelock.Lock, error) {
+	if _, err := os.Stat(stateDir); err != nil {
+		return nil, nil
+	}
+	return homelock.Acquire(stateDir)
 }
 
 // Label is the validator's name given as id (--validator-id), checked

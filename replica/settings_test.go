@@ -61,3 +61,26 @@ func TestLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestLockUsedHome(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "valguard")
+	l, err := LockUsedHome(dir)
+	if err != nil || l != nil {
+		t.Fatalf("new home: lock %v, err %v; want none", l, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("new home: %s was created (%v)", dir, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err = LockUsedHome(dir)
+	if err != nil || l == nil {
+		t.Fatalf("used home: lock %v, err %v; want the lock", l, err)
+	}
+	defer l.Close()
+	if second, err := LockUsedHome(dir); err == nil {
+		second.Close()
+		t.Fatal("a second lock on a held home was granted")
+	}
+}

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/valguard/valguard/cometbft"
-	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/internal/consulclient"
-	"github.com/valguard/valguard/neard"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -27,17 +22,13 @@ func activeValidatorCommand() *cli.Command {
 }
 
 func activeValidator(c *cli.Context) error {
-	client, id, err := openValidator(c, consulclient.AccessRead, nil)
-	if err != nil {
-		return err
-	}
-	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "active-validator", CallTimeout: c.Duration("consul-timeout")})
+	el, _, err := openValidator(c, consulclient.AccessRead, nil, "active-validator")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
 	defer cancel()
-	held, err := operator.ShowLeader(ctx, el, id, c.App.Writer, nil, c.Bool("json"))
+	held, err := operator.ShowLeader(ctx, el, el.Config().ValidatorID, c.App.Writer, nil, c.Bool("json"))
 	if err != nil {
 		return err
 	}
@@ -47,36 +38,13 @@ func activeValidator(c *cli.Context) error {
 	return nil
 }
 
-// validatorIDFromKey derives the lock id valguard run uses: from the
-// validator's public key (a CometBFT key's address; for a NEAR key, the
-// hash neard.LockID gives).
+// validatorIDFromKey derives the lock id valguard run uses from the
+// validator's key (chain.KeyID: a CometBFT key's address; for a NEAR key,
+// the hash neard.LockID gives).
 func validatorIDFromKey(c *cli.Context) (string, error) {
-	path := c.Path("validator-key")
-	if path == "" {
-		for _, name := range []string{"priv_validator_key.json", "validator_key.json"} {
-			if p, _ := credential(c, "validator-key", name, false); p != "" {
-				path = p
-				break
-			}
-		}
-	}
-	if path == "" {
+	id, err := chain.KeyID(c.Path("validator-key"), credential(c), nodeCometBFT)
+	if errors.Is(err, chain.ErrNoKey) {
 		return "", errors.New("set --validator-id or --validator-key")
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--validator-key: %w", err)
-	}
-	var probe struct {
-		AccountID *string `json:"account_id"`
-	}
-	if json.Unmarshal(data, &probe) == nil && probe.AccountID != nil {
-		k, err := neard.LoadKey(path)
-		if err != nil {
-			return "", err
-		}
-		return neard.LockID(k.PublicKey)
-	}
-	k, err := cometbft.LoadKey(path)
-	return k.Address, withFlag(err, nil)
+	return id, err
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"time"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/internal/consulclient"
-	"github.com/valguard/valguard/internal/consulpath"
 )
 
 // consulFlags are shared by the subcommands that talk to Consul. The usual
@@ -34,49 +32,4 @@ func consulFlags() []cli.Flag {
 func consulOptions(c *cli.Context) consulclient.Options {
 	return consulclient.Options{URL: c.String("consul-url"), Token: c.String("consul-token"), TokenFile: c.Path("consul-token-file"),
 		CAFile: c.Path("consul-ca-file"), Timeout: c.Duration("consul-timeout")}
-}
-
-// consulClient builds a Consul client from the flags.
-func consulClient(c *cli.Context) (*api.Client, error) {
-	client, _, err := consulClientPath(c)
-	return client, err
-}
-
-// consulClientPath builds a Consul client from the flags whose calls go
-// over every --consul-url address (consulclient.New), and returns that
-// path. For valguard run it also checks that the token has every
-// permission the run needs (checkConsulAccess); the other commands check
-// theirs once they know the validator's lock id.
-func consulClientPath(c *cli.Context) (*api.Client, *consulpath.Transport, error) {
-	client, path, err := consulclient.New(c.Context, consulOptions(c))
-	if err != nil {
-		return nil, nil, err
-	}
-	if c.Command.Name == "run" {
-		// valguard run's lock id is the one validatorIDFromKey derives
-		// from the key newNode has already loaded.
-		id, err := validatorIDFromKey(c)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := checkConsulAccess(c, client, id, consulclient.AccessRun); err != nil {
-			return nil, nil, err
-		}
-	}
-	return client, path, nil
-}
-
-// checkConsulAccess checks that the token of command c allows need on
-// the validator id's keys (consulclient.CheckAccess).
-func checkConsulAccess(c *cli.Context, client *api.Client, id string, need consulclient.Access) error {
-	return consulclient.CheckAccess(c.Context, client, consulOptions(c), id, need)
-}
-
-// stateAccess is what the state subcommand c needs: write for import,
-// read for show.
-func stateAccess(c *cli.Context) consulclient.Access {
-	if c.Command.Name == "import" {
-		return consulclient.AccessWrite
-	}
-	return consulclient.AccessRead
 }

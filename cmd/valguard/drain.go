@@ -54,38 +54,32 @@ func replicaArg(c *cli.Context) (string, error) {
 func drain(c *cli.Context) error {
 	replica, err := replicaArg(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	if err := operator.CheckWindow(c.Duration("window")); err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	o, err := moveOptions(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	ctx, stop := interruptible(c.Context)
 	defer stop()
-	if err := v.Drain(ctx, replica, operator.DrainOptions{MoveOptions: o, Reason: c.String("reason")}); err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	return nil
+	return v.Drain(ctx, replica, operator.DrainOptions{MoveOptions: o, Reason: c.String("reason")})
 }
 
 func undrain(c *cli.Context) error {
 	replica, err := replicaArg(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
-	if err := v.Undrain(c.Context, replica); err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	return nil
+	return v.Undrain(c.Context, replica)
 }

@@ -42,31 +42,29 @@ func handoverCommand() *cli.Command {
 
 func handover(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return cli.Exit(fmt.Sprintf("unexpected arguments %q: name the target with --to", c.Args().Slice()), 1)
+		return fmt.Errorf("unexpected arguments %q: name the target with --to", c.Args().Slice())
 	}
 	if err := operator.CheckWindow(c.Duration("window")); err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	v, err := openRoster(c, consulclient.AccessControl)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	o, err := moveOptions(c)
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return err
 	}
 	ctx, stop := interruptible(c.Context)
 	defer stop()
-	if err := v.Handover(ctx, o); err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	return nil
+	return v.Handover(ctx, o)
 }
 
-// interruptible is ctx ended by SIGINT or SIGTERM, so that handover and
-// drain remove their request on the way out instead of leaving it in
-// Consul until its window ends (with a named target that died, nobody
-// could lead meanwhile). A second signal after stop kills as usual.
+// interruptible is ctx ended by SIGINT or SIGTERM: status --watch stops,
+// and handover and drain remove their request on the way out instead of
+// leaving it in Consul until its window ends (with a named target that
+// died, nobody could lead meanwhile). A second signal after stop kills as
+// usual.
 func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

@@ -1,18 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/valguard/valguard/chain"
+	"github.com/valguard/valguard/internal/flagenv"
 	"github.com/valguard/valguard/internal/secretfile"
-	"github.com/valguard/valguard/internal/setting"
-	vgreplica "github.com/valguard/valguard/replica"
 )
 
 // The --node defaults and the one kind cmd itself needs to name.
@@ -52,111 +50,33 @@ func cliFlag(f chain.Flag) cli.Flag {
 		return &cli.DurationFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
 	case []string:
 		return &cli.StringSliceFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
-	case string:
+	case string, nil:
+		s, _ := v.(string)
 		if f.Path {
-			return &cli.PathFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
+			return &cli.PathFlag{Name: f.Name, Value: s, Usage: f.Usage, EnvVars: env(f.Name)}
 		}
-		return &cli.StringFlag{Name: f.Name, Value: v, Usage: f.Usage, EnvVars: env(f.Name)}
-	case nil:
-		if f.Path {
-			return &cli.PathFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
-		}
-		return &cli.StringFlag{Name: f.Name, Usage: f.Usage, EnvVars: env(f.Name)}
+		return &cli.StringFlag{Name: f.Name, Value: s, Usage: f.Usage, EnvVars: env(f.Name)}
 	}
 	panic(fmt.Sprintf("flag --%s: default of type %T", f.Name, f.Value))
 }
 
-// nodeSetup is the chosen adapter and what run reports about it.
-type nodeSetup struct {
-	chain.Setup
-	kind     string
-	signMode chain.SignMode
-	keyPath  string
-	// stateDir holds valguard's own files: <node-home>/valguard, or
-	// --state-dir for an external node.
-	stateDir string
-}
-
 // chooseNode is --node (defaulting to neard in a kuutamod environment)
 // and --sign-mode, checked against the registered kinds (chain.Choose).
-func chooseNode(c *cli.Context) (string, chain.Kind, chain.SignMode, error) {
+func chooseNode(c *cli.Context) (chain.Kind, chain.SignMode, error) {
 	name := c.String("node")
 	if name == "" {
 		name = nodeCometBFT
-		if kuutamoNode() {
+		if flagenv.Kuutamod(os.LookupEnv) {
 			name = nodeNEAR
 		}
 	}
-	kind, mode, err := chain.Choose(c, name, chain.SignMode(c.String("sign-mode")), signerFlags)
-	return name, kind, mode, err
-}
-
-// newNode builds the adapter chosen by chooseNode.
-func newNode(c *cli.Context, name string, kind chain.Kind, mode chain.SignMode, log zerolog.Logger) (nodeSetup, error) {
-	keyPath, err := validatorKey(c, kind.KeyCredential)
-	if err != nil {
-		return nodeSetup{}, err
-	}
-	cred := func(flag, name string, required bool) (string, error) { return credential(c, flag, name, required) }
-	st, err := kind.Build(c, chain.Input{Mode: mode, KeyPath: keyPath, Credential: cred, Log: log})
-	ns := nodeSetup{Setup: st, kind: name, signMode: mode, keyPath: keyPath}
-	if err != nil {
-		return ns, withFlag(err, kind.SettingFlags)
-	}
-	ns.stateDir, err = stateDir(c, name)
-	return ns, err
-}
-
-// stateDir is where valguard keeps its files for node kind name
-// (replica.StateDir).
-func stateDir(c *cli.Context, name string) (string, error) {
-	return vgreplica.StateDir(name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
-}
-
-// validatorLabel is --validator-id checked against the key
-// (replica.Label).
-func validatorLabel(c *cli.Context, ns nodeSetup) (string, error) {
-	return vgreplica.Label(c.String("validator-id"), ns.Labels, ns.keyPath, ns.LockID)
-}
-
-// validatorKey is the validator key's path (--validator-key, else the
-// systemd credential name), refused when others can read it
-// (secretfile.CheckPrivate; credentials are exempt).
-func validatorKey(c *cli.Context, credentialName string) (string, error) {
-	p, err := credential(c, "validator-key", credentialName, true)
-	if err != nil {
-		return "", err
-	}
-	return p, secretfile.CheckPrivate(p, "validator-key")
+	return chain.Choose(c, name, chain.SignMode(c.String("sign-mode")), signerFlags)
 }
 
 // credential is the path given by flag, else the systemd credential name
-// under $CREDENTIALS_DIRECTORY (secretfile.Credential).
-func credential(c *cli.Context, flag, name string, required bool) (string, error) {
-	return secretfile.Credential(c.Path(flag), flag, valguardEnv(flag), name, required)
-}
-
-// commonSettings maps the config fields every adapter has to the flags
-// every kind reads (nodeFlags); a kind maps the settings of its own flags
-// (chain.Kind.SettingFlags).
-var commonSettings = map[string]string{
-	"Home": "node-home", "Binary": "node-binary", "Args": "node-args",
-	"ValidatorKey": "validator-key", "MaxBlockAge": "max-block-age",
-}
-
-// withFlag puts the flag's name before an adapter's error about one of
-// its settings (flags maps the kind's own settings, commonSettings the
-// others); the adapters name no flags themselves.
-func withFlag(err error, flags map[string]string) error {
-	var se *setting.Error
-	if errors.As(err, &se) {
-		f, ok := flags[se.Name]
-		if !ok {
-			f, ok = commonSettings[se.Name]
-		}
-		if ok {
-			return fmt.Errorf("--%s: %w", f, err)
-		}
+// under $CREDENTIALS_DIRECTORY (secretfile.Credential), for chain.Input.
+func credential(c *cli.Context) func(flag, name string, required bool) (string, error) {
+	return func(flag, name string, required bool) (string, error) {
+		return secretfile.Credential(c.Path(flag), flag, flagenv.Valguard(flag), name, required)
 	}
-	return err
 }

@@ -23,20 +23,21 @@ func rosterFlags() []cli.Flag {
 
 // openValidator finds the validator the flags name: --validator-id (a
 // lock id or a label: operator.LockIDForLabel) or else the lock id of
-// --validator-key, and checks that the token allows need. hint adds the
-// likely fix to an error of the lookup; nil: none.
-func openValidator(c *cli.Context, need consulclient.Access, hint func(error) error) (*api.Client, string, error) {
+// --validator-key, checks that the token allows need, and opens the
+// validator's election, read only, as replica. hint adds the likely fix
+// to an error of the lookup; nil: none.
+func openValidator(c *cli.Context, need consulclient.Access, hint func(error) error, replica string) (*election.Election, *api.Client, error) {
 	printDeprecatedEnv(c)
 	id := c.String("validator-id")
 	if id == "" {
 		var err error
 		if id, err = validatorIDFromKey(c); err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 	}
-	client, err := consulClient(c)
+	client, _, err := consulclient.New(c.Context, consulOptions(c))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	if c.IsSet("validator-id") {
 		ctx, cancel := context.WithTimeout(c.Context, 3*c.Duration("consul-timeout"))
@@ -46,27 +47,27 @@ func openValidator(c *cli.Context, need consulclient.Access, hint func(error) er
 			err = hint(err)
 		}
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 	}
-	if err := checkConsulAccess(c, client, id, need); err != nil {
-		return nil, "", err
+	if err := consulclient.CheckAccess(c.Context, client, consulOptions(c), id, need); err != nil {
+		return nil, nil, err
 	}
-	return client, id, nil
+	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: replica, CallTimeout: c.Duration("consul-timeout")})
+	return el, client, err
 }
 
-// openRoster opens the election (read only) and roster of the validator
-// the flags name (openValidator), and returns the validator the operator
-// commands work with, printing to the command's writers.
+// openRoster opens the election and roster of the validator the flags
+// name (openValidator), and returns the validator the operator commands
+// work with, printing to the command's writers.
 func openRoster(c *cli.Context, need consulclient.Access) (*operator.Validator, error) {
 	store := &operator.ConsulStore{URL: c.String("consul-url")}
-	client, id, err := openValidator(c, need, store.Hint)
-	if err != nil {
+	var client *api.Client
+	var err error
+	if store.El, client, err = openValidator(c, need, store.Hint, "operator"); err != nil {
 		return nil, err
 	}
-	if store.El, err = election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "operator", CallTimeout: c.Duration("consul-timeout")}); err != nil {
-		return nil, err
-	}
+	id := store.El.Config().ValidatorID
 	if store.Roster, err = roster.New(roster.Config{Client: client, ValidatorID: id, CallTimeout: c.Duration("consul-timeout")}); err != nil {
 		return nil, err
 	}

@@ -5,26 +5,18 @@ import (
 	"os"
 	"slices"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/valguard/valguard/chain"
 	"github.com/valguard/valguard/election"
-	"github.com/valguard/valguard/internal/homelock"
+	"github.com/valguard/valguard/internal/consulclient"
 
 	// Aliased: the end-to-end tests call a valguard run process a replica.
 	vgreplica "github.com/valguard/valguard/replica"
 	"github.com/valguard/valguard/signer"
 	"github.com/valguard/valguard/supervisor"
 )
-
-// defaultRunMaxLag is run's --max-lag: looser than the hand-over's
-// (operator.DefaultMaxLag), since the best height compared with is what the
-// replicas last published, a second or two old on chains of fast blocks.
-const defaultRunMaxLag = 10
 
 func runCommand() *cli.Command {
 	flags := []cli.Flag{
@@ -34,7 +26,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "lock-delay", Usage: "Consul lock-delay after an invalidation (default: the TTL)", EnvVars: env("lock-delay")},
 		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
 		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down (not when the whole chain stopped: no other replica ahead and its node still signing)", EnvVars: env("max-stall")},
-		&cli.Int64Flag{Name: "max-lag", Value: defaultRunMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
+		&cli.Int64Flag{Name: "max-lag", Value: vgreplica.DefaultMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
 		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
 		&cli.DurationFlag{Name: "stop-timeout", Usage: "wait after SIGTERM before SIGKILL when stopping the node (default: 15s for cometbft, 60s for neard)", EnvVars: env("stop-timeout")},
 		&cli.DurationFlag{Name: "kill-timeout", Value: supervisor.DefaultKillTimeout, Usage: "wait for the node to be reaped after SIGKILL", EnvVars: env("kill-timeout")},
@@ -55,7 +47,7 @@ func run(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: every setting is a flag", c.Args().Slice())
 	}
-	log, err := newLogger(c)
+	log, err := vgreplica.NewLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return err
 	}
@@ -63,27 +55,22 @@ func run(c *cli.Context) error {
 	if n := c.Int64("max-lag"); n < 0 {
 		return fmt.Errorf("--max-lag %d: want 0 (no limit) or a number of blocks", n)
 	}
-	name, kind, mode, err := chooseNode(c)
+	kind, mode, err := chooseNode(c)
 	if err != nil {
 		return err
 	}
-	// One valguard per node home. On a home valguard has used before, the
-	// lock is taken first, so that a second valguard is told so rather
-	// than tripping over the first one's node; on a new home replica.Run
-	// takes it after every check, so that a refusal leaves the home as it
-	// was.
-	lockDir, err := stateDir(c, name)
+	// One valguard per node home: on a home valguard has used before, the
+	// lock is taken first (replica.LockUsedHome).
+	lockDir, err := vgreplica.StateDir(kind.Name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
 	if err != nil {
 		return err
 	}
-	var home *homelock.Lock
-	if _, err := os.Stat(lockDir); err == nil {
-		if home, err = homelock.Acquire(lockDir); err != nil {
-			return err
-		}
-		defer home.Close()
+	home, err := vgreplica.LockUsedHome(lockDir)
+	if err != nil {
+		return err
 	}
-	ns, err := newNode(c, name, kind, mode, log)
+	defer home.Close() // nil (a new home): nothing to release
+	ns, err := kind.Open(c, chain.Input{Mode: mode, Credential: credential(c), Log: log})
 	if err != nil {
 		return err
 	}
@@ -91,25 +78,21 @@ func run(c *cli.Context) error {
 	if c.IsSet("stop-timeout") {
 		stopTimeout = c.Duration("stop-timeout")
 	}
-	label, err := validatorLabel(c, ns)
+	label, err := vgreplica.Label(c.String("validator-id"), ns.Labels, ns.KeyPath, ns.LockID)
 	if err != nil {
 		return err
 	}
-	replicaID := c.String("replica-id")
-	host, _ := os.Hostname()
-	if replicaID == "" {
-		replicaID = host
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	client, path, err := consulClientPath(c)
+	client, path, err := consulclient.New(c.Context, consulOptions(c))
 	if err != nil {
 		return err
 	}
-	err = vgreplica.Run(c.Context, vgreplica.Config{
-		Node: ns.Setup, NodeKind: name, SignMode: mode, KeyPath: ns.keyPath, NodeHome: c.Path("node-home"),
+	if err := consulclient.CheckAccess(c.Context, client, consulOptions(c), ns.LockID, consulclient.AccessRun); err != nil {
+		return err
+	}
+	return vgreplica.Run(c.Context, vgreplica.Config{
+		Node: ns, NodeKind: kind.Name, SignMode: mode, KeyPath: ns.KeyPath, NodeHome: c.Path("node-home"),
 		StateDir: lockDir, HomeLock: home,
-		Label: label, ReplicaID: replicaID, Hostname: host, Version: version,
+		Label: label, ReplicaID: c.String("replica-id"), Hostname: hostname(), Version: version,
 		Consul: client, ConsulPath: path, ConsulTimeout: c.Duration("consul-timeout"),
 		SessionTTL: c.Duration("session-ttl"), LockDelay: c.Duration("lock-delay"), RenewInterval: c.Duration("renew-interval"),
 		StopTimeout: stopTimeout, KillTimeout: c.Duration("kill-timeout"),
@@ -119,39 +102,10 @@ func run(c *cli.Context) error {
 			ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
 			DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		},
-		MetricsAddr: c.String("metrics-addr"), Registry: reg,
-		Log:     log,
-		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT},
+		MetricsAddr: c.String("metrics-addr"),
+		Log:         log,
+		Signals:     []os.Signal{syscall.SIGTERM, syscall.SIGINT},
 	})
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	return nil
-}
-
-func newLogger(c *cli.Context) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(c.String("log-level"))
-	if err != nil || lvl == zerolog.NoLevel {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	format := c.String("log-format")
-	if format == "" {
-		format = "json"
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			format = "console"
-		}
-	}
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	var log zerolog.Logger
-	switch format {
-	case "json":
-		log = zerolog.New(os.Stderr)
-	case "console":
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
-	default:
-		return log, fmt.Errorf("--log-format %q: want json or console", format)
-	}
-	return log.Level(lvl).With().Timestamp().Logger(), nil
 }
 
 // signerFlagDefs are the flags of --sign-mode signer (signerFlags names

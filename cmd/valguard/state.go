@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/urfave/cli/v2"
 
-	"github.com/valguard/valguard/election"
+	"github.com/valguard/valguard/internal/consulclient"
 	"github.com/valguard/valguard/operator"
 )
 
@@ -42,21 +41,11 @@ func stateCommand() *cli.Command {
 	}
 }
 
-// stateElection is the election of the validator named by the flags.
-func stateElection(c *cli.Context) (*election.Election, *api.Client, error) {
-	client, id, err := openValidator(c, stateAccess(c), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	el, err := election.New(election.Config{Client: client, ValidatorID: id, ReplicaID: "state", CallTimeout: c.Duration("consul-timeout")})
-	return el, client, err
-}
-
 func stateShow(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", c.Args().Slice())
 	}
-	el, client, err := stateElection(c)
+	el, client, err := openValidator(c, consulclient.AccessRead, nil, "state")
 	if err != nil {
 		return err
 	}
@@ -74,7 +63,7 @@ func stateImport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	el, client, err := stateElection(c)
+	el, client, err := openValidator(c, consulclient.AccessWrite, nil, "state")
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +41,7 @@ func status(c *cli.Context) error {
 		}
 		return cli.Exit("", code)
 	}
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := interruptible(c.Context)
 	defer stop()
 	v.WatchStatus(ctx, c.Int64("max-lag"), c.Bool("json"), c.Duration("interval"))
 	return nil
