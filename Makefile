@@ -1,4 +1,4 @@
-# The few commands people run. Test dependencies (Consul, CometBFT) are
+# The few commands people run. Test dependencies (Consul, CometBFT, cosmovisor) are
 # installed into ${XDG_CACHE_HOME:-~/.cache}/valguard/bin on first use.
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
