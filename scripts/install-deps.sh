@@ -16,36 +16,45 @@ mkdir -p "$BIN"
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
+# build_from_source NAME VERSION MODULE PACKAGE [PREP]: builds PACKAGE of
+# MODULE@VERSION into the cache as NAME-VERSION, from a writable copy of
+# the module's source (go mod download gives it), after running PREP in
+# that copy; links NAME to it. Nothing is done when it is cached.
+build_from_source() {
+	local name=$1 version=$2 module=$3 pkg=$4 prep=${5:-true}
+	local want="$BIN/$name-$version"
+	if [ ! -x "$want" ]; then
+		log "building $name $version from the Go module proxy (minutes, once per machine)"
+		local dir tmp
+		dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+		if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+			log "go mod download did not give a source directory for $module@$version"
+			exit 1
+		fi
+		tmp=$(mktemp -d)
+		trap 'rm -rf "$tmp"; trap - RETURN' RETURN
+		cp -r "$dir/." "$tmp/src"
+		chmod -R u+w "$tmp/src"
+		(cd "$tmp/src" && $prep && GOFLAGS=-mod=mod go build -trimpath -ldflags=-s -o "$want.tmp" "$pkg")
+		mv "$want.tmp" "$want"
+		log "$name installed: $want"
+	fi
+	ln -sfn "$name-$version" "$BIN/$name"
+}
+
+# consul's go.mod replaces its own submodules with directories of its
+# repository, which a module download does not have.
+consul_dropreplace() {
+	go mod edit \
+		-dropreplace github.com/hashicorp/consul/api \
+		-dropreplace github.com/hashicorp/consul/envoyextensions \
+		-dropreplace github.com/hashicorp/consul/proto-public \
+		-dropreplace github.com/hashicorp/consul/sdk \
+		-dropreplace github.com/hashicorp/consul/troubleshoot
+}
+
 install_consul() {
-	local want="$BIN/consul-$CONSUL_VERSION"
-	if [ -x "$want" ]; then
-		ln -sfn "consul-$CONSUL_VERSION" "$BIN/consul"
-		return
-	fi
-	log "building consul $CONSUL_VERSION from the Go module proxy (several minutes, once per machine)"
-	local dir tmp
-	dir=$(go mod download -json "github.com/hashicorp/consul@$CONSUL_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-		log "go mod download did not give a source directory for consul $CONSUL_VERSION"
-		exit 1
-	fi
-	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' RETURN
-	cp -r "$dir/." "$tmp/src"
-	chmod -R u+w "$tmp/src"
-	(
-		cd "$tmp/src"
-		go mod edit \
-			-dropreplace github.com/hashicorp/consul/api \
-			-dropreplace github.com/hashicorp/consul/envoyextensions \
-			-dropreplace github.com/hashicorp/consul/proto-public \
-			-dropreplace github.com/hashicorp/consul/sdk \
-			-dropreplace github.com/hashicorp/consul/troubleshoot
-		GOFLAGS=-mod=mod go build -trimpath -ldflags=-s -o "$want.tmp" .
-	)
-	mv "$want.tmp" "$want"
-	ln -sfn "consul-$CONSUL_VERSION" "$BIN/consul"
-	log "consul installed: $want"
+	build_from_source consul "$CONSUL_VERSION" github.com/hashicorp/consul . consul_dropreplace
 }
 
 install_cometbft() {
@@ -64,36 +73,10 @@ install_cometbft() {
 	log "cometbft installed: $want"
 }
 
-# download_copy puts a writable copy of module $1's source in $2.
-download_copy() {
-	local dir
-	dir=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-		log "go mod download did not give a source directory for $1"
-		exit 1
-	fi
-	cp -r "$dir/." "$2"
-	chmod -R u+w "$2"
-}
-
 install_cosmovisor() {
 	# go install fails here (the module proxy refuses cosmovisor's version
-	# list, which go install reads); the exact version downloads: build it
-	# from a copy of that source.
-	local want="$BIN/cosmovisor-$COSMOVISOR_VERSION"
-	if [ -x "$want" ]; then
-		ln -sfn "cosmovisor-$COSMOVISOR_VERSION" "$BIN/cosmovisor"
-		return
-	fi
-	log "building cosmovisor $COSMOVISOR_VERSION from the Go module proxy (a few minutes, once per machine)"
-	local tmp
-	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' RETURN
-	download_copy "cosmossdk.io/tools/cosmovisor@$COSMOVISOR_VERSION" "$tmp/src"
-	(cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -ldflags=-s -o "$want.tmp" ./cmd/cosmovisor)
-	mv "$want.tmp" "$want"
-	ln -sfn "cosmovisor-$COSMOVISOR_VERSION" "$BIN/cosmovisor"
-	log "cosmovisor installed: $want"
+	# list, which go install reads); the exact version downloads.
+	build_from_source cosmovisor "$COSMOVISOR_VERSION" cosmossdk.io/tools/cosmovisor ./cmd/cosmovisor
 }
 
 install_tools() {

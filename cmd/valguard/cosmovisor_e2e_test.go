@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -234,13 +233,5 @@ func cosmovisorUpgrade(t *testing.T, mode string) {
 	b.waitState("Voting", 60*time.Second)
 	c.noDoubleSign(10)
 
-	for _, r := range []*replica{b, a} {
-		d := daemonOf(t, r.nodePID())
-		mustNotOutlive(t, d)
-		r.signal(syscall.SIGTERM)
-		r.waitExit(40 * time.Second)
-		if alive(d) {
-			t.Fatalf("replica %s exited with its daemon %d still running", r.id, d)
-		}
-	}
+	stopWithDaemons(t, 40*time.Second, b, a)
 }

@@ -216,13 +216,21 @@ func wrapperFailover(t *testing.T, setsid bool) {
 	// Both stop cleanly, the standby first (so that no promotion races the
 	// look-up of its node): SIGTERM reaches each daemon through its
 	// wrapper, and no daemon survives its valguard.
-	for _, r := range []*replica{a, b} {
+	stopWithDaemons(t, 30*time.Second, a, b)
+}
+
+// stopWithDaemons stops each replica in turn with SIGTERM, waiting up to
+// wait for it to exit, and fails the test if the daemon its wrapper ran
+// outlives it.
+func stopWithDaemons(t *testing.T, wait time.Duration, rs ...*replica) {
+	t.Helper()
+	for _, r := range rs {
 		d := daemonOf(t, r.nodePID())
 		mustNotOutlive(t, d)
 		r.signal(syscall.SIGTERM)
-		r.waitExit(30 * time.Second)
+		r.waitExit(wait)
 		if alive(d) {
-			t.Fatalf("replica %s exited with its cometbft %d still running", r.id, d)
+			t.Fatalf("replica %s exited with its daemon %d still running", r.id, d)
 		}
 	}
 }
