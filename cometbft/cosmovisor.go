@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/valguard/valguard/supervisor"
 )
 
 // cosmovisor (cosmossdk.io/tools/cosmovisor, tested with v1.5.0) is the
@@ -32,12 +34,21 @@ const DefaultCosmovisorShutdownGrace = "10s"
 // cosmovisor in the signer mode with a unix socket when the environment
 // sets none, and MinCosmovisorRestartDelay the least it accepts there: the
 // upgraded daemon must not start before valguard has removed the socket
-// the stopped one left behind (signer.Serve redials, and removes a stale
-// socket, every 100 ms).
+// the stopped one left behind. signer.Serve does that at its first redial
+// after the connection ended, which comes once the request in hand is
+// answered: up to the park hold, always below the node's 5 s read timeout
+// (signer.NodeReadTimeout), then 100 ms (signer.DefaultRedialEvery).
+// With a tcp signer address there is no socket file and no delay.
 const (
-	DefaultCosmovisorRestartDelay = "1s"
-	MinCosmovisorRestartDelay     = 500 * time.Millisecond
+	DefaultCosmovisorRestartDelay = "6s"
+	MinCosmovisorRestartDelay     = 5500 * time.Millisecond
 )
+
+// Wrapped implements supervisor.WrappedNode: under cosmovisor, the daemon
+// that loads the key is cosmovisor's child.
+func (n *Node) Wrapped() bool { return n.cosmovisor }
+
+var _ supervisor.WrappedNode = (*Node)(nil)
 
 // isCosmovisor reports whether the node binary, a path, is cosmovisor:
 // by its name, or the name of what it links to.
@@ -68,9 +79,9 @@ func lookupEnv(env []string, name string) (string, bool) {
 // on a unix socket), DAEMON_RESTART_DELAY
 // (DefaultCosmovisorRestartDelay). It refuses:
 //   - DAEMON_NAME unset or not a plain file name;
-//   - DAEMON_HOME set to another directory than the node home (cosmovisor
-//     would run the daemon of another home, beside the key valguard
-//     links into this one);
+//   - DAEMON_HOME set to another directory than the node home, or to a
+//     relative path (cosmovisor would take the binaries and the upgrade
+//     plans of another home, or refuse to start);
 //   - DAEMON_RESTART_AFTER_UPGRADE false (cosmovisor would exit after an
 //     upgrade: a node crash to valguard) or not a boolean;
 //   - with unixSigner, DAEMON_RESTART_DELAY below
@@ -85,10 +96,11 @@ func cosmovisorEnv(home string, env []string, unixSigner bool) ([]string, error)
 	case name != filepath.Base(name) || name == "." || name == "..":
 		return nil, fmt.Errorf("cosmovisor as the node binary: DAEMON_NAME %q is not a binary name: give the name only (e.g. gaiad); cosmovisor finds it under $DAEMON_HOME/cosmovisor", name)
 	}
-	if dh, ok := lookupEnv(env, "DAEMON_HOME"); !ok || dh == "" {
+	switch dh, ok := lookupEnv(env, "DAEMON_HOME"); {
+	case !ok || dh == "":
 		env = append(env, "DAEMON_HOME="+home)
-	} else if !sameDir(dh, home) {
-		return nil, fmt.Errorf("cosmovisor as the node binary: DAEMON_HOME %s is not the node home %s: cosmovisor would run the daemon of another home; unset DAEMON_HOME (valguard sets it to the node home) or set it to the node home", dh, home)
+	case !filepath.IsAbs(dh) || !sameDir(dh, home):
+		return nil, fmt.Errorf("cosmovisor as the node binary: DAEMON_HOME %s is not the node home %s: cosmovisor would run the binaries and follow the upgrades of another home (the daemon itself runs on the node home, --home); unset DAEMON_HOME (valguard sets it to the node home) or set it to the node home's absolute path", dh, home)
 	}
 	if v, ok := lookupEnv(env, "DAEMON_RESTART_AFTER_UPGRADE"); ok {
 		switch strings.ToLower(v) {
@@ -106,7 +118,7 @@ func cosmovisorEnv(home string, env []string, unixSigner bool) ([]string, error)
 			return nil, fmt.Errorf("cosmovisor as the node binary: DAEMON_RESTART_DELAY=%q: in the signer mode on a unix socket the upgraded daemon must start %s or more after the old one stopped, so that valguard removes the socket the old one left (CometBFT does not, and the new one could not listen); unset it (valguard sets %s) or give a duration of %s or more", v, MinCosmovisorRestartDelay, DefaultCosmovisorRestartDelay, MinCosmovisorRestartDelay)
 		}
 	}
-	if _, ok := lookupEnv(env, "DAEMON_SHUTDOWN_GRACE"); !ok {
+	if v, ok := lookupEnv(env, "DAEMON_SHUTDOWN_GRACE"); !ok || v == "" {
 		env = append(env, "DAEMON_SHUTDOWN_GRACE="+DefaultCosmovisorShutdownGrace)
 	}
 	root := filepath.Join(home, "cosmovisor")

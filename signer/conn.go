@@ -172,6 +172,10 @@ func Serve(ctx context.Context, cfg ConnConfig, h Handler) error {
 		}
 		up := false // the node sent a request on this connection
 		served := 0
+		var before fs.FileInfo // the socket file as it was before the dial
+		if network == "unix" {
+			before, _ = os.Lstat(address)
+		}
 		conn, err := dial(ctx, network, address, cfg.ConnKey)
 		if err == nil {
 			served, err = serveConn(ctx, conn, h, func(connected bool) {
@@ -203,25 +207,29 @@ func Serve(ctx context.Context, cfg ConnConfig, h Handler) error {
 			lastFail = msg
 		}
 		if network == "unix" && errors.Is(err, syscall.ECONNREFUSED) {
-			removeStaleSocket(address, log)
+			removeStaleSocket(address, before, log)
 		}
 	}
 }
 
 // removeStaleSocket removes the node's socket file at path, whose dial was
-// just refused: nothing accepts on it any more. CometBFT does not remove
+// just refused, when it is still the file before was (Lstat'd before the
+// dial): nothing accepts on it any more. CometBFT does not remove
 // its privval socket when it stops, even cleanly, and its next start fails
 // on the file ("bind: address already in use"); valguard removes it
 // before every start it makes itself (cometbft's Prepare), and this covers
 // the starts it does not make: cosmovisor starting the upgraded daemon, a
 // node under its own service manager (--node external). Only a socket is
-// removed. Not guaranteed: a node that binds the path between the refused
-// dial and the removal (its bind and listen are one call, so the window is
-// that call's) loses its socket, gets no signer and exits after its 3 s
-// wait for one; its next start then succeeds.
-func removeStaleSocket(path string, log zerolog.Logger) {
+// removed, and only the file the refused dial went to: a socket made anew
+// there meanwhile (a node that started after something else removed the
+// stale one) is another file and stays. Not guaranteed: a node that binds
+// the path in the instant between its bind and its listen (one call), or
+// between the last look and the removal, loses its socket, gets no signer
+// and exits after its 3 s wait for one; its next start then succeeds. No
+// signature depends on it: the key is only in valguard's memory.
+func removeStaleSocket(path string, before fs.FileInfo, log zerolog.Logger) {
 	fi, err := os.Lstat(path)
-	if err != nil || fi.Mode().Type() != fs.ModeSocket {
+	if err != nil || before == nil || fi.Mode().Type() != fs.ModeSocket || !os.SameFile(fi, before) {
 		return
 	}
 	if err := os.Remove(path); err != nil {

@@ -90,6 +90,18 @@ type HotPromoter interface {
 	PromoteRunning(ctx context.Context, watermark []byte, reload func() error) error
 }
 
+// WrappedNode is implemented by a Node whose command may run the node
+// through a wrapper (cosmovisor): the process that loads the validator key
+// is then the wrapper's child, which Pdeathsig (S9) does not reach, and
+// would outlive a valguard that is killed. When Wrapped reports true, the
+// key-file mode starts the validator role only inside a cgroup, whose
+// guard kills the whole tree when valguard dies (New refuses the node
+// where no cgroup can be used); the signer mode needs nothing more, as no
+// node holds the key.
+type WrappedNode interface {
+	Wrapped() bool
+}
+
 // HeadFence is implemented by a Node whose chain keeps no sign state that
 // could be raised before signing (NEAR). Its watermark is the last height
 // the previous leader produced (Watermark while validating, and the final

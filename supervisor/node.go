@@ -8,6 +8,12 @@ import (
 	"github.com/valguard/valguard/supervisor/proctree"
 )
 
+// cgroupUsable and startInCgroup are proctree's; tests replace them.
+var (
+	cgroupUsable  = proctree.CgroupUsable
+	startInCgroup = proctree.StartInCgroup
+)
+
 // nodeProc is a node the supervisor started: its process tree, the role
 // it was started in (a voter found holding a key becomes a validator for
 // the rest of its life, S3) and when it started, on the supervisor's
@@ -24,7 +30,11 @@ func (s *Supervisor) start(role Role) error {
 	if err != nil {
 		return err
 	}
-	tree, err := proctree.Start(cmd, s.cfg.Stdout, s.cfg.Stderr)
+	start := proctree.Start
+	if w, ok := s.cfg.Node.(WrappedNode); ok && w.Wrapped() && role == RoleValidator {
+		start = startInCgroup // its daemon must die with valguard (WrappedNode)
+	}
+	tree, err := start(cmd, s.cfg.Stdout, s.cfg.Stderr)
 	if err != nil {
 		return fmt.Errorf("start %s node %s: %w", role, cmd.Path, err)
 	}

@@ -79,6 +79,13 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Unsupervised && cfg.Signer == nil {
 		return nil, errors.New("supervisor: a node valguard does not run can only be signed for: Unsupervised needs a Signer")
 	}
+	if w, ok := cfg.Node.(WrappedNode); ok && w.Wrapped() && cfg.Signer == nil {
+		if err := cgroupUsable(); err != nil {
+			return nil, fmt.Errorf("the node runs through a wrapper (cosmovisor), and in the key-file mode its daemon, which loads the key, "+
+				"must die with valguard: only a cgroup of its own ensures that, and none can be used here (%v); "+
+				"run valguard as root or with a delegated cgroup (systemd Delegate=yes), or use the signer mode, in which no node holds the key", err)
+		}
+	}
 	cfg.setDefaults()
 	s := &Supervisor{cfg: cfg, log: cfg.Log, clock: cfg.Clock}
 	s.mode = newSignMode(s)

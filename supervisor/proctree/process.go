@@ -59,6 +59,23 @@ func Start(cmd *exec.Cmd, stdout, stderr io.Writer) (*Process, error) {
 	return startContained(cmd, stdout, stderr, containAuto)
 }
 
+// StartInCgroup is Start that refuses to fall back to the process-group
+// containment: it starts cmd in a cgroup v2 with its guard, or not at all
+// (the error says why no cgroup could be used). For a node whose process
+// holding the key is not the direct child (the daemon under a wrapper such
+// as cosmovisor): Pdeathsig reaches only the direct child, and only the
+// cgroup's guard kills the rest of the tree when valguard dies.
+func StartInCgroup(cmd *exec.Cmd, stdout, stderr io.Writer) (*Process, error) {
+	return startContained(cmd, stdout, stderr, containCgroup)
+}
+
+// CgroupUsable reports whether Start can contain a node in a cgroup v2 of
+// its own: nil when it can, otherwise why not (probed once per process).
+func CgroupUsable() error {
+	_, err := cgroupBase()
+	return err
+}
+
 func startContained(cmd *exec.Cmd, stdout, stderr io.Writer, mode containMode) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
