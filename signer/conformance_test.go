@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
@@ -251,7 +252,8 @@ func TestConformanceNodeRestart(t *testing.T) {
 		// v0.38.26 never closes its privval listener (Node.OnStop does
 		// not stop the socket client), so even a clean exit leaves the
 		// socket file, and the next start fails on it unless it is
-		// removed first (TestConformanceStaleSocket).
+		// removed first (TestConformanceStaleSocket): Serve does, at its
+		// first refused dial (removeStaleSocket).
 		if !left {
 			t.Errorf("%s: no socket file left behind; CometBFT now cleans up (update docs/signer-mode.md)", how)
 		}
@@ -265,10 +267,8 @@ func TestConformanceNodeRestart(t *testing.T) {
 			t.Errorf("CPU %v in %v with the node down, want under 10%%", cpu, el)
 		}
 
-		if left { // remove it, as the adapter does before every start
-			if err := os.Remove(n.SocketPath()); err != nil {
-				t.Fatal(err)
-			}
+		if _, err := os.Lstat(n.SocketPath()); left && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s: the socket file the node left is still there after 3 s of Serve redialing (%v)", how, err)
 		}
 		start := time.Now()
 		p = n.Start()
@@ -329,31 +329,55 @@ func TestConformanceServeRestart(t *testing.T) {
 	}
 }
 
-// TestConformanceStaleSocket: a socket file left at the path (as a
-// SIGKILLed node leaves it) when the node starts.
+// TestConformanceStaleSocket: a socket file left at the path (as every
+// stopped node leaves it) when the node starts. With nothing removing it
+// the node cannot listen and exits; with Serve dialing, Serve removes it
+// (its dial is refused) and the node starts and is served.
 func TestConformanceStaleSocket(t *testing.T) {
-	n := newTestNode(t, unixLaddr)
-	makeStaleSocket(t, n.SocketPath())
-	h := newPVHandler(n)
-	serveNode(t, n, h)
-	start := time.Now()
-	p := n.Start()
-	select {
-	case <-p.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatal("node with a stale socket file still running after 20 s")
-	}
-	err := p.Wait()
-	log := tail(p.LogPath, 3)
-	t.Logf("stale socket file: node exited after %v with %v; log tail:\n%s", time.Since(start).Round(time.Millisecond), err, log)
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Errorf("node exit %v, want exit status 1", err)
-	}
-	if !strings.Contains(log, "address already in use") {
-		t.Error(`log does not say "address already in use"`)
-	}
-	if rs := h.seen(nil); len(rs) != 0 {
-		t.Errorf("handler saw %d requests from a node that could not listen", len(rs))
-	}
+	t.Run("no signer", func(t *testing.T) {
+		n := newTestNode(t, unixLaddr)
+		makeStaleSocket(t, n.SocketPath())
+		start := time.Now()
+		p := n.Start()
+		select {
+		case <-p.Done():
+		case <-time.After(20 * time.Second):
+			t.Fatal("node with a stale socket file still running after 20 s")
+		}
+		err := p.Wait()
+		log := tail(p.LogPath, 3)
+		t.Logf("stale socket file: node exited after %v with %v; log tail:\n%s", time.Since(start).Round(time.Millisecond), err, log)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("node exit %v, want exit status 1", err)
+		}
+		if !strings.Contains(log, "address already in use") {
+			t.Error(`log does not say "address already in use"`)
+		}
+	})
+	t.Run("served", func(t *testing.T) {
+		n := newTestNode(t, unixLaddr)
+		makeStaleSocket(t, n.SocketPath())
+		h := newPVHandler(n)
+		serveNode(t, n, h)
+		removed := time.Now()
+		for {
+			if _, err := os.Lstat(n.SocketPath()); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if time.Since(removed) > 5*time.Second {
+				t.Fatal("Serve left the stale socket file for 5 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		start := time.Now()
+		p := n.Start()
+		got := h.waitFor(t, start, 10*time.Second, "public key request", isPubKey)
+		n.WaitHeight(3, 30*time.Second)
+		t.Logf("stale socket removed by Serve %v after it started; the node then got its public key %v after start",
+			start.Sub(removed).Round(time.Millisecond), got.At.Sub(start).Round(time.Millisecond))
+		if p.Exited() {
+			t.Fatal("node exited")
+		}
+	})
 }
