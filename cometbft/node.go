@@ -128,10 +128,13 @@ func New(cfg Config) (*Node, error) {
 	if err := checkEnv(cfg.Binary, env); err != nil {
 		return nil, err
 	}
+	var signerNetwork string // "unix" or "tcp" in the signer mode
+	if cfg.SignMode == SignSigner {
+		signerNetwork, _, _ = parseSignerAddr(cfg.SignerAddr)
+	}
 	cosmovisor := isCosmovisor(cfg.Binary)
 	if cosmovisor {
-		network, _, _ := parseSignerAddr(cfg.SignerAddr)
-		if env, err = cosmovisorEnv(home, env, cfg.SignMode == SignSigner && network == "unix"); err != nil {
+		if env, err = cosmovisorEnv(home, env, signerNetwork == "unix"); err != nil {
 			return nil, err
 		}
 	}
@@ -149,11 +152,9 @@ func New(cfg Config) (*Node, error) {
 	if _, err := n.checkSignerListener(); err != nil {
 		return nil, err
 	}
-	if n.signerMode() {
-		if network, _, _ := parseSignerAddr(cfg.SignerAddr); network == "tcp" {
-			cfg.Log.Warn().Str("signer_addr", cfg.SignerAddr).
-				Msg("tcp signer address: the node's SecretConnection key is new at every start, so valguard cannot authenticate the node; prefer a unix socket")
-		}
+	if signerNetwork == "tcp" {
+		cfg.Log.Warn().Str("signer_addr", cfg.SignerAddr).
+			Msg("tcp signer address: the node's SecretConnection key is new at every start, so valguard cannot authenticate the node; prefer a unix socket")
 	}
 	return n, nil
 }

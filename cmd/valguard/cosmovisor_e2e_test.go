@@ -15,18 +15,6 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
-func cosmovisorOrSkip(t *testing.T) string {
-	t.Helper()
-	bin, err := localnet.CosmovisorBinary()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (make test installs it)", err)
-		}
-		t.Skip(err)
-	}
-	return bin
-}
-
 // installUnderCosmovisor lays out node home for cosmovisor, as
 // "cosmovisor init" does: the daemon (a copy of the chain's cometbft) at
 // cosmovisor/genesis/bin, and the binary of the upgrade named upgrade at
@@ -151,7 +139,7 @@ func TestCosmovisorUpgradeEndToEnd(t *testing.T) {
 }
 
 func cosmovisorUpgrade(t *testing.T, mode string) {
-	cosmovisor := cosmovisorOrSkip(t)
+	cosmovisor := binaryOrSkip(t, localnet.CosmovisorBinary)
 	c := startChain(t, nil)
 	var args []string
 	if mode == "signer" {

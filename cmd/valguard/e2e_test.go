@@ -37,7 +37,14 @@ type localChain struct {
 
 func cometbftOrSkip(t *testing.T) string {
 	t.Helper()
-	bin, err := localnet.CometBFTBinary()
+	return binaryOrSkip(t, localnet.CometBFTBinary)
+}
+
+// binaryOrSkip is the binary find looks up; without one the test is
+// skipped, or fails in CI (make test installs every binary).
+func binaryOrSkip(t *testing.T, find func() (string, error)) string {
+	t.Helper()
+	bin, err := find()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (make test installs it)", err)
