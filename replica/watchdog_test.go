@@ -2,14 +2,13 @@ package replica
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/valguard/valguard/internal/testnet"
 )
 
 func TestCheckWatchdog(t *testing.T) {
@@ -39,54 +38,10 @@ func TestCheckWatchdog(t *testing.T) {
 	}
 }
 
-// notifySocket listens where $NOTIFY_SOCKET points and records what is
-// sent to it, as systemd would receive it.
-type notifySocket struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func listenNotify(t *testing.T) *notifySocket {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	t.Setenv("NOTIFY_SOCKET", path)
-	n := &notifySocket{}
-	go func() {
-		buf := make([]byte, 256)
-		for {
-			k, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			n.mu.Lock()
-			n.got = append(n.got, string(buf[:k]))
-			n.mu.Unlock()
-		}
-	}()
-	return n
-}
-
-func (n *notifySocket) count(msg string) int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := 0
-	for _, m := range n.got {
-		if m == msg {
-			c++
-		}
-	}
-	return c
-}
-
 // The watchdog is fed while the lease deadline is further away than its
 // timeout, and starved once it is not, whatever the wall clock says.
 func TestWatchdogFeedsOnlyAheadOfTheLeaseDeadline(t *testing.T) {
-	sock := listenNotify(t)
+	sock := testnet.ListenNotify(t)
 	var mu sync.Mutex
 	deadline, held := time.Time{}, false
 	setLease := func(d time.Time, h bool) { mu.Lock(); deadline, held = d, h; mu.Unlock() }
@@ -104,28 +59,28 @@ func TestWatchdogFeedsOnlyAheadOfTheLeaseDeadline(t *testing.T) {
 			t.Fatalf("not within 3s: %s", what)
 		}
 	}
-	waitFor("READY=1", func() bool { return sock.count("READY=1") == 1 })
+	waitFor("READY=1", func() bool { return sock.Count("READY=1") == 1 })
 	// No session: fed.
-	waitFor("fed without a session", func() bool { return sock.count("WATCHDOG=1") >= 2 })
+	waitFor("fed without a session", func() bool { return sock.Count("WATCHDOG=1") >= 2 })
 	// A session whose deadline is far away: fed.
 	setLease(time.Now().Add(time.Hour), true)
-	n := sock.count("WATCHDOG=1")
-	waitFor("fed ahead of the deadline", func() bool { return sock.count("WATCHDOG=1") >= n+2 })
+	n := sock.Count("WATCHDOG=1")
+	waitFor("fed ahead of the deadline", func() bool { return sock.Count("WATCHDOG=1") >= n+2 })
 	// The deadline comes closer than the watchdog timeout: starved, so
 	// systemd would kill a frozen replica before its deadline.
 	setLease(time.Now().Add(interval/2), true)
 	time.Sleep(interval / 2) // a feed already in flight
-	n = sock.count("WATCHDOG=1")
+	n = sock.Count("WATCHDOG=1")
 	time.Sleep(3 * interval)
-	if got := sock.count("WATCHDOG=1"); got != n {
+	if got := sock.Count("WATCHDOG=1"); got != n {
 		t.Fatalf("fed %d times with the lease deadline closer than the watchdog timeout", got-n)
 	}
 	// A renew moves the deadline away again: fed again.
 	setLease(time.Now().Add(time.Hour), true)
-	waitFor("fed after a renew", func() bool { return sock.count("WATCHDOG=1") > n })
+	waitFor("fed after a renew", func() bool { return sock.Count("WATCHDOG=1") > n })
 	cancel()
 	<-done
-	if !within(3*time.Second, func() bool { return sock.count("STOPPING=1") == 1 }) {
+	if !within(3*time.Second, func() bool { return sock.Count("STOPPING=1") == 1 }) {
 		t.Fatal("no STOPPING=1 within 3s")
 	}
 }

@@ -1,38 +1,17 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// listenNotify listens where $NOTIFY_SOCKET points, as systemd would,
-// and discards what is sent to it.
-func listenNotify(t *testing.T) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	t.Setenv("NOTIFY_SOCKET", path)
-	go func() {
-		buf := make([]byte, 256)
-		for {
-			if _, err := conn.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-}
+	"github.com/valguard/valguard/internal/testnet"
+)
 
 // Under systemd without WatchdogSec, the key-file mode refuses to start.
 func TestRunUnderSystemdWithoutWatchdogIsRefused(t *testing.T) {
-	listenNotify(t) // $NOTIFY_SOCKET, inherited by valguard
+	testnet.ListenNotify(t) // $NOTIFY_SOCKET, inherited by valguard
 	home, key := cometHome(t, t.TempDir())
 	for _, tc := range []struct {
 		name string

@@ -1,4 +1,5 @@
-// Package testnet holds small networking aids for tests.
+// Package testnet holds small networking aids for tests: free ports and a
+// systemd notify socket.
 package testnet
 
 import (
