@@ -72,7 +72,24 @@ type Decision struct {
 	Extension bool
 	// Reason says why, for Refuse and Park.
 	Reason string
+	// Refusal names the kind of a Refuse, for the metric
+	// valguard_signer_refusals_total{reason}: one of the Refusal*
+	// constants.
+	Refusal string
 }
+
+// Kinds of refusal (valguard_signer_refusals_total{reason}).
+const (
+	RefusalChain      = "chain"       // another chain's request or watermark
+	RefusalExtension  = "extension"   // a vote extension where none is allowed
+	RefusalRegression = "regression"  // below the watermark
+	RefusalConflict   = "conflict"    // the same height/round/step, other data
+	RefusalNoBytes    = "no_bytes"    // the same height/round/step, no sign bytes stored
+	RefusalNotSigning = "not_signing" // leaderless: this replica does not sign now
+	RefusalNoHolder   = "no_holder"   // leader policy: no replica holds the lock
+	RefusalMalformed  = "malformed"   // a request that does not parse
+	RefusalFailed     = "failed"      // signing, encoding or the floor file failed
+)
 
 // Decide applies the decision table (docs/signer-mode.md §3.3) to a request of
 // the replica's own node, given the watermark in memory and whether this
@@ -91,15 +108,15 @@ type Decision struct {
 // refuses it.
 func Decide(leading bool, wm Watermark, req Request) Decision {
 	if req.ChainID != wm.ChainID {
-		return refuse("chain ID %q is not the watermark's %q", req.ChainID, wm.ChainID)
+		return refuse(RefusalChain, "chain ID %q is not the watermark's %q", req.ChainID, wm.ChainID)
 	}
 	ext := req.Step == StepPrecommit && !req.Proposal && !req.NilBlock
 	if req.HasExtension && !ext {
-		return refuse("unexpected vote extension: extensions are only allowed in non-nil precommits")
+		return refuse(RefusalExtension, "unexpected vote extension: extensions are only allowed in non-nil precommits")
 	}
 	switch Compare(req.hrs(), wm) {
 	case -1:
-		return refuse("height/round/step regression: %s is below the watermark %s", req.hrs(), wm)
+		return refuse(RefusalRegression, "height/round/step regression: %s is below the watermark %s", req.hrs(), wm)
 	case 1:
 		if leading {
 			return Decision{Result: Sign, Extension: ext}
@@ -107,7 +124,7 @@ func Decide(leading bool, wm Watermark, req Request) Decision {
 		return Decision{Result: Park, Reason: fmt.Sprintf("above the watermark %s on a standby", wm)}
 	}
 	if len(wm.SignBytes) == 0 || len(wm.Signature) == 0 {
-		return refuse("no sign bytes stored for %s: cannot tell a repeat from conflicting data", wm)
+		return refuse(RefusalNoBytes, "no sign bytes stored for %s: cannot tell a repeat from conflicting data", wm)
 	}
 	if bytes.Equal(req.SignBytes, wm.SignBytes) {
 		return Decision{Result: Reserve, Signature: wm.Signature, Timestamp: req.Timestamp, Extension: ext}
@@ -115,11 +132,11 @@ func Decide(leading bool, wm Watermark, req Request) Decision {
 	if ts, ok := onlyTimestampDiffers(req.Proposal, wm.SignBytes, req.SignBytes); ok {
 		return Decision{Result: Reserve, Signature: wm.Signature, Timestamp: ts, Extension: ext}
 	}
-	return refuse("conflicting data at %s", wm)
+	return refuse(RefusalConflict, "conflicting data at %s", wm)
 }
 
-func refuse(format string, args ...any) Decision {
-	return Decision{Result: Refuse, Reason: fmt.Sprintf(format, args...)}
+func refuse(kind, format string, args ...any) Decision {
+	return Decision{Result: Refuse, Reason: fmt.Sprintf(format, args...), Refusal: kind}
 }
 
 // onlyTimestampDiffers reports whether two sign bytes (canonical proposals

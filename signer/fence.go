@@ -21,9 +21,15 @@ var errUnresolved = errors.New("fence outcome unresolved")
 type ownLateFence struct {
 	wm    Watermark
 	index uint64
+	// race: the leaderless policy's lost race; the value may be another
+	// replica's.
+	race bool
 }
 
 func (o *ownLateFence) Error() string {
+	if o.race {
+		return fmt.Sprintf("the sign record moved to %s at index %d", o.wm, o.index)
+	}
 	return fmt.Sprintf("an own earlier fence applied late: watermark %s at index %d", o.wm, o.index)
 }
 
@@ -89,6 +95,16 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			// nothing; the transaction still checks the lock.
 			s.index = at
 			continue
+		case s.cfg.Leaderless:
+			lost, rerr := s.lostRaceLocked(stored, at, err)
+			if rerr != nil {
+				return 0, attempts, rerr
+			}
+			if lost != nil {
+				return 0, attempts, lost
+			}
+			attempts++ // the record was restored from memory: fence on
+			continue
 		}
 		return 0, attempts, s.otherValueLocked(stored, at, moved, err)
 	}
@@ -118,6 +134,55 @@ func (s *Signer) writeBackLocked() error {
 	}
 	ev.AnErr("write_back_err", err).Msg("watermark key absent in consul while leading: the write-back was refused")
 	return fmt.Errorf("the watermark key is absent in consul; writing back %s failed: %w", s.wm, err)
+}
+
+// lostRaceLocked settles, in the leaderless policy, a check-and-set (failed
+// with ferr) after which the sign record holds another value than the one
+// sent, at index at. Only check-and-sets write the record, so the value is
+// another replica's signature that came first (or an own one of an
+// earlier unknown outcome; the same thing for the rule): one above the
+// watermark in memory is returned to be adopted, and the request is
+// decided again against it — re-served with its signature and timestamp,
+// or refused. The value sent can no longer apply (its index is gone), so
+// no signature of it exists. A record absent, or below the watermark in
+// memory, lost what this replica saw committed (deleted by hand, Consul
+// lost data or was rolled back): it is written back from memory at its
+// index, never taken as history (S11), and (nil, nil) says to fence on.
+// Anything else — a record that does not parse, of another chain, or at
+// the same height/round/step with other data — is returned as an error:
+// the signer stops signing.
+func (s *Signer) lostRaceLocked(stored []byte, at uint64, ferr error) (*ownLateFence, error) {
+	wm, err := s.parseStored(stored)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w; the sign record read back: %v", ferr, err)
+	case wm.ChainID != s.cfg.ChainID:
+		return nil, fmt.Errorf("%w; the sign record read back is of chain %q", ferr, wm.ChainID)
+	case stored != nil && Compare(wm, s.wm) > 0:
+		return &ownLateFence{wm: wm, index: at, race: true}, nil
+	case stored != nil && Compare(wm, s.wm) == 0:
+		return nil, fmt.Errorf("%w; the sign record holds other data at %s than the %s this replica saw committed: it was rewritten, not by a check-and-set of a signer", ferr, wm, s.wm)
+	}
+	reason := restoreLowered
+	if stored == nil {
+		reason = restoreMissing
+	}
+	s.cfg.Metrics.lostWatermark(reason)
+	s.cfg.Metrics.wroteBack()
+	ev := s.cfg.Log.Error().Str("reason", reason).Str("found", wm.String()).Bool("absent", stored == nil).
+		Str("watermark", s.wm.String()).Uint64("index", at).Str("fix", lostFix)
+	index, werr := s.writeLocked(context.Background(), s.fencer, s.wm, at)
+	switch {
+	case werr == nil:
+		ev.Msg("sign record in consul missing or below what this replica saw committed: wrote back the one held in memory")
+		s.index = index
+		return nil, nil
+	case errors.Is(werr, ErrOutcomeUnknown), errors.Is(werr, ErrMoved):
+		ev.AnErr("write_back_err", werr).Msg("sign record in consul missing or below what this replica saw committed: writing back the one held in memory, outcome not known yet")
+		return nil, nil
+	}
+	ev.AnErr("write_back_err", werr).Msg("sign record in consul missing or below what this replica saw committed: the write-back was refused")
+	return nil, fmt.Errorf("the sign record is %s in consul; writing back %s failed: %w", describe(reason), s.wm, werr)
 }
 
 // holdsMemoryLocked reports whether stored is the watermark in memory.

@@ -85,18 +85,49 @@ func (s *Signer) Grant(ctx context.Context, f Fencer) error {
 	if s.leading {
 		return ErrLeading
 	}
+	var wm Watermark
+	var index uint64
+	var err error
+	for attempt := 1; ; attempt++ {
+		wm, index, err = s.readRaiseLocked(ctx, f, chainFloor, chainTop, topErr)
+		// Leaderless: another replica may create or raise the record
+		// between this read and the write; read it again.
+		if err == nil || !s.cfg.Leaderless || !errors.Is(err, ErrMoved) || attempt == 3 {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.raiseFloor(wm); err != nil {
+		return fmt.Errorf("lead: %w", err)
+	}
+	s.wm, s.index = wm, index
+	s.leading, s.fencer = true, f
+	ch := make(chan struct{})
+	s.demoted = ch
+	s.demotedCh.Store(&ch)
+	s.changedLocked(true)
+	s.cfg.Log.Info().Str("watermark", wm.String()).Uint64("index", index).Msg("signer leading")
+	return nil
+}
+
+// readRaiseLocked is Grant's read of the watermark and, when it is
+// missing, lowered or the restart mode's, its raise and write-back (see
+// Grant); it returns the watermark to lead from and its index.
+func (s *Signer) readRaiseLocked(ctx context.Context, f Fencer, chainFloor, chainTop Watermark, topErr error) (Watermark, uint64, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.FenceTimeout)
 	value, index, err := s.cfg.Store.Read(rctx)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("lead: %w: read: %v", ErrWatermark, err)
+		return Watermark{}, 0, fmt.Errorf("lead: %w: read: %v", ErrWatermark, err)
 	}
 	wm, err := s.parseStored(value)
 	if err != nil {
-		return fmt.Errorf("lead: %w", err)
+		return wm, 0, fmt.Errorf("lead: %w", err)
 	}
 	if wm.ChainID != s.cfg.ChainID {
-		return fmt.Errorf("lead: %w: consul holds a watermark of chain %q, this node is of %q", ErrChainID, wm.ChainID, s.cfg.ChainID)
+		return wm, 0, fmt.Errorf("lead: %w: consul holds a watermark of chain %q, this node is of %q", ErrChainID, wm.ChainID, s.cfg.ChainID)
 	}
 	known, from := s.knownLocked(chainFloor)
 	reason := ""
@@ -118,13 +149,13 @@ func (s *Signer) Grant(ctx context.Context, f Fencer) error {
 			if reason != restoreRestartMode {
 				err = fmt.Errorf("%w; %s", err, belowFloorFix)
 			}
-			return err
+			return wm, 0, err
 		}
 		raised := highest(wm, known, chainTop)
 		if value == nil || Compare(raised, wm) > 0 {
 			newIndex, err := s.writeLocked(ctx, f, raised, index)
 			if err != nil {
-				return fmt.Errorf("lead: the watermark in consul is %s (%s); writing %s back failed: %w", describe(reason), wm, raised, err)
+				return wm, 0, fmt.Errorf("lead: the watermark in consul is %s (%s); writing %s back failed: %w", describe(reason), wm, raised, err)
 			}
 			ev := s.cfg.Log.Error().Str("fix", lostFix)
 			if reason == restoreRestartMode {
@@ -138,17 +169,7 @@ func (s *Signer) Grant(ctx context.Context, f Fencer) error {
 			wm, index = raised, newIndex
 		}
 	}
-	if err := s.raiseFloor(wm); err != nil {
-		return fmt.Errorf("lead: %w", err)
-	}
-	s.wm, s.index = wm, index
-	s.leading, s.fencer = true, f
-	ch := make(chan struct{})
-	s.demoted = ch
-	s.demotedCh.Store(&ch)
-	s.changedLocked(true)
-	s.cfg.Log.Info().Str("watermark", wm.String()).Uint64("index", index).Msg("signer leading")
-	return nil
+	return wm, index, nil
 }
 
 // chainTop is the watermark that blocks the whole height above the chain's

@@ -24,6 +24,7 @@ type outcome struct {
 	ts        time.Time
 	ext       bool
 	reason    string
+	refusal   string        // the kind of a refusal (Refusal*)
 	parked    time.Duration // time spent parked
 	fenceTook time.Duration // the fence, when one ran
 	floorTook time.Duration // the floor file write after a fence
@@ -149,11 +150,15 @@ func (s *Signer) logOutcome(req Request, o outcome, arrived time.Time) {
 	}
 	ev.Msg("sign request")
 	s.cfg.Metrics.request(stepName(req.Step), o.result)
+	if o.result == resultRefused {
+		s.cfg.Metrics.refused(o.refusal)
+	}
 }
 
 func (s *Signer) logMalformed(typ string, err error) {
 	s.cfg.Log.Warn().Str("type", typ).Str("result", resultRefused).Str("reason", err.Error()).Msg("sign request")
 	s.cfg.Metrics.request(typ, resultRefused)
+	s.cfg.Metrics.refused(RefusalMalformed)
 }
 
 func pingResponse() privvalproto.Message {

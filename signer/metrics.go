@@ -25,6 +25,10 @@ type Metrics struct {
 	// restored and lost: the watermark key found missing or lowered.
 	restored *prometheus.CounterVec
 	lost     *prometheus.CounterVec
+	// races and refusals: the leaderless policy's check-and-set races, and
+	// refused requests by kind (both policies).
+	races    *prometheus.CounterVec
+	refusals *prometheus.CounterVec
 }
 
 // NewMetrics creates the signer's metrics and registers them with reg.
@@ -94,8 +98,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "valguard_signer_watermark_lost_total",
 		Help: "Times this replica saw the watermark key in Consul go missing or below the watermark it held, by reason (missing, lowered); it kept its own.",
 	}, []string{"reason"})
-	reg.MustRegister(m.restored, m.lost)
+	m.races = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "valguard_signer_races_total",
+		Help: "Leaderless policy: new signatures this replica committed to the sign record (won), and check-and-sets refused because another replica's signature was there first (lost; the request was then re-served or refused).",
+	}, []string{"result"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "valguard_signer_refusals_total",
+		Help: "Sign requests refused, by reason: regression, conflict, no_bytes, chain, extension, not_signing (leaderless, drained or not synced), no_holder, malformed, failed.",
+	}, []string{"reason"})
+	reg.MustRegister(m.restored, m.lost, m.races, m.refusals)
 	return m
+}
+
+func (m *Metrics) raced(won bool) {
+	if m == nil {
+		return
+	}
+	r := "lost"
+	if won {
+		r = "won"
+	}
+	m.races.WithLabelValues(r).Inc()
+}
+
+func (m *Metrics) refused(kind string) {
+	if m != nil && kind != "" {
+		m.refusals.WithLabelValues(kind).Inc()
+	}
 }
 
 func (m *Metrics) restoredWatermark(reason string) {

@@ -68,8 +68,16 @@ func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.failClosedOnPanic()
-	d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID}
-	if req.ChainID == s.cfg.ChainID {
+	d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID, Refusal: RefusalChain}
+	switch {
+	case req.ChainID != s.cfg.ChainID:
+	case s.cfg.Leaderless && !s.leading:
+		// Drained, not synced, starting or stopping: the validator's
+		// other replicas sign. Re-serving would be safe, but an operator
+		// who drains a replica expects its signer to give nothing out.
+		d = Decision{Result: Refuse, Refusal: RefusalNotSigning,
+			Reason: "this replica does not sign now (drained, not synced, or stopping); the validator's other replicas sign"}
+	default:
 		d = Decide(s.leading, s.wm, req)
 	}
 	if d.Result == Sign {
@@ -91,10 +99,10 @@ func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time
 	case Reserve:
 		return turn{o: outcome{result: resultReserved, sig: d.Signature, ts: d.Timestamp, ext: d.Extension}, done: true}
 	case Refuse:
-		return turn{o: outcome{result: resultRefused, reason: d.Reason}, done: true}
+		return turn{o: outcome{result: resultRefused, reason: d.Reason, refusal: d.Refusal}, done: true}
 	}
 	if !s.leading && s.lockFree() && !s.inElection() {
-		return turn{o: outcome{result: resultRefused, reason: "above the watermark " + s.wm.String() +
+		return turn{o: outcome{result: resultRefused, refusal: RefusalNoHolder, reason: "above the watermark " + s.wm.String() +
 			" and no replica holds the lock: refused at once, not to hold the node back"}, done: true}
 	}
 	if parkedAt.IsZero() {

@@ -71,7 +71,9 @@ func (s *Signer) watchLoop(ctx context.Context) {
 
 // observe takes a watermark seen in the store. A standby adopts it and
 // wakes its parked requests; the leader keeps its own (only its fences
-// write the key while it holds the lock). The floor rises either way.
+// write the key while it holds the lock). In the leaderless policy a
+// signing replica adopts a record above its own, with its index (every
+// replica writes the record). The floor rises either way.
 //
 // A watermark key of this chain that is missing, or below the watermark
 // in memory, is never adopted: a missing key is not "nothing was signed"
@@ -130,6 +132,12 @@ func (s *Signer) adopt(wm Watermark, absent bool, index uint64) (held Watermark,
 		lost = restoreLowered
 	case !s.leading && !wm.Equal(s.wm):
 		s.wm = wm
+		s.changedLocked(true)
+	case s.cfg.Leaderless && !absent && Compare(wm, held) > 0:
+		// Another replica's signature: the next request at or below it
+		// is decided against it without a check-and-set first, and the
+		// next check-and-set goes at its index.
+		s.wm, s.index = wm, index
 		s.changedLocked(true)
 	}
 	return held, lost, stale

@@ -18,12 +18,12 @@ import (
 func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, bool) {
 	sig, err := s.cfg.Key.Sign(req.SignBytes)
 	if err != nil {
-		return outcome{result: resultRefused, reason: "not signed: " + err.Error()}, true
+		return outcome{result: resultRefused, reason: "not signed: " + err.Error(), refusal: RefusalFailed}, true
 	}
 	next := Watermark{ChainID: req.ChainID, Height: req.Height, Round: req.Round, Step: req.Step, SignBytes: req.SignBytes, Signature: sig}
 	value, err := json.Marshal(next)
 	if err != nil {
-		return outcome{result: resultRefused, reason: "watermark not encoded: " + err.Error()}, true
+		return outcome{result: resultRefused, reason: "watermark not encoded: " + err.Error(), refusal: RefusalFailed}, true
 	}
 	start := time.Now()
 	index, attempts, err := s.fenceLocked(value, until)
@@ -37,8 +37,16 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 			s.demoteLocked(ferr)
 			return outcome{}, false
 		}
-		s.cfg.Log.Warn().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
-			Msg("an own earlier fence applied late: adopted, the request is decided again")
+		if late.race {
+			s.racesLost.Add(1)
+			s.cfg.Metrics.raced(false)
+			s.cfg.Log.Info().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
+				Int32("round", req.Round).Int8("step", req.Step).
+				Msg("another replica's signature reached the sign record first: adopted, the request is decided again")
+		} else {
+			s.cfg.Log.Warn().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
+				Msg("an own earlier fence applied late: adopted, the request is decided again")
+		}
 		s.wm, s.index = late.wm, late.index
 		s.changedLocked(true)
 		return outcome{}, false
@@ -72,6 +80,10 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 	}
 	s.wm, s.index = next, index
 	s.changedLocked(true)
+	if s.cfg.Leaderless {
+		s.racesWon.Add(1)
+		s.cfg.Metrics.raced(true)
+	}
 	return outcome{result: resultSigned, sig: sig, ts: req.Timestamp, ext: d.Extension, fenceTook: took, floor: next, term: s.term}, true
 }
 
@@ -94,7 +106,7 @@ func (s *Signer) floorAfterFence(o *outcome) {
 	s.cfg.Log.Error().Err(err).Str("watermark", o.floor.String()).Dur("floor_took", o.floorTook).
 		Msg("floor file not written after a fence: request refused, leader steps down")
 	term := o.term
-	*o = outcome{result: resultRefused, reason: "fenced, but the floor file was not written: " + err.Error(),
+	*o = outcome{result: resultRefused, reason: "fenced, but the floor file was not written: " + err.Error(), refusal: RefusalFailed,
 		fenceTook: o.fenceTook, floorTook: o.floorTook}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -150,6 +150,16 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
+	// Leaderless selects the leaderless policy (`--signers any`): every
+	// replica signs for its own node, and the watermark key is the sign
+	// record that alone decides which signature exists (S11). Grant takes
+	// a Fencer that only checks and sets the record (no lock); a
+	// check-and-set lost to another replica is settled by reading the
+	// record and deciding the request again (it is then re-served or
+	// refused), never by stepping down; a signer not granted refuses every
+	// sign request. DeposeAfter must be 0 (no holder to depose).
+	Leaderless bool
+
 	// writeFile writes the floor file; default atomicfile.Write (tests
 	// make it hang).
 	writeFile func(path string, data []byte, perm os.FileMode) error
@@ -202,6 +212,16 @@ type Signer struct {
 	// lockFreeAt is when a read of LockFree last said free; nil when the
 	// last read said held or failed.
 	lockFreeAt atomic.Pointer[time.Time]
+
+	// racesWon and racesLost count the leaderless policy's races (Races).
+	racesWon, racesLost atomic.Uint64
+}
+
+// Races reports, in the leaderless policy, how many new signatures this
+// replica committed to the sign record (won) and how many of its
+// check-and-sets found another replica's signature there first (lost).
+func (s *Signer) Races() (won, lost uint64) {
+	return s.racesWon.Load(), s.racesLost.Load()
 }
 
 // New checks cfg and returns a standby Signer. It reads the floor file.
@@ -246,6 +266,9 @@ func New(cfg Config) (*Signer, error) {
 	if cfg.DeposeAfter > 0 && cfg.DeposeAfter <= cfg.FenceTimeout {
 		return nil, fmt.Errorf("%w: depose after %v must be above the fence timeout %v: a healthy leader's slow fence would be deposed",
 			ErrUnsafeTiming, cfg.DeposeAfter, cfg.FenceTimeout)
+	}
+	if cfg.Leaderless && cfg.DeposeAfter > 0 {
+		return nil, errors.New("deposition needs a lock holder to depose; the leaderless policy has none: leave DeposeAfter at 0")
 	}
 	if cfg.DeposeAfter > 0 && (cfg.Depose == nil || cfg.Holder == nil || cfg.Synced == nil) {
 		return nil, errors.New("deposition needs a depose function, a holder read and a synced check")
