@@ -30,6 +30,7 @@ in
     };
     node = flag "node" (types.enum [ "cometbft" "neard" ]) "Node adapter";
     signMode = flag "signMode" (types.nullOr (types.enum [ "restart" "signer" ])) "Sign mode; null: valguard's default (restart)";
+    signers = flag "signers" (types.nullOr (types.enum [ "leader" "any" ])) "Signer mode's policy: leader (the lock holder signs) or any (every replica signs, the sign record decides); null: valguard's default (leader). Every replica of a validator runs the same";
     nodeHome = flag "nodeHome" (types.nullOr types.str) "The node home (the one writable path of the service)";
     nodeBinary = flag "nodeBinary" (types.nullOr types.str) "The node binary, e.g. \"\${pkgs.cometbft}/bin/cometbft\"";
     replicaId = flag "replicaId" (types.nullOr types.str) "Name of this replica; null: the hostname";

@@ -10,6 +10,7 @@ let
   flagOptions = {
     node = "node";
     signMode = "sign-mode";
+    signers = "signers";
     nodeHome = "node-home";
     nodeBinary = "node-binary";
     replicaId = "replica-id";
@@ -53,6 +54,7 @@ let
   defaults = {
     node = "cometbft";
     signMode = null;
+    signers = null;
     nodeHome = null;
     nodeBinary = null;
     replicaId = null;

@@ -84,7 +84,11 @@ func (v *Validator) drainNow(ctx context.Context, o DrainOptions, replica string
 		if replica == w.LeaderID() {
 			return v.drainLeader(ctx, o, w, replica, mark, led)
 		}
-		if why := w.leaderlessDrain(replica, o.MaxLag); why != "" && !o.Force {
+		if w.Leaderless() && w.Leader == nil {
+			if why := w.lastSigner(replica); why != "" && !o.Force {
+				return fmt.Errorf("%s not drained: %s\nnothing changed: check valguard status, or --force to drain it anyway", replica, why)
+			}
+		} else if why := w.noLeaderDrain(replica, o.MaxLag); why != "" && !o.Force {
 			return fmt.Errorf("%s not drained: %s\nnothing changed: check valguard status, or --force to drain it anyway", replica, why)
 		}
 		if led {
@@ -111,11 +115,11 @@ func (v *Validator) drainNow(ctx context.Context, o DrainOptions, replica string
 	return fmt.Errorf("%s not drained: it kept moving between leader and standby while the command looked (valguard status); nothing changed, run again", replica)
 }
 
-// leaderlessDrain says why draining replica, which does not hold the
+// noLeaderDrain says why draining replica, which does not hold the
 // lock, could leave the validator with no leader: nobody holds the lock
 // and no other replica is a synced standby that could take it. "" when
 // someone leads or could.
-func (w *View) leaderlessDrain(replica string, maxLag int64) string {
+func (w *View) noLeaderDrain(replica string, maxLag int64) string {
 	if w.Leader != nil || slices.ContainsFunc(w.Standbys(maxLag), func(r string) bool { return r != replica }) {
 		return ""
 	}

@@ -105,6 +105,9 @@ func (v *Validator) prepareMove(ctx context.Context, o MoveOptions) (*View, erro
 // CanMove says why leadership cannot move to to ("" any synced
 // standby); nil when it can.
 func (w *View) CanMove(to string, maxLag int64, force bool) error {
+	if w.Leader == nil && w.Leaderless() {
+		return errors.New(nothingToHandOver)
+	}
 	if w.Leader == nil {
 		return errors.New("no replica holds the lock, so there is nothing to hand over (valguard status); a synced replica takes the lock by itself")
 	}

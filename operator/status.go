@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +57,9 @@ func (v *Validator) WatchStatus(ctx context.Context, maxLag int64, asJSON bool, 
 
 // Health is the exit code and a sentence for it.
 func (w *View) Health(maxLag int64) (int, string) {
+	if w.Leaderless() && w.Leader == nil {
+		return w.leaderlessHealth()
+	}
 	sb := w.Standbys(maxLag)
 	switch {
 	case w.Leader == nil:
@@ -71,6 +75,8 @@ func (w *View) role(e roster.Entry, maxLag int64) string {
 	switch {
 	case e.Replica == w.LeaderID():
 		return "* leader"
+	case e.Signers == signersAny && slices.Contains(w.Signing(), e.Replica):
+		return "* signer"
 	case !w.Reporting(e):
 		return "silent"
 	case w.NotStandby(e, maxLag) == "":
@@ -88,6 +94,8 @@ func (v *Validator) printStatus(w *View, verdict string, maxLag int64) {
 			lease = e.LeaseDeadline.Sub(w.At).Round(100*time.Millisecond).String() + " left"
 		}
 		fmt.Fprintf(out, "leader    %s on %s since %s, lease %s\n", w.Leader.ReplicaID, w.Leader.Hostname, ago(w.At, w.Leader.Since)+" ago", lease)
+	} else if w.Leaderless() {
+		fmt.Fprintln(out, "signers   any: every replica signs for its own node; the sign record in Consul decides each signature")
 	} else {
 		fmt.Fprintln(out, "leader    none")
 	}
@@ -101,7 +109,12 @@ func (v *Validator) printStatus(w *View, verdict string, maxLag int64) {
 	fmt.Fprintln(out, verdict)
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tROLE\tSTATE\tMODE\tHEIGHT\tLAG\tBLOCK AGE\tDRAINED\tREPORTED\tVERSION\tLAST CHANGE")
+	leaderless := w.Leaderless()
+	races := ""
+	if leaderless {
+		races = "RACES WON/LOST\t"
+	}
+	fmt.Fprintln(tw, "REPLICA\tROLE\tSTATE\tMODE\tHEIGHT\tLAG\tBLOCK AGE\tDRAINED\t"+races+"REPORTED\tVERSION\tLAST CHANGE")
 	for _, e := range w.Entries {
 		blockAge := "-"
 		if !e.BlockTime.IsZero() {
@@ -119,8 +132,16 @@ func (v *Validator) printStatus(w *View, verdict string, maxLag int64) {
 		if e.Hold != "" && e.Hold != "drained" {
 			change += " [held: " + e.Hold + "]"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Replica, w.role(e, maxLag), e.State, e.SignMode,
-			height, w.Lag(e), blockAge, yesNo(w.Drained(e.Replica)), reported, e.Version, change)
+		mode := e.SignMode
+		if e.Signers != "" {
+			mode += "/" + e.Signers
+		}
+		r := ""
+		if leaderless {
+			r = w.races(e) + "\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s\t%s\t%s\n", e.Replica, w.role(e, maxLag), e.State, mode,
+			height, w.Lag(e), blockAge, yesNo(w.Drained(e.Replica)), r, reported, e.Version, change)
 	}
 	tw.Flush()
 	for _, e := range w.Entries {

@@ -36,19 +36,40 @@ func (s session) Acquire(ctx context.Context) error {
 
 func (e elector) Watermark(ctx context.Context) ([]byte, error) { return e.e.Watermark(ctx) }
 
-// seam adapts the signer to supervisor.Signer.
-type seam struct{ s *signer.Signer }
+// seam adapts the signer to supervisor.Signer. With el set (--signers
+// any) a grant writes through a RecordFence of el, bound to the lock key
+// as it reads now; otherwise through the held session's fence.
+type seam struct {
+	s  *signer.Signer
+	el *election.Election
+}
 
 func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
-	es, ok := sess.(session)
-	if !ok {
-		return fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
+	f, err := g.fencer(ctx, sess)
+	if err != nil {
+		return err
 	}
-	err := g.s.Grant(ctx, fencer{es.Session})
+	err = g.s.Grant(ctx, f)
 	if errors.Is(err, signer.ErrBelowFloor) || errors.Is(err, signer.ErrChainID) {
 		return fmt.Errorf("%w: %w", supervisor.ErrFatal, err)
 	}
 	return err
+}
+
+// fencer is what a grant under sess writes with.
+func (g seam) fencer(ctx context.Context, sess supervisor.Session) (signer.Fencer, error) {
+	if g.el != nil {
+		rf, err := g.el.NewRecordFence(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("signing not granted: %w", err)
+		}
+		return recordFencer{rf}, nil
+	}
+	es, ok := sess.(session)
+	if !ok {
+		return nil, fmt.Errorf("%w: session of type %T cannot fence", supervisor.ErrFatal, sess)
+	}
+	return fencer{es.Session}, nil
 }
 
 func (g seam) Revoke()                  { g.s.Revoke() }

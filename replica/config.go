@@ -10,6 +10,7 @@
 package replica
 
 import (
+	"github.com/valguard/valguard/signer"
 	"os"
 	"time"
 
@@ -90,6 +91,20 @@ type Config struct {
 
 // SignerConfig is the signer mode's part of Config (signer.Config).
 type SignerConfig struct {
+	// Policy is signer.PolicyLeader (the default when empty) or
+	// signer.PolicyAny (every replica signs; the sign record decides).
+	Policy                     string
 	ParkHold, FenceTimeout     time.Duration
 	DeposeAfter, DeposeHoldoff time.Duration
+}
+
+// leaderless reports --signers any.
+func (c SignerConfig) leaderless() bool { return c.Policy == signer.PolicyAny }
+
+// policy is the signer policy in force, the default filled in.
+func (c SignerConfig) policy() string {
+	if c.Policy == "" {
+		return signer.PolicyLeader
+	}
+	return c.Policy
 }

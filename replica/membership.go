@@ -19,10 +19,12 @@ type membership struct {
 	pub     *roster.Publisher
 	base    roster.Report
 	sup     func() *supervisor.Supervisor
+	// races, if set, are the signer's races won and lost (--signers any).
+	races func() (won, lost uint64)
 }
 
-func newMembership(ro *roster.Roster, base roster.Report, sup func() *supervisor.Supervisor, onError func(error), log zerolog.Logger) *membership {
-	r := &membership{base: base, sup: sup}
+func newMembership(ro *roster.Roster, base roster.Report, sup func() *supervisor.Supervisor, races func() (uint64, uint64), onError func(error), log zerolog.Logger) *membership {
+	r := &membership{base: base, sup: sup, races: races}
 	lim := &errorLimiter{log: log, every: time.Minute}
 	r.watcher = ro.NewWatcher(func(err error) {
 		onError(err)
@@ -55,6 +57,9 @@ func (r *membership) report() roster.Report {
 	rep := r.base
 	rep.Drained = r.watcher.Drained()
 	rep.Hold = r.watcher.Hold()
+	if r.races != nil && rep.Signers == "any" {
+		rep.RacesWon, rep.RacesLost = r.races()
+	}
 	s := r.sup()
 	if s == nil {
 		rep.State = supervisor.Startup.String()

@@ -96,7 +96,15 @@ func Run(ctx context.Context, cfg Config) error {
 		if signerMode, err = newSigner(ctx, cfg, el, synced, best, log); err != nil {
 			return err
 		}
-		sig = seam{signerMode.s}
+		sig = seam{s: signerMode.s}
+	}
+	var elect supervisor.Elector = elector{el}
+	if cfg.SignMode == chain.SignSigner && cfg.Signer.leaderless() {
+		if err := checkRecordWritable(ctx, el, cfg.ConsulTimeout); err != nil {
+			return err
+		}
+		elect = leaderlessElector{el}
+		sig = seam{s: signerMode.s, el: el}
 	}
 	if cfg.HomeLock == nil {
 		home, err := homelock.Acquire(cfg.StateDir)
@@ -110,10 +118,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	mem = newMembership(ro, roster.Report{Replica: cfg.ReplicaID, Hostname: cfg.Hostname, Version: cfg.Version, SignMode: string(cfg.SignMode), NodeRPC: ns.Status},
-		func() *supervisor.Supervisor { return sup }, func(error) { metrics.ConsulErrors.Inc() }, log)
+	policy := ""
+	var races func() (uint64, uint64)
+	if cfg.SignMode == chain.SignSigner {
+		policy, races = cfg.Signer.policy(), signerMode.s.Races
+	}
+	if err := checkPolicies(ctx, ro, cfg.ReplicaID, string(cfg.SignMode), policy); err != nil {
+		return err
+	}
+	mem = newMembership(ro, roster.Report{Replica: cfg.ReplicaID, Hostname: cfg.Hostname, Version: cfg.Version, SignMode: string(cfg.SignMode), Signers: policy, NodeRPC: ns.Status},
+		func() *supervisor.Supervisor { return sup }, races, func(error) { metrics.ConsulErrors.Inc() }, log)
 	sup, err = supervisor.New(supervisor.Config{
-		Node: ns.Node, Elector: elector{el}, Signer: sig, Unsupervised: ns.Unsupervised, Log: log, Metrics: metrics,
+		Node: ns.Node, Elector: elect, Signer: sig, Unsupervised: ns.Unsupervised, Log: log, Metrics: metrics,
 		Operator: mem.watcher, BestHeight: mem.pub.BestHeight,
 		CallTimeout: ec.CallTimeout,
 		StopTimeout: cfg.StopTimeout, KillTimeout: cfg.KillTimeout,
@@ -133,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	log.Info().Str("version", cfg.Version).Str("node", cfg.NodeKind).Str("sign_mode", string(cfg.SignMode)).Str("node_home", cfg.NodeHome).Str("validator_key", cfg.KeyPath).
+	log.Info().Str("version", cfg.Version).Str("node", cfg.NodeKind).Str("sign_mode", string(cfg.SignMode)).Str("signers", policy).Str("node_home", cfg.NodeHome).Str("validator_key", cfg.KeyPath).
 		Str("lock_key", el.LockKey()).Dur("ttl", ec.TTL).Dur("lock_delay", ec.LockDelay).
 		Dur("renew_interval", ec.RenewInterval).Str("status", ns.Status).Dur("stop_timeout", cfg.StopTimeout).Msg("valguard starting")
 	go newWatchdog(log, wd, sup.LeaseDeadline).run(ctx)

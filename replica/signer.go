@@ -49,7 +49,7 @@ func newSigner(ctx context.Context, cfg Config, el *election.Election, synced fu
 		return nil, err
 	}
 	m := signer.NewMetrics(cfg.Registry)
-	s, err := signer.New(signer.Config{
+	scfg := signer.Config{
 		Key: key, ChainID: chainID, Store: store{el}, Log: log, Metrics: m,
 		ParkHold: sc.ParkHold, FenceTimeout: sc.FenceTimeout,
 		FloorFile:  filepath.Join(cfg.StateDir, "signer-floor.json"),
@@ -83,7 +83,13 @@ func newSigner(ctx context.Context, cfg Config, el *election.Election, synced fu
 			return err == nil && l == nil, err
 		},
 		Synced: synced,
-	})
+	}
+	if sc.leaderless() {
+		// Every replica signs: no holder to depose, no lock to wait for.
+		scfg.Leaderless = true
+		scfg.DeposeAfter, scfg.Holder, scfg.Depose, scfg.LockFree = 0, nil, nil, nil
+	}
+	s, err := signer.New(scfg)
 	if errors.Is(err, signer.ErrUnsafeTiming) {
 		return nil, fmt.Errorf("--signer-park-hold %s, --fence-timeout %s: %w", sc.ParkHold, sc.FenceTimeout, err)
 	}
@@ -180,4 +186,18 @@ func restoreBound(own, best, maxLag int64) int64 {
 		return 0
 	}
 	return h + max(maxLag, 0)
+}
+
+// checkRecordWritable refuses --signers any at start when Consul would
+// refuse the sign record's check-and-set (an ACL without kv write on the
+// validator's keys, a Consul without transactions) or a replica of
+// another policy holds the lock, rather than at the first signature.
+func checkRecordWritable(ctx context.Context, el *election.Election, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := el.CheckRecordWritable(ctx); err != nil {
+		return fmt.Errorf("--signers any needs check-and-set writes of %s in Consul: %w; "+
+			"give valguard's token key write on valguard/<validator>/ (docs/operations.md), and run one policy per validator", el.WatermarkKey(), err)
+	}
+	return nil
 }

@@ -11,6 +11,14 @@ type Report struct {
 	Hostname string `json:"hostname,omitempty"`
 	Version  string `json:"version,omitempty"`
 	SignMode string `json:"sign_mode,omitempty"`
+	// Signers is the signer mode's policy (leader or any); empty in the
+	// key-file mode, and from versions before the policy existed (leader).
+	Signers string `json:"signers,omitempty"`
+	// RacesWon and RacesLost: under --signers any, the new signatures this
+	// replica committed to the sign record, and its check-and-sets that
+	// found another replica's signature there first.
+	RacesWon  uint64 `json:"races_won,omitempty"`
+	RacesLost uint64 `json:"races_lost,omitempty"`
 	// State is the supervisor state; Since when it was entered and
 	// Reason why.
 	State  string    `json:"state"`
@@ -50,11 +58,12 @@ type Progress struct {
 	ETASeconds float64 `json:"eta_seconds"`
 }
 
-// sameContent reports whether two reports differ only in Updated, Lag and
-// the lease deadline, which move on their own: those alone are written
-// only at the heartbeat.
+// sameContent reports whether two reports differ only in Updated, Lag,
+// the lease deadline and the race counts, which move on their own: those
+// alone are written only at the heartbeat.
 func sameContent(a, b Report) bool {
 	a.Updated, b.Updated = time.Time{}, time.Time{}
+	a.RacesWon, b.RacesWon, a.RacesLost, b.RacesLost = 0, 0, 0, 0
 	a.Lag, b.Lag = 0, 0
 	a.LeaseDeadline, b.LeaseDeadline = time.Time{}, time.Time{}
 	pa, pb := a.Progress, b.Progress

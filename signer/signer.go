@@ -17,6 +17,16 @@ import (
 	"github.com/valguard/valguard/internal/atomicfile"
 )
 
+// Signer policies (valguard run --signers): who signs in the signer mode.
+const (
+	// PolicyLeader: the lock holder signs, every signature fenced under
+	// its lock; the others park and re-serve (the default).
+	PolicyLeader = "leader"
+	// PolicyAny: every replica signs for its own node; the sign record's
+	// check-and-set decides (Config.Leaderless).
+	PolicyAny = "any"
+)
+
 // Timing defaults and limits.
 const (
 	DefaultParkHold      = 4 * time.Second

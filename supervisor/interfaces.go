@@ -59,7 +59,9 @@ type Session interface {
 	// deadline; Err says why.
 	Done() <-chan struct{}
 	Err() error
-	// Deadline is the current local lease deadline.
+	// Deadline is the current local lease deadline; zero for a session
+	// without a lease (the leaderless signer policy, which takes no lock:
+	// Acquire returns at once and Done closes only at Close).
 	Deadline() time.Time
 	// Publish writes a watermark, only while the session holds the lock.
 	Publish(ctx context.Context, watermark []byte) error

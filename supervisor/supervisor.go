@@ -112,7 +112,9 @@ func (s *Supervisor) setLeading(sess Session) {
 // until its release begins — and whether there is one; safe to call from
 // any goroutine. A watchdog fed only while the deadline is further away
 // than its own timeout kills a frozen leader before the deadline; a
-// standby, which holds no key, is not reported.
+// standby, which holds no key, is not reported, nor a session without a
+// lease (the leaderless signer policy's: its safety is the sign record's
+// check-and-set, not a deadline).
 func (s *Supervisor) LeaseDeadline() (time.Time, bool) {
 	s.leaseMu.Lock()
 	sess := s.lease
@@ -120,7 +122,8 @@ func (s *Supervisor) LeaseDeadline() (time.Time, bool) {
 	if sess == nil {
 		return time.Time{}, false
 	}
-	return sess.Deadline(), true
+	d := sess.Deadline()
+	return d, !d.IsZero()
 }
 
 // State is the current state; safe to call from any goroutine.

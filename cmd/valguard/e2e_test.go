@@ -64,10 +64,17 @@ func startChain(t *testing.T, powers []int64) *localChain {
 // default given (a server of a cluster, say).
 func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *localChain {
 	t.Helper()
+	return startChainHomes(t, powers, agent, 0)
+}
+
+// startChainHomes is startChainOn with replicas replica homes (0: the
+// localnet's default, 2).
+func startChainHomes(t *testing.T, powers []int64, agent *consultest.Agent, replicas int) *localChain {
+	t.Helper()
 	bin := cometbftOrSkip(t)
 	dir := t.TempDir()
 	ctx := t.Context()
-	n, err := localnet.Create(ctx, localnet.Config{Dir: dir, Binary: bin, Powers: powers})
+	n, err := localnet.Create(ctx, localnet.Config{Dir: dir, Binary: bin, Powers: powers, Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ const (
 )
 
 // signerFlags are the flags of --sign-mode signer only.
-var signerFlags = []string{"signer-addr", "signer-park-hold", "fence-timeout", "signer-depose-after", "signer-depose-holdoff"}
+var signerFlags = []string{"signers", "signer-addr", "signer-park-hold", "fence-timeout", "signer-depose-after", "signer-depose-holdoff"}
 
 // nodeFlags are the flags of the node adapters: those every kind reads,
 // then each registered kind's own.

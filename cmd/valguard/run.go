@@ -59,6 +59,10 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	policy, err := signerPolicy(c)
+	if err != nil {
+		return err
+	}
 	// One valguard per node home: on a home valguard has used before, the
 	// lock is taken first (replica.LockUsedHome).
 	lockDir, err := vgreplica.StateDir(kind.Name == nodeExternal, c.Path("node-home"), c.IsSet("node-home"), c.Path("state-dir"))
@@ -99,6 +103,7 @@ func run(c *cli.Context) error {
 		MaxStall: c.Duration("max-stall"), StepDownHoldoff: c.Duration("step-down-holdoff"),
 		MaxLag: c.Int64("max-lag"), MaxStartFailures: c.Int("max-start-failures"),
 		Signer: vgreplica.SignerConfig{
+			Policy:   policy,
 			ParkHold: c.Duration("signer-park-hold"), FenceTimeout: c.Duration("fence-timeout"),
 			DeposeAfter: c.Duration("signer-depose-after"), DeposeHoldoff: c.Duration("signer-depose-holdoff"),
 		},
@@ -112,10 +117,27 @@ func run(c *cli.Context) error {
 // them for the refusal in restart mode).
 func signerFlagDefs() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "signers", Value: signer.PolicyLeader, Usage: "signer mode: leader (the lock holder signs, the others wait) or any (every replica signs for its own node; a check-and-set of the sign record in Consul decides each signature)", EnvVars: env("signers")},
 		&cli.StringFlag{Name: "signer-addr", Usage: "signer mode: the node's priv_validator_laddr, which valguard dials: unix:///path (default unix://<node-home>/valguard/privval.sock) or tcp://host:port (SecretConnection)", EnvVars: env("signer-addr")},
 		&cli.DurationFlag{Name: "signer-park-hold", Value: signer.DefaultParkHold, Usage: "signer mode: how long a standby holds a request above the watermark before the node re-sends it (below the node's 5s read timeout)", EnvVars: env("signer-park-hold")},
 		&cli.DurationFlag{Name: "fence-timeout", Value: signer.DefaultFenceTimeout, Usage: "signer mode: bound on the Consul transaction that fences a signature (below --signer-park-hold); a timeout demotes", EnvVars: env("fence-timeout")},
 		&cli.DurationFlag{Name: "signer-depose-after", Usage: "signer mode: a synced standby whose node waited this long on a watermark that does not move destroys the leader's session (0: off)", EnvVars: env("signer-depose-after")},
 		&cli.DurationFlag{Name: "signer-depose-holdoff", Value: signer.DefaultDeposeHoldoff, Usage: "signer mode: no deposition within this time of leading or deposing", EnvVars: env("signer-depose-holdoff")},
+	}
+}
+
+// signerPolicy is --signers, checked: leader or any, and under any no
+// deposition (there is no holder to depose).
+func signerPolicy(c *cli.Context) (string, error) {
+	switch p := c.String("signers"); p {
+	case signer.PolicyLeader:
+		return p, nil
+	case signer.PolicyAny:
+		if c.Duration("signer-depose-after") != 0 {
+			return "", fmt.Errorf("--signer-depose-after %s with --signers any: every replica signs, there is no lock holder to depose; drop --signer-depose-after", c.Duration("signer-depose-after"))
+		}
+		return p, nil
+	default:
+		return "", fmt.Errorf("--signers %q: want leader (the lock holder signs) or any (every replica signs; the sign record in Consul decides)", p)
 	}
 }
