@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -17,6 +18,13 @@ type Election struct {
 	cfg          Config
 	lockKey      string
 	watermarkKey string
+
+	// freeSeen and freeSince: the unclean free lock key a leaderless grant
+	// last saw ("absent" or its ModifyIndex), and since when
+	// (awaitCleanLock).
+	freeMu    sync.Mutex
+	freeSeen  string
+	freeSince time.Time
 }
 
 // LeaderInfo is what the lock key holds, encoded as JSON

@@ -35,10 +35,26 @@ type RecordFence struct {
 	lockIndex uint64
 }
 
+// ErrUncleanLock: the lock was last held by a key-file (restart mode)
+// replica that did not release it cleanly, or is absent over a record
+// such a replica wrote: its node may still sign with its key file until
+// it notices and stops, so no leaderless signer starts before the
+// unclean-takeover wait (max(LockDelay, TTL), as the leader policy waits)
+// has passed since the lock was first seen so.
+var ErrUncleanLock = errors.New("the lock was not released cleanly by a key-file replica")
+
 // NewRecordFence reads the lock key (consistent read) and returns a
 // RecordFence bound to it. A lock held by a session is an error wrapping
-// ErrLockHeld that names the holder.
+// ErrLockHeld that names the holder; a lock a key-file replica left
+// without a clean release (or an absent one over a record such a replica
+// wrote) is an error wrapping ErrUncleanLock until the unclean-takeover
+// wait has passed since this Election first saw it so (a leaderless
+// replica never takes the lock, so Consul's lock-delay does not cover it).
 func (e *Election) NewRecordFence(ctx context.Context) (*RecordFence, error) {
+	return e.newRecordFence(ctx, true)
+}
+
+func (e *Election) newRecordFence(ctx context.Context, waitUnclean bool) (*RecordFence, error) {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
 	pair, err := e.get(cctx, e.lockKey)
@@ -46,17 +62,64 @@ func (e *Election) NewRecordFence(ctx context.Context) (*RecordFence, error) {
 		e.consulError(err, ctx)
 		return nil, err
 	}
-	if pair == nil {
-		return &RecordFence{e: e}, nil
-	}
-	if pair.Session != "" {
+	if pair != nil && pair.Session != "" {
 		who := "session " + pair.Session
 		if info, err := HolderOf(pair); err == nil && info != nil {
 			who = fmt.Sprintf("replica %s (%s)", info.ReplicaID, info.Hostname)
 		}
 		return nil, fmt.Errorf("%w: %s holds %s: it runs --signers leader or the key-file mode, and one validator runs one policy", ErrLockHeld, who, e.lockKey)
 	}
+	if waitUnclean {
+		if err := e.awaitCleanLock(cctx, pair); err != nil {
+			return nil, err
+		}
+	}
+	if pair == nil {
+		return &RecordFence{e: e}, nil
+	}
 	return &RecordFence{e: e, lockIndex: pair.ModifyIndex}, nil
+}
+
+// awaitCleanLock returns an error wrapping ErrUncleanLock while the free
+// lock key, read as pair (nil: absent), says a key-file replica's node may
+// still sign and the unclean-takeover wait has not passed since this
+// Election first saw the key so (the same key: absent, or at the same
+// ModifyIndex).
+func (e *Election) awaitCleanLock(ctx context.Context, pair *api.KVPair) error {
+	why := ""
+	switch {
+	case pair == nil:
+		wm, err := e.get(ctx, e.watermarkKey)
+		switch {
+		case err != nil:
+			e.consulError(err, ctx)
+			return err
+		case wm != nil && (e.cfg.WrittenFenced == nil || !e.cfg.WrittenFenced(wm.Value)):
+			why = "the lock key is absent and the record was written by a key-file (restart mode) replica"
+		}
+	case writtenFenced(pair):
+	default:
+		if u := uncleanReason(pair, e.now(), e.cfg.TTL); u != "" {
+			why = "the lock was last held by a key-file (restart mode) replica: " + u
+		}
+	}
+	e.freeMu.Lock()
+	defer e.freeMu.Unlock()
+	if why == "" {
+		e.freeSeen = ""
+		return nil
+	}
+	seen := "absent"
+	if pair != nil {
+		seen = fmt.Sprint(pair.ModifyIndex)
+	}
+	if e.freeSeen != seen {
+		e.freeSeen, e.freeSince = seen, e.now()
+	}
+	if left := uncleanWait(e.cfg) - e.now().Sub(e.freeSince); left > 0 {
+		return fmt.Errorf("%w: %s, whose node may still sign with its key file until it stops; waiting %s more", ErrUncleanLock, why, ms(left))
+	}
+	return nil
 }
 
 // CheckAndSet commits value to the sign record in one Consul transaction:
@@ -143,7 +206,7 @@ func casRolledBack(resp *api.TxnResponse) error {
 // that the leaderless policy is refused at start and not at the first
 // signature.
 func (e *Election) CheckRecordWritable(ctx context.Context) error {
-	f, err := e.NewRecordFence(ctx)
+	f, err := e.newRecordFence(ctx, false)
 	if err != nil {
 		return err
 	}

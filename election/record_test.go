@@ -1,9 +1,11 @@
 package election_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +164,49 @@ func TestRecordFenceStopsAtTheLock(t *testing.T) {
 	}
 	if err := any.e.CheckRecordWritable(ctx); !errors.Is(err, election.ErrLockHeld) {
 		t.Fatalf("CheckRecordWritable with the lock held: %v", err)
+	}
+}
+
+// TestRecordFenceWaitsForUncleanKeyFileLock: a lock a key-file replica
+// held and lost without a clean release (its node may still sign) keeps
+// a leaderless grant out until the unclean-takeover wait has passed since
+// it was first seen so; a lock a fenced (signer-mode) replica left does
+// not, nor does the start-time probe.
+func TestRecordFenceWaitsForUncleanKeyFileLock(t *testing.T) {
+	agent := consultest.Start(t)
+	client := agent.Client(t)
+	id := validatorID(t)
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	any := newReplica(t, client, id, "any", func(c *election.Config) { c.Now = now })
+	ctx := t.Context()
+	// A key-file replica's hold of the lock (its value without "fenced"),
+	// then its session destroyed under it: the lock is free, unmarked.
+	sid, _, err := client.Session().CreateNoChecks(&api.SessionEntry{TTL: "10s", Behavior: api.SessionBehaviorRelease, LockDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, _ := json.Marshal(election.LeaderInfo{ReplicaID: "kf", Hostname: "host-kf", Since: time.Now()})
+	if ok, _, err := client.KV().Acquire(&api.KVPair{Key: any.e.LockKey(), Value: value, Session: sid}, nil); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	if _, err := client.Session().Destroy(sid, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = any.e.NewRecordFence(ctx)
+	if !errors.Is(err, election.ErrUncleanLock) {
+		t.Fatalf("NewRecordFence after an unclean key-file holder: %v, want ErrUncleanLock", err)
+	}
+	t.Logf("refused: %v", err)
+	if err := any.e.CheckRecordWritable(ctx); err != nil {
+		t.Fatalf("the start-time probe must not wait: %v", err)
+	}
+	skew.Add(int64(uncleanWait - time.Second))
+	if _, err := any.e.NewRecordFence(ctx); !errors.Is(err, election.ErrUncleanLock) {
+		t.Fatalf("a second before the wait ends: %v, want ErrUncleanLock", err)
+	}
+	skew.Add(int64(2 * time.Second))
+	if _, err := any.e.NewRecordFence(ctx); err != nil {
+		t.Fatalf("after the unclean-takeover wait: %v", err)
 	}
 }

@@ -42,9 +42,13 @@ func (e elector) Watermark(ctx context.Context) ([]byte, error) { return e.e.Wat
 type seam struct {
 	s  *signer.Signer
 	el *election.Election
+	b  *grantBackoff // with el: spaces failed grants
 }
 
-func (g seam) Grant(ctx context.Context, sess supervisor.Session) error {
+func (g seam) Grant(ctx context.Context, sess supervisor.Session) (err error) {
+	if g.b != nil {
+		defer func() { g.b.done(err) }()
+	}
 	f, err := g.fencer(ctx, sess)
 	if err != nil {
 		return err

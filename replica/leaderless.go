@@ -19,24 +19,77 @@ import (
 // granted) and its operator holds and stall rules still apply. The sign
 // record, written through election.RecordFence, is the only arbiter
 // (S11).
-type leaderlessElector struct{ e *election.Election }
+type leaderlessElector struct {
+	e *election.Election
+	b *grantBackoff
+}
 
 func (l leaderlessElector) NewSession(context.Context) (supervisor.Session, error) {
-	return &leaderlessSession{done: make(chan struct{})}, nil
+	return &leaderlessSession{done: make(chan struct{}), b: l.b}, nil
+}
+
+// grantBackoff spaces the leaderless grants after failed ones: a grant
+// that fails (a lock of another policy held, the unclean-takeover wait,
+// the chain's height unknown) sends the supervisor back to Registering,
+// and the next "acquire", which takes no lock, would otherwise grant again
+// at once, in a loop of Consul reads and log lines.
+type grantBackoff struct {
+	mu    sync.Mutex
+	fails int
+}
+
+// maxGrantBackoff bounds the wait between two failed grants.
+const maxGrantBackoff = 30 * time.Second
+
+func (b *grantBackoff) done(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.fails++
+	} else {
+		b.fails = 0
+	}
+}
+
+// wait is the pause before the next grant: 0 after a success, then 500 ms
+// doubled per further failure, at most maxGrantBackoff.
+func (b *grantBackoff) wait() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fails == 0 {
+		return 0
+	}
+	d := 500 * time.Millisecond
+	for i := 1; i < b.fails && d < maxGrantBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxGrantBackoff)
 }
 
 func (l leaderlessElector) Watermark(ctx context.Context) ([]byte, error) { return l.e.Watermark(ctx) }
 
-// leaderlessSession is a session without a lease or a lock.
+// leaderlessSession is a session without a lease or a lock: Acquire
+// returns once the grant back-off has passed.
 type leaderlessSession struct {
 	once sync.Once
 	done chan struct{}
+	b    *grantBackoff
 }
 
-func (s *leaderlessSession) Acquire(ctx context.Context) error { return ctx.Err() }
-func (s *leaderlessSession) Done() <-chan struct{}             { return s.done }
-func (s *leaderlessSession) Err() error                        { return election.ErrClosed }
-func (s *leaderlessSession) Deadline() time.Time               { return time.Time{} }
+func (s *leaderlessSession) Acquire(ctx context.Context) error {
+	if d := s.b.wait(); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	return ctx.Err()
+}
+func (s *leaderlessSession) Done() <-chan struct{} { return s.done }
+func (s *leaderlessSession) Err() error            { return election.ErrClosed }
+func (s *leaderlessSession) Deadline() time.Time   { return time.Time{} }
 func (s *leaderlessSession) Publish(context.Context, []byte) error {
 	return nil
 }

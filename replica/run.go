@@ -93,7 +93,17 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return mem.pub.BestHeight()
 		}
-		if signerMode, err = newSigner(ctx, cfg, el, synced, best, log); err != nil {
+		// Under --signers any, a replica not granted refuses every request
+		// while it must not sign (drained, starting, stopping, its node
+		// not synced), and parks otherwise (a grant about to be renewed).
+		heldOut := func() bool {
+			if sup == nil {
+				return true
+			}
+			sn := sup.Snapshot()
+			return sn.State == supervisor.Startup || sn.State == supervisor.Shutdown || sn.Hold != "" || !sn.Node.Synced
+		}
+		if signerMode, err = newSigner(ctx, cfg, el, synced, heldOut, best, log); err != nil {
 			return err
 		}
 		sig = seam{s: signerMode.s}
@@ -103,8 +113,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := checkRecordWritable(ctx, el, cfg.ConsulTimeout); err != nil {
 			return err
 		}
-		elect = leaderlessElector{el}
-		sig = seam{s: signerMode.s, el: el}
+		b := &grantBackoff{}
+		elect = leaderlessElector{e: el, b: b}
+		sig = seam{s: signerMode.s, el: el, b: b}
 	}
 	if cfg.HomeLock == nil {
 		home, err := homelock.Acquire(cfg.StateDir)

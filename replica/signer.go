@@ -34,7 +34,7 @@ type signerSetup struct {
 
 // newSigner loads the validator key into memory and builds the signer; it
 // changes nothing on disk.
-func newSigner(ctx context.Context, cfg Config, el *election.Election, synced func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
+func newSigner(ctx context.Context, cfg Config, el *election.Election, synced, heldOut func() bool, best func() int64, log zerolog.Logger) (*signerSetup, error) {
 	ns, sc := cfg.Node, cfg.Signer
 	n := ns.Signer
 	key, err := n.PrivKey()
@@ -86,7 +86,7 @@ func newSigner(ctx context.Context, cfg Config, el *election.Election, synced fu
 	}
 	if sc.leaderless() {
 		// Every replica signs: no holder to depose, no lock to wait for.
-		scfg.Leaderless = true
+		scfg.Leaderless, scfg.HeldOut = true, heldOut
 		scfg.DeposeAfter, scfg.Holder, scfg.Depose, scfg.LockFree = 0, nil, nil, nil
 	}
 	s, err := signer.New(scfg)

@@ -82,6 +82,11 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			return at, attempts, nil
 		case !moved && at == s.index:
 			continue // not applied: fence again
+		case stored == nil && s.index != 0 && s.cfg.Leaderless:
+			// Under --signers any other replicas sign too: this memory
+			// may miss their last signatures, so the record is not written
+			// back from it (lostRaceLocked says why).
+			return 0, attempts, s.lostRecordLocked(stored, err)
 		case stored == nil && s.index != 0:
 			// The key was deleted while this replica leads.
 			attempts++
@@ -100,11 +105,7 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			if rerr != nil {
 				return 0, attempts, rerr
 			}
-			if lost != nil {
-				return 0, attempts, lost
-			}
-			attempts++ // the record was restored from memory: fence on
-			continue
+			return 0, attempts, lost
 		}
 		return 0, attempts, s.otherValueLocked(stored, at, moved, err)
 	}
@@ -144,13 +145,8 @@ func (s *Signer) writeBackLocked() error {
 // watermark in memory is returned to be adopted, and the request is
 // decided again against it — re-served with its signature and timestamp,
 // or refused. The value sent can no longer apply (its index is gone), so
-// no signature of it exists. A record absent, or below the watermark in
-// memory, lost what this replica saw committed (deleted by hand, Consul
-// lost data or was rolled back): it is written back from memory at its
-// index, never taken as history (S11), and (nil, nil) says to fence on.
-// Anything else — a record that does not parse, of another chain, or at
-// the same height/round/step with other data — is returned as an error:
-// the signer stops signing.
+// no signature of it exists. Anything else is an error, and the signer
+// stops signing (lostRecordLocked).
 func (s *Signer) lostRaceLocked(stored []byte, at uint64, ferr error) (*ownLateFence, error) {
 	wm, err := s.parseStored(stored)
 	switch {
@@ -163,26 +159,28 @@ func (s *Signer) lostRaceLocked(stored []byte, at uint64, ferr error) (*ownLateF
 	case stored != nil && Compare(wm, s.wm) == 0:
 		return nil, fmt.Errorf("%w; the sign record holds other data at %s than the %s this replica saw committed: it was rewritten, not by a check-and-set of a signer", ferr, wm, s.wm)
 	}
+	return nil, s.lostRecordLocked(stored, ferr)
+}
+
+// lostRecordLocked is the error for a sign record found absent, or below
+// the watermark in memory, by a leaderless signer: deleted by hand, or
+// Consul lost data or was rolled back. It is never written back from
+// memory — other replicas may have committed (and given out) signatures
+// this replica has not seen yet, which a record re-created from its
+// memory would let it sign over — and never taken as history (S11): the
+// signer stops signing (demoted), and its next Grant raises the record
+// above everything that may have been signed (its floor file, the
+// chain's floor and the whole height above the chain's latest) and
+// writes it back, as S8 says.
+func (s *Signer) lostRecordLocked(stored []byte, ferr error) error {
 	reason := restoreLowered
 	if stored == nil {
 		reason = restoreMissing
 	}
 	s.cfg.Metrics.lostWatermark(reason)
-	s.cfg.Metrics.wroteBack()
-	ev := s.cfg.Log.Error().Str("reason", reason).Str("found", wm.String()).Bool("absent", stored == nil).
-		Str("watermark", s.wm.String()).Uint64("index", at).Str("fix", lostFix)
-	index, werr := s.writeLocked(context.Background(), s.fencer, s.wm, at)
-	switch {
-	case werr == nil:
-		ev.Msg("sign record in consul missing or below what this replica saw committed: wrote back the one held in memory")
-		s.index = index
-		return nil, nil
-	case errors.Is(werr, ErrOutcomeUnknown), errors.Is(werr, ErrMoved):
-		ev.AnErr("write_back_err", werr).Msg("sign record in consul missing or below what this replica saw committed: writing back the one held in memory, outcome not known yet")
-		return nil, nil
-	}
-	ev.AnErr("write_back_err", werr).Msg("sign record in consul missing or below what this replica saw committed: the write-back was refused")
-	return nil, fmt.Errorf("the sign record is %s in consul; writing back %s failed: %w", describe(reason), s.wm, werr)
+	s.cfg.Log.Error().Str("reason", reason).Bool("absent", stored == nil).Str("watermark", s.wm.String()).Str("fix", lostFix).
+		Msg("sign record in consul missing or below what this replica saw committed: signing stops until a new grant raises it above the chain")
+	return fmt.Errorf("%w; the sign record is %s in consul: not written back from memory (other replicas sign too); the next grant raises it", ferr, describe(reason))
 }
 
 // holdsMemoryLocked reports whether stored is the watermark in memory.

@@ -3,9 +3,11 @@ package signer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,33 +276,75 @@ func TestLeaderlessUnknownOutcome(t *testing.T) {
 	})
 }
 
-// A record deleted while replicas sign is written back from memory, never
-// started afresh: the next request above it is signed over the restored
-// record, and one at or below what was signed is still refused.
-func TestLeaderlessDeletedRecordRestored(t *testing.T) {
+// blindStore is a Store whose watch never sees anything: a replica whose
+// view of the record lags (its watch has not delivered yet).
+type blindStore struct{ Store }
+
+func (b blindStore) Watch(ctx context.Context, index uint64) ([]byte, uint64, error) {
+	<-ctx.Done()
+	return nil, index, ctx.Err()
+}
+
+// A record deleted while replicas sign is never written back from one
+// replica's memory, which may miss another replica's last signature: a
+// sees its own prevote at 7/0/2, b signs a precommit for block A at 7/0
+// that a has not seen, the record is deleted, and a's node asks for a nil
+// precommit at 7/0: written back from a's memory, the record would let a
+// sign it (two precommits at 7/0). a stops signing instead, and its next
+// Grant raises the record above the chain (S8) before it signs again.
+func TestLeaderlessDeletedRecordNotRestoredFromMemory(t *testing.T) {
 	cl := newCluster(t)
-	a := leaderless(t, cl, "a", nil)
-	mustSign(t, handleVote(a, vote(cmtproto.PrecommitType, 7, 0, &blockA, t0)))
+	var chainHeight atomic.Int64 // no block at the first grant: a new validator
+	a := newNode(t, cl, "a", func(c *Config) {
+		c.Leaderless = true
+		c.Store = blindStore{c.Store}
+		c.ChainHeight = func(context.Context) (int64, error) { return chainHeight.Load(), nil }
+	})
+	if err := a.s.Grant(context.Background(), cl.cas()); err != nil {
+		t.Fatal(err)
+	}
+	b := leaderless(t, cl, "b", nil)
+	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 7, 0, &blockA, t0)))
+	mustSign(t, handleVote(b, vote(cmtproto.PrecommitType, 7, 0, &blockA, t0)))
+	chainHeight.Store(6)
 	if _, err := cl.c.KV().Delete(cl.wmKey, nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := handleVote(a, vote(cmtproto.PrevoteType, 7, 0, &blockB, t0)); r.kind != "refused" {
-		t.Fatalf("below the deleted record: %s, want refused", r.kind)
+	if r := handleVote(a, vote(cmtproto.PrecommitType, 7, 0, nil, t0)); r.kind == "signed" {
+		t.Fatal("a nil precommit at 7/0 left after the record was deleted: b's precommit for block A is already out")
+	}
+	select {
+	case <-a.s.Revoked():
+	default:
+		t.Fatal("a goes on signing with the record gone")
+	}
+	if got := cl.stored(t); got.Height != 0 {
+		t.Fatalf("record re-created at %s from a replica's memory", got)
+	}
+	if n := len(a.logs.events("sign record in consul missing or below what this replica saw committed: signing stops until a new grant raises it above the chain")); n != 1 {
+		t.Fatalf("%d lost-record events, want 1", n)
+	}
+	// The next grant raises the record above the chain's latest height:
+	// the whole height 7 is blocked, then 8 signs.
+	if err := a.s.Grant(context.Background(), cl.cas()); err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.stored(t); got.Height != 7 || got.Step != StepPrecommit {
+		t.Fatalf("record raised to %s, want the whole height 7", got)
+	}
+	if r := handleVote(a, vote(cmtproto.PrecommitType, 7, 0, nil, t0)); r.kind != "refused" {
+		t.Fatalf("nil precommit at 7/0 after the raise: %s, want refused", r.kind)
 	}
 	mustSign(t, handleVote(a, vote(cmtproto.PrevoteType, 8, 0, &blockA, t0)))
-	if got := cl.stored(t); got.Height != 8 {
-		t.Fatalf("record %s after a deletion and a signature at 8/0/2", got)
-	}
-	if n := len(a.logs.events("watermark key absent in consul while leading: wrote back the watermark held in memory")); n != 1 {
-		t.Fatalf("%d write-back events, want 1", n)
-	}
-	// A new replica with nothing in memory and no floor raises a missing
-	// record above the chain (S8), never leads from zero.
-	if _, err := cl.c.KV().Delete(cl.wmKey, nil); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// A new replica with nothing in memory and no floor raises a missing
+// record above the chain (S8), never starts from zero.
+func TestLeaderlessMissingRecordRaised(t *testing.T) {
+	cl := newCluster(t)
 	c := newNode(t, cl, "c", func(c *Config) {
 		c.Leaderless = true
+		c.ChainFloor = func(context.Context) (int64, int32, error) { return 9, 0, nil }
 		c.ChainHeight = func(context.Context) (int64, error) { return 9, nil }
 	})
 	if err := c.s.Grant(context.Background(), cl.cas()); err != nil {
@@ -319,5 +363,35 @@ func TestLeaderlessRefusesDeposition(t *testing.T) {
 	_, err := New(Config{Key: testKey, ChainID: testChain, Store: consulStore{}, FloorFile: t.TempDir() + "/f", Leaderless: true, DeposeAfter: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "leaderless") {
 		t.Fatalf("New: %v, want a refusal naming the leaderless policy", err)
+	}
+}
+
+// A signer whose grant ended by itself (a failed write) parks requests
+// above the record while it is not held out, since CometBFT never asks
+// again for a refused step, and refuses them once it is (drained).
+func TestLeaderlessNotGrantedParksUnlessHeldOut(t *testing.T) {
+	cl := newCluster(t)
+	var held atomic.Bool
+	refusing := fencerFunc(func(context.Context, []byte, uint64) (uint64, error) {
+		return 0, errors.New("rolled back: permission denied (test)")
+	})
+	a := newNode(t, cl, "a", func(c *Config) {
+		c.Leaderless = true
+		c.HeldOut = held.Load
+	})
+	if err := a.s.Grant(context.Background(), refusing); err != nil {
+		t.Fatal(err)
+	}
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)); r.kind != "ping" {
+		t.Fatalf("after a refused write: %s (%s), want parked (ping)", r.kind, r.err)
+	}
+	select {
+	case <-a.s.Revoked():
+	default:
+		t.Fatal("a refused write did not end the grant")
+	}
+	held.Store(true)
+	if r := handleVote(a, vote(cmtproto.PrevoteType, 3, 0, &blockA, t0)); r.kind != "refused" {
+		t.Fatalf("held out: %s, want refused", r.kind)
 	}
 }

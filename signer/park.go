@@ -71,7 +71,7 @@ func (s *Signer) decideOnce(req Request, arrived time.Time, hold, parkedAt *time
 	d := Decision{Result: Refuse, Reason: "request for chain " + req.ChainID + ", valguard signs for " + s.cfg.ChainID, Refusal: RefusalChain}
 	switch {
 	case req.ChainID != s.cfg.ChainID:
-	case s.cfg.Leaderless && !s.leading:
+	case s.cfg.Leaderless && !s.leading && (s.cfg.HeldOut == nil || s.cfg.HeldOut()):
 		// Drained, not synced, starting or stopping: the validator's
 		// other replicas sign. Re-serving would be safe, but an operator
 		// who drains a replica expects its signer to give nothing out.

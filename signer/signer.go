@@ -68,7 +68,11 @@ type Store interface {
 	Read(ctx context.Context) (value []byte, index uint64, err error)
 	// Watch is a blocking query that returns once the watermark's
 	// blocking index passes index (or the query's wait ends), with the new
-	// blocking index. Only Read's index is used for fencing.
+	// blocking index. The leader policy fences only at Read's index; the
+	// leaderless policy also takes the index of a present key a watch
+	// returns (Consul's blocking index for a key is its ModifyIndex) as
+	// the next check-and-set's: an index that is wrong only makes that
+	// check-and-set fail and be read back.
 	Watch(ctx context.Context, index uint64) (value []byte, newIndex uint64, err error)
 }
 
@@ -169,6 +173,14 @@ type Config struct {
 	// refused), never by stepping down; a signer not granted refuses every
 	// sign request. DeposeAfter must be 0 (no holder to depose).
 	Leaderless bool
+	// HeldOut, in the leaderless policy, reports whether this replica
+	// must not sign now: drained by the operator, starting or stopping,
+	// its node not synced. A signer not granted refuses every sign request
+	// while HeldOut says so (or when HeldOut is nil); otherwise — its
+	// grant lost to a failed write, about to be granted again — a request
+	// above the record parks, as CometBFT never asks again for a refused
+	// step.
+	HeldOut func() bool
 
 	// writeFile writes the floor file; default atomicfile.Write (tests
 	// make it hang).

@@ -50,7 +50,11 @@ func (m *signerMode) signedHeightFrom() any { return m.signer }
 // grant grants signing under the held lock.
 func (m *signerMode) grant(ctx context.Context) (State, string) {
 	s := m.s
-	s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
+	// A session without a lease (the leaderless policy) took no lock.
+	leased := !s.sess.Deadline().IsZero()
+	if leased {
+		s.log.Info().Str("session_deadline", s.clock.Until(s.sess.Deadline()).Round(time.Millisecond).String()).Msg("lock acquired")
+	}
 	gctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	err := m.signer.Grant(gctx, s.sess)
 	cancel()
@@ -64,6 +68,9 @@ func (m *signerMode) grant(ctx context.Context) (State, string) {
 		return Registering, fmt.Sprintf("signing not granted: %v; lock released", err)
 	}
 	m.granted = true
+	if !leased {
+		return Validating, "signing granted (every replica signs), node not restarted"
+	}
 	s.cfg.Metrics.failover()
 	return Validating, "lock acquired; signing granted, node not restarted"
 }

@@ -77,7 +77,7 @@ func (c *Checker) Check(ctx context.Context, wait time.Duration) ([]string, erro
 		return out, err
 	}
 	c.scanned = h
-	if c.rig.cfg.Mode == ModeSigner {
+	if signerMode(c.rig.cfg.Mode) {
 		logs := map[string]string{}
 		for _, r := range c.rig.Replicas {
 			logs[r.ID] = r.Log

@@ -53,8 +53,11 @@ func plus(b func(string) time.Duration, d time.Duration) func(string) time.Durat
 var (
 	// all: every mode; cometbft: the faults that need chain peers or a
 	// node database, which the neard stand-in has not.
-	all      = []string{ModeRestart, ModeSigner, ModeNEAR}
-	cometbft = []string{ModeRestart, ModeSigner}
+	all      = []string{ModeRestart, ModeSigner, ModeNEAR, ModeAny}
+	cometbft = []string{ModeRestart, ModeSigner, ModeAny}
+	// led: the modes with a lock holder to hand over from (not --signers
+	// any, where every replica signs).
+	led = []string{ModeRestart, ModeSigner, ModeNEAR}
 )
 
 // stopFor is how long a frozen valguard stays frozen: longer than
@@ -108,7 +111,7 @@ var Kinds = []Kind{
 			return d.deleteLockKey(ctx)
 		}},
 	{Name: "handover", What: "valguard handover (graceful, to any synced standby)",
-		Modes: all, Failover: true, Bound: fixed(15 * time.Second),
+		Modes: led, Failover: true, Bound: fixed(15 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			return d.valguardJob(ctx, "handover", "--timeout", "60s")
 		}},
@@ -122,7 +125,7 @@ var Kinds = []Kind{
 			return err
 		}},
 	{Name: "handover-under-latency", What: "valguard handover while every Consul path has 200 ms added latency",
-		Modes: all, Failover: true, Bound: fixed(20 * time.Second),
+		Modes: led, Failover: true, Bound: fixed(20 * time.Second),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			d.allProxies(func(p *Proxy) { p.Degrade(200*time.Millisecond, 0) })
 			defer d.allProxies((*Proxy).Pass)
@@ -131,7 +134,7 @@ var Kinds = []Kind{
 	{Name: "sigstop-bare", What: "SIGSTOP of the leader's valguard for 2×TTL + lock-delay + 1 s, then SIGCONT, no watchdog",
 		// In the key-file mode a frozen valguard's node keeps signing:
 		// the documented residual risk, covered by the watchdog below.
-		Modes: []string{ModeSigner}, Failover: true, Bound: crashBound,
+		Modes: []string{ModeSigner, ModeAny}, Failover: true, Bound: crashBound,
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			f.Target.Watchdog.Arm(false)
 			defer f.Target.Watchdog.Arm(true)

@@ -102,8 +102,11 @@ func (r *Rig) addReplica(ctx context.Context, i int) error {
 		rep.RPC = r.homeRPC(i)
 		rep.args = append(rep.args, "--node-binary", r.cfg.CometBFT)
 	}
-	if r.cfg.Mode == ModeSigner {
+	switch r.cfg.Mode {
+	case ModeSigner:
 		rep.args = append(rep.args, "--sign-mode", "signer", "--signer-depose-after", deposeAfter.String())
+	case ModeAny:
+		rep.args = append(rep.args, "--sign-mode", "signer", "--signers", "any")
 	}
 	r.Replicas = append(r.Replicas, rep)
 	return nil

@@ -37,8 +37,12 @@ func (d *Drill) recover(ctx context.Context, limit time.Duration) (time.Time, er
 				voting++
 			}
 		}
+		inShape := validating == 1 && voting == len(d.rig.Replicas)-1
+		if d.cfg.Mode == ModeAny {
+			inShape = validating == len(d.rig.Replicas) // every replica signs
+		}
 		switch {
-		case validating != 1 || voting != len(d.rig.Replicas)-1:
+		case !inShape:
 			since = time.Time{}
 		case since.IsZero():
 			since = time.Now()
@@ -50,13 +54,25 @@ func (d *Drill) recover(ctx context.Context, limit time.Duration) (time.Time, er
 			return time.Time{}, err
 		}
 	}
-	return time.Time{}, fmt.Errorf("replicas not back to one leader and %d standbys within %s: %s",
-		len(d.rig.Replicas)-1, limit, strings.Join(states, " "))
+	shape := fmt.Sprintf("one leader and %d standbys", len(d.rig.Replicas)-1)
+	if d.cfg.Mode == ModeAny {
+		shape = "every replica signing"
+	}
+	return time.Time{}, fmt.Errorf("replicas not back to %s within %s: %s", shape, limit, strings.Join(states, " "))
 }
 
-// leader is the replica in Validating (waiting up to 10 s for one).
+// leader is the replica in Validating (waiting up to 10 s for one);
+// under --signers any, where every replica signs, one of those in
+// Validating at random.
 func (d *Drill) leader(ctx context.Context) *Replica {
 	for range 40 {
+		if d.cfg.Mode == ModeAny {
+			for _, i := range d.rnd.Perm(len(d.rig.Replicas)) {
+				if r := d.rig.Replicas[i]; r.State() == "Validating" {
+					return r
+				}
+			}
+		}
 		for _, r := range d.rig.Replicas {
 			if r.State() == "Validating" {
 				return r

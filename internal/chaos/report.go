@@ -261,7 +261,7 @@ func lastLinesN(s string, n int) string {
 // mode ("—" where it does not apply).
 func KindsMarkdown() string {
 	var b strings.Builder
-	b.WriteString("| fault kind | what | bound (s), restart / signer / near |\n|---|---|---|\n")
+	b.WriteString("| fault kind | what | bound (s), restart / signer / near / any |\n|---|---|---|\n")
 	for _, k := range Kinds {
 		var bs []string
 		for _, m := range all {

@@ -18,7 +18,14 @@ const (
 	ModeRestart = "restart"
 	ModeSigner  = "signer"
 	ModeNEAR    = "near"
+	// ModeAny is the signer mode's leaderless policy (--signers any):
+	// every replica signs; the drill's "leader" is any replica that signs,
+	// and a replica set is in shape when every replica signs.
+	ModeAny = "any"
 )
+
+// signerModes are the modes whose replicas run --sign-mode signer.
+func signerMode(mode string) bool { return mode == ModeSigner || mode == ModeAny }
 
 // Timing the replicas run with, and the bounds derive from.
 const (
@@ -33,7 +40,7 @@ const (
 
 // lockDelay is the lock-delay valguard uses in mode (its defaults).
 func lockDelay(mode string) time.Duration {
-	if mode == ModeSigner {
+	if signerMode(mode) {
 		return time.Millisecond
 	}
 	return sessionTTL
@@ -41,7 +48,7 @@ func lockDelay(mode string) time.Duration {
 
 // RigConfig describes a drill's topology.
 type RigConfig struct {
-	Mode     string // ModeRestart or ModeSigner
+	Mode     string // ModeRestart, ModeSigner, ModeNEAR or ModeAny
 	Dir      string // everything the run writes: homes, logs, report
 	Replicas int    // replicas of the HA validator; default 2
 	Valguard string // the valguard binary

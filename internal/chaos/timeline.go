@@ -120,7 +120,7 @@ func (d *Drill) WriteSVG(ctx context.Context, w io.Writer) error {
 	// Who signed: the signer mode's logs say; otherwise the replica that
 	// was Validating when the height was current.
 	who := map[int64]int{}
-	if d.cfg.Mode == ModeSigner {
+	if signerMode(d.cfg.Mode) {
 		logs := map[string]string{}
 		idx := map[string]int{}
 		for i, r := range d.rig.Replicas {

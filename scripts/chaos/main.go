@@ -26,7 +26,7 @@ import (
 func main() {
 	faults := flag.Int("faults", 200, "faults per mode")
 	seed := flag.Uint64("seed", 0, "schedule seed (0: from the clock)")
-	mode := flag.String("mode", "both", "restart, signer, both (restart and signer), near (key-file mode beside the neard stand-in) or all")
+	mode := flag.String("mode", "both", "restart, signer, both (restart and signer), near (key-file mode beside the neard stand-in), any (signer mode, --signers any) or all")
 	dir := flag.String("dir", "", "run directory (default: a new one under $TMPDIR)")
 	kinds := flag.String("kinds", "", "comma-separated fault kinds (default: every kind of the mode)")
 	replicas := flag.Int("replicas", 2, "replicas of the validator (2 or 3)")
@@ -68,14 +68,14 @@ func main() {
 	}
 	var modes []string
 	switch *mode {
-	case chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR:
+	case chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR, chaos.ModeAny:
 		modes = []string{*mode}
 	case "both":
 		modes = []string{chaos.ModeRestart, chaos.ModeSigner}
 	case "all":
-		modes = []string{chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR}
+		modes = []string{chaos.ModeRestart, chaos.ModeSigner, chaos.ModeNEAR, chaos.ModeAny}
 	default:
-		fail(fmt.Errorf("--mode %q: give restart, signer, both, near or all", *mode))
+		fail(fmt.Errorf("--mode %q: give restart, signer, both, near, any (signer mode, --signers any) or all", *mode))
 	}
 	if err := chaos.Tools(); err != nil {
 		fail(err)
