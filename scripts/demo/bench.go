@@ -50,8 +50,8 @@ type modeResult struct {
 	fence, reply []float64
 	safety       safety
 	took         time.Duration // wall time of the mode
-	// results counts the mode's sign requests by result (leaderless
-	// policy only; nil otherwise).
+	// results counts the mode's sign requests by result and refusals by
+	// class (signer mode only; nil otherwise).
 	results map[string]int
 }
 
@@ -127,6 +127,7 @@ func (e *demoEnv) benchMode(ctx context.Context, name string, runs int) (modeRes
 			return res, err
 		}
 		res.fence, res.reply = fenceLatencies(e.logPaths(), began)
+		res.results = signResults(e.logPaths(), began, time.Now())
 	}
 	if res.safety, err = e.checkSafety(ctx); err != nil {
 		return res, err

@@ -136,7 +136,7 @@ func TestPrintBench(t *testing.T) {
 		kindAnyCrash:  {back(tl(0.7, 0), 14)},
 		kindNodeCrash: {back(tl(0.5, 1), 8)},
 	}, fence: []float64{4, 5, 6, 7}, reply: []float64{5, 6, 7, 8}, rate: blockRate{from: 200, to: 254, span: 60 * time.Second},
-		results: map[string]int{"signed": 120, "reserved": 100, "refused": 3, "parked": 1}}
+		results: map[string]int{"signed": 120, "reserved": 100, "refused": 3, "parked": 1, refusedPrefix + "below the record": 2, refusedPrefix + "not signing": 1}}
 	var b strings.Builder
 	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer, anyRes)
 	out := b.String()
@@ -164,7 +164,7 @@ func TestPrintBench(t *testing.T) {
 		"| voluntary hand-over (valguard handover --to): missed heights, min / median / max | 0 / 1 / 1 | 0 / 0 / 0 | — |",
 		"| fence (ms), p50 / p99 / max, from the leaders' sign-request logs | — | 2.00 / 3.00 / 3.00 (3 signatures) | 5.00 / 7.00 / 7.00 (4 signatures) |",
 		"| sign request → reply (ms), p50 / p99 / max, requests never parked | — | 3.00 / 4.00 / 4.00 (3 signatures) | 6.00 / 8.00 / 8.00 (4 signatures) |",
-		"| sign requests by result over the mode | — | — | signed 120, reserved 100, refused 3, parked 1 |",
+		"| sign requests by result over the mode | — | — | signed 120, reserved 100, refused 3 (below the record 2, not signing 1), parked 1 |",
 		"| block rate, signer mode / restart mode | — | 1.200 | 0.900 |",
 		"0.900 (heights 200..254 in 60.0 s, 0 missed)",
 		"signer mode, --signers any (every replica signs; a check-and-set decides) |",
@@ -200,5 +200,33 @@ func TestParseHandover(t *testing.T) {
 	}
 	if _, err := parseHandover("hand-over a → b done (1.0s); the chain was not watched"); err == nil {
 		t.Fatal("a hand-over without a first signature parsed")
+	}
+}
+
+// TestSignResults counts sign requests by result in a time window, and
+// refusals by class.
+func TestSignResults(t *testing.T) {
+	from := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	log := strings.Join([]string{
+		`{"result":"signed","time":"2026-12-02T14:59:59.000Z","message":"sign request"}`,
+		`{"result":"signed","time":"2026-12-02T15:00:01.000Z","message":"sign request"}`,
+		`{"result":"reserved","time":"2026-12-02T15:00:01.100Z","message":"sign request"}`,
+		`{"result":"refused","reason":"height/round/step regression: 5/0/1 is below the watermark 5/0/2","time":"2026-12-02T15:00:02.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"conflicting data at 6/0/3","time":"2026-12-02T15:00:03.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"this replica does not sign now (drained, not synced, or stopping); the validator's other replicas sign","time":"2026-12-02T15:00:04.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"something new","time":"2026-12-02T15:00:05.000Z","message":"sign request"}`,
+		`{"result":"parked","time":"2026-12-02T15:00:06.000Z","message":"sign request"}`,
+		`{"result":"signed","time":"2026-12-02T15:00:11.000Z","message":"sign request"}`,
+	}, "\n") + "\n"
+	path := filepath.Join(t.TempDir(), "valguard-a.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := resultsCell(signResults([]string{path}, from, from.Add(10*time.Second)))
+	if want := "signed 1, reserved 1, refused 4 (below the record 1, conflicting data 1, not signing 1, other 1), parked 1"; got != want {
+		t.Errorf("resultsCell = %q, want %q", got, want)
+	}
+	if got := resultsCell(nil); got != noFigure {
+		t.Errorf("resultsCell(nil) = %q, want %q", got, noFigure)
 	}
 }

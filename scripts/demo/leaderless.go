@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -240,17 +241,51 @@ func signResults(paths []string, from, to time.Time) map[string]int {
 			}
 			r, _ := ev["result"].(string)
 			out[r]++
+			if r == "refused" {
+				reason, _ := ev["reason"].(string)
+				out[refusedPrefix+refusalClass(reason)]++
+			}
 		}
 	}
 	return out
 }
 
-// resultsCell is "signed s, reserved r, refused f, parked p".
+// refusedPrefix keys signResults' counts of refusals by class.
+const refusedPrefix = "refused: "
+
+// refusalClasses are refusalClass's answers, in the order printed.
+var refusalClasses = []string{"below the record", "conflicting data", "not signing", "other"}
+
+// refusalClass sorts a refusal's reason, as valguard logs it, into one of
+// refusalClasses.
+func refusalClass(reason string) string {
+	switch {
+	case strings.HasPrefix(reason, "height/round/step regression"):
+		return "below the record"
+	case strings.HasPrefix(reason, "conflicting data"):
+		return "conflicting data"
+	case strings.HasPrefix(reason, "this replica does not sign now"):
+		return "not signing"
+	}
+	return "other"
+}
+
+// resultsCell is "signed s, reserved r, refused f (by class), parked p".
 func resultsCell(m map[string]int) string {
 	if m == nil {
 		return noFigure
 	}
-	return fmt.Sprintf("signed %d, reserved %d, refused %d, parked %d", m["signed"], m["reserved"], m["refused"], m["parked"])
+	var why []string
+	for _, c := range refusalClasses {
+		if n := m[refusedPrefix+c]; n > 0 {
+			why = append(why, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	refused := fmt.Sprint(m["refused"])
+	if len(why) > 0 {
+		refused += " (" + strings.Join(why, ", ") + ")"
+	}
+	return fmt.Sprintf("signed %d, reserved %d, refused %s, parked %d", m["signed"], m["reserved"], refused, m["parked"])
 }
 
 // demoAny is the demo's second part: both replicas switched to the
