@@ -50,12 +50,17 @@ type modeResult struct {
 	fence, reply []float64
 	safety       safety
 	took         time.Duration // wall time of the mode
+	// results counts the mode's sign requests by result and refusals by
+	// class (signer mode only; nil otherwise).
+	results map[string]int
 }
 
 // runBench runs the benchmark on one network and one Consul: the restart
 // mode (the replicas as setUp started them), then, after a graceful stop
 // of both replicas, the signer mode, which reads the watermark the restart
-// mode left in Consul. It prints both modes side by side.
+// mode left in Consul, then, after another such stop, the signer mode's
+// leaderless policy (--signers any), on the record the leader policy
+// left. It prints the three side by side.
 func runBench(ctx context.Context, env *demoEnv, runs int) error {
 	began := time.Now()
 	restart, err := env.benchMode(ctx, "restart", runs)
@@ -69,11 +74,18 @@ func runBench(ctx context.Context, env *demoEnv, runs int) error {
 	if err != nil {
 		return err
 	}
+	if err := env.switchMode(ctx, anyMode); err != nil {
+		return err
+	}
+	anyRes, err := env.benchAny(ctx, runs)
+	if err != nil {
+		return err
+	}
 	fmt.Println()
-	printBench(os.Stdout, env.wiring, env.consulKind(), runs, restart, signer)
-	fmt.Printf("\nrestart mode took %s, signer mode %s, the whole bench %s (set-up included: %s)\n",
-		restart.took.Round(time.Second), signer.took.Round(time.Second), time.Since(began).Round(time.Second),
-		time.Since(env.start).Round(time.Second))
+	printBench(os.Stdout, env.wiring, env.consulKind(), runs, restart, signer, anyRes)
+	fmt.Printf("\nrestart mode took %s, signer mode (leader) %s, signer mode (any) %s, the whole bench %s (set-up included: %s)\n",
+		restart.took.Round(time.Second), signer.took.Round(time.Second), anyRes.took.Round(time.Second),
+		time.Since(began).Round(time.Second), time.Since(env.start).Round(time.Second))
 	return nil
 }
 
@@ -115,6 +127,7 @@ func (e *demoEnv) benchMode(ctx context.Context, name string, runs int) (modeRes
 			return res, err
 		}
 		res.fence, res.reply = fenceLatencies(e.logPaths(), began)
+		res.results = signResults(e.logPaths(), began, time.Now())
 	}
 	if res.safety, err = e.checkSafety(ctx); err != nil {
 		return res, err

@@ -108,7 +108,8 @@ func equal(a, b []float64) bool {
 }
 
 // TestPrintBench checks the side-by-side table: each mode's figures in its
-// column, a dash where a mode has no such figure, the rate ratio.
+// column (restart, signer leader, signer any), a dash where a mode has no
+// such figure, the rate ratios, the leaderless replicas' return.
 func TestPrintBench(t *testing.T) {
 	kill := time.Unix(1000, 0)
 	tl := func(secs float64, missed int) timeline {
@@ -126,8 +127,18 @@ func TestPrintBench(t *testing.T) {
 		kindCrash:    {tl(19.5, 12)},
 		kindDepose:   {tl(2.6, 2)},
 	}, fence: []float64{1, 2, 3}, reply: []float64{2, 3, 4}, rate: blockRate{from: 100, to: 172, span: 60 * time.Second}}
+	back := func(t timeline, secs float64) timeline {
+		t.backAt = kill.Add(time.Duration(secs * float64(time.Second)))
+		return t
+	}
+	anyRes := modeResult{name: "any", runs: map[string][]timeline{
+		kindGraceful:  {back(tl(0.4, 0), 9), back(tl(0.6, 0), 11)},
+		kindAnyCrash:  {back(tl(0.7, 0), 14)},
+		kindNodeCrash: {back(tl(0.5, 1), 8)},
+	}, fence: []float64{4, 5, 6, 7}, reply: []float64{5, 6, 7, 8}, rate: blockRate{from: 200, to: 254, span: 60 * time.Second},
+		results: map[string]int{"signed": 120, "reserved": 100, "refused": 3, "parked": 1, refusedPrefix + "below the record": 2, refusedPrefix + "not signing": 1}}
 	var b strings.Builder
-	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer)
+	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer, anyRes)
 	out := b.String()
 	for _, want := range []string{
 		"wiring mesh",
@@ -144,13 +155,34 @@ func TestPrintBench(t *testing.T) {
 		"| block rate, signer mode / restart mode | — | 1.200 |",
 		"1.000 (heights 10..70 in 60.0 s, 0 missed)",
 		"signer mode, deposition runs: the standby deposed the leader at kill + 2.10 / 2.10 / 2.10 s",
+		// the leaderless column
+		"| graceful (SIGTERM): kill → first signature (s), min / median / max | 1.40 / 1.50 / 2.20 | 0.90 / 0.90 / 0.90 | 0.40 / 0.60 / 0.60 |",
+		"| crash (SIGKILL), lease only: missed heights, min / median / max | 21 / 21 / 21 | 12 / 12 / 12 | — |",
+		"| crash (SIGKILL), deposition after 2 s: missed heights, min / median / max | — | 2 / 2 / 2 | — |",
+		"| " + kindAnyCrash + ": kill → first signature (s), min / median / max | — | — | 0.70 / 0.70 / 0.70 |",
+		"| " + kindNodeCrash + ": missed heights, min / median / max | — | — | 1 / 1 / 1 |",
+		"| voluntary hand-over (valguard handover --to): missed heights, min / median / max | 0 / 1 / 1 | 0 / 0 / 0 | — |",
+		"| fence (ms), p50 / p99 / max, from the leaders' sign-request logs | — | 2.00 / 3.00 / 3.00 (3 signatures) | 5.00 / 7.00 / 7.00 (4 signatures) |",
+		"| sign request → reply (ms), p50 / p99 / max, requests never parked | — | 3.00 / 4.00 / 4.00 (3 signatures) | 6.00 / 8.00 / 8.00 (4 signatures) |",
+		"| sign requests by result over the mode | — | — | signed 120, reserved 100, refused 3 (below the record 2, not signing 1), parked 1 |",
+		"| block rate, signer mode / restart mode | — | 1.200 | 0.900 |",
+		"0.900 (heights 200..254 in 60.0 s, 0 missed)",
+		"signer mode, --signers any (every replica signs; a check-and-set decides) |",
+		"--signers any, the killed replica Validating again (started again at once after a valguard kill), kill + min / median / max: graceful 9.0 / 11.0 / 11.0 s; crash 14.0 / 14.0 / 14.0 s; node crash 8.0 / 8.0 / 8.0 s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "restart mode, deposition runs") {
-		t.Errorf("a deposition line for the restart mode:\n%s", out)
+	for _, m := range []string{"restart", "any"} {
+		if strings.Contains(out, m+" mode, deposition runs") {
+			t.Errorf("a deposition line for the %s column:\n%s", m, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "| ") && strings.Count(line, " | ") != 3 {
+			t.Errorf("a table row without 4 cells: %q", line)
+		}
 	}
 }
 
@@ -168,5 +200,33 @@ func TestParseHandover(t *testing.T) {
 	}
 	if _, err := parseHandover("hand-over a → b done (1.0s); the chain was not watched"); err == nil {
 		t.Fatal("a hand-over without a first signature parsed")
+	}
+}
+
+// TestSignResults counts sign requests by result in a time window, and
+// refusals by class.
+func TestSignResults(t *testing.T) {
+	from := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	log := strings.Join([]string{
+		`{"result":"signed","time":"2026-12-02T14:59:59.000Z","message":"sign request"}`,
+		`{"result":"signed","time":"2026-12-02T15:00:01.000Z","message":"sign request"}`,
+		`{"result":"reserved","time":"2026-12-02T15:00:01.100Z","message":"sign request"}`,
+		`{"result":"refused","reason":"height/round/step regression: 5/0/1 is below the watermark 5/0/2","time":"2026-12-02T15:00:02.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"conflicting data at 6/0/3","time":"2026-12-02T15:00:03.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"this replica does not sign now (drained, not synced, or stopping); the validator's other replicas sign","time":"2026-12-02T15:00:04.000Z","message":"sign request"}`,
+		`{"result":"refused","reason":"something new","time":"2026-12-02T15:00:05.000Z","message":"sign request"}`,
+		`{"result":"parked","time":"2026-12-02T15:00:06.000Z","message":"sign request"}`,
+		`{"result":"signed","time":"2026-12-02T15:00:11.000Z","message":"sign request"}`,
+	}, "\n") + "\n"
+	path := filepath.Join(t.TempDir(), "valguard-a.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := resultsCell(signResults([]string{path}, from, from.Add(10*time.Second)))
+	if want := "signed 1, reserved 1, refused 4 (below the record 1, conflicting data 1, not signing 1, other 1), parked 1"; got != want {
+		t.Errorf("resultsCell = %q, want %q", got, want)
+	}
+	if got := resultsCell(nil); got != noFigure {
+		t.Errorf("resultsCell(nil) = %q, want %q", got, noFigure)
 	}
 }

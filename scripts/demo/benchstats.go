@@ -44,13 +44,19 @@ func percentile(v []float64, p float64) float64 {
 // (milliseconds, as valguard logs durations): a request parked across a
 // takeover and then signed took the takeover's time, not the signer's.
 func fenceLatencies(paths []string, since time.Time) (fence, reply []float64) {
+	return signLatencies(paths, since, time.Time{})
+}
+
+// signLatencies is fenceLatencies over the events logged in (since,
+// until]; a zero until is no bound.
+func signLatencies(paths []string, since, until time.Time) (fence, reply []float64) {
 	for _, path := range paths {
 		for _, ev := range localnet.ValguardEvents(path) {
 			if ev["message"] != "sign request" || ev["result"] != "signed" {
 				continue
 			}
 			s, _ := ev["time"].(string)
-			if at, err := time.Parse(time.RFC3339Nano, s); err != nil || !at.After(since) {
+			if at, err := time.Parse(time.RFC3339Nano, s); err != nil || !at.After(since) || (!until.IsZero() && at.After(until)) {
 				continue
 			}
 			if f, ok := ev["fence_took"].(float64); ok {
@@ -83,39 +89,59 @@ func latencyCell(v []float64) string {
 	return fmt.Sprintf("%.2f / %.2f / %.2f (%d signatures)", percentile(v, 50), percentile(v, 99), percentile(v, 100), len(v))
 }
 
-// printBench writes the two modes side by side as a Markdown table.
-func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, restart, signer modeResult) {
-	row := func(what, a, b string) { fmt.Fprintf(w, "| %s | %s | %s |\n", what, a, b) }
-	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for both modes\n\n", runs, wiring, consul)
-	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), "restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)")
-	row("---", "---", "---")
-	for _, kind := range []string{kindGraceful, kindHandover, kindCrash, kindDepose} {
-		rs, rm := failoverCells(restart.runs[kind])
-		ss, sm := failoverCells(signer.runs[kind])
+// printBench writes the three columns side by side as a Markdown table:
+// the restart mode, the signer mode's leader policy, its leaderless policy
+// (--signers any).
+func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, restart, signer, anyRes modeResult) {
+	modes := []modeResult{restart, signer, anyRes}
+	row := func(what string, cells ...string) {
+		fmt.Fprintf(w, "| %s | %s |\n", what, strings.Join(cells, " | "))
+	}
+	each := func(f func(modeResult) string) []string {
+		var out []string
+		for _, m := range modes {
+			out = append(out, f(m))
+		}
+		return out
+	}
+	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for the three columns\n\n", runs, wiring, consul)
+	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), "restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)",
+		"signer mode, --signers any (every replica signs; a check-and-set decides)")
+	row("---", "---", "---", "---")
+	for _, kind := range []string{kindGraceful, kindHandover, kindCrash, kindDepose, kindAnyCrash, kindNodeCrash} {
+		var toSign, missed []string
+		for _, m := range modes {
+			s, ms := failoverCells(m.runs[kind])
+			toSign, missed = append(toSign, s), append(missed, ms)
+		}
 		start := "kill"
 		if kind == kindHandover {
 			start = "request"
 		}
-		row(kind+": "+start+" → first signature (s), min / median / max", rs, ss)
-		row(kind+": missed heights, min / median / max", rm, sm)
+		row(kind+": "+start+" → first signature (s), min / median / max", toSign...)
+		row(kind+": missed heights, min / median / max", missed...)
 	}
-	row("fence (ms), p50 / p99 / max, from the leaders' sign-request logs", latencyCell(restart.fence), latencyCell(signer.fence))
-	row("sign request → reply (ms), p50 / p99 / max, requests never parked", latencyCell(restart.reply), latencyCell(signer.reply))
-	rate := func(r blockRate) string {
+	row("fence (ms), p50 / p99 / max, from the leaders' sign-request logs", each(func(m modeResult) string { return latencyCell(m.fence) })...)
+	row("sign request → reply (ms), p50 / p99 / max, requests never parked", each(func(m modeResult) string { return latencyCell(m.reply) })...)
+	row("sign requests by result over the mode", each(func(m modeResult) string { return resultsCell(m.results) })...)
+	rate := func(m modeResult) string {
+		r := m.rate
 		return fmt.Sprintf("%.3f (heights %d..%d in %.1f s, %d missed)", r.perSecond(), r.from, r.to, r.span.Seconds(), r.missed)
 	}
-	row(fmt.Sprintf("blocks/s over %.0f s while the validator signs", rateWindow.Seconds()), rate(restart.rate), rate(signer.rate))
-	ratio := noFigure
-	if restart.rate.perSecond() > 0 {
-		ratio = fmt.Sprintf("%.3f", signer.rate.perSecond()/restart.rate.perSecond())
+	row(fmt.Sprintf("blocks/s over %.0f s while the validator signs", rateWindow.Seconds()), each(rate)...)
+	ratio := func(m modeResult) string {
+		if m.name == restart.name || restart.rate.perSecond() <= 0 {
+			return noFigure
+		}
+		return fmt.Sprintf("%.3f", m.rate.perSecond()/restart.rate.perSecond())
 	}
-	row("block rate, signer mode / restart mode", noFigure, ratio)
-	res := func(i idle) string {
-		return fmt.Sprintf("%.1f MB RSS, %.2f %% of a core over %s", i.rssMB, i.cpuPct, i.window)
+	row("block rate, signer mode / restart mode", each(ratio)...)
+	res := func(m modeResult) string {
+		return fmt.Sprintf("%.1f MB RSS, %.2f %% of a core over %s", m.idle.rssMB, m.idle.cpuPct, m.idle.window)
 	}
-	row("valguard while leading", res(restart.idle), res(signer.idle))
-	row("safety at the end of the mode", restart.safety.String(), signer.safety.String())
-	for _, m := range []modeResult{restart, signer} {
+	row("valguard while leading (--signers any: replica a, signing)", each(res)...)
+	row("safety at the end of the mode", each(func(m modeResult) string { return m.safety.String() })...)
+	for _, m := range modes {
 		if n := len(m.runs[kindDepose]); n > 0 {
 			var at []float64
 			for _, tl := range m.runs[kindDepose] {
@@ -125,10 +151,28 @@ func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, re
 				m.name, stats(at, "%.2f"), n, n)
 		}
 	}
+	var back []string
+	for _, kind := range []string{kindGraceful, kindAnyCrash, kindNodeCrash} {
+		var secs []float64
+		for _, tl := range anyRes.runs[kind] {
+			if !tl.backAt.IsZero() {
+				secs = append(secs, tl.backAt.Sub(tl.killAt).Seconds())
+			}
+		}
+		if len(secs) > 0 {
+			back = append(back, fmt.Sprintf("%s %s s", strings.SplitN(kind, " (", 2)[0], stats(secs, "%.1f")))
+		}
+	}
+	if len(back) > 0 {
+		fmt.Fprintf(w, "\n--signers any, the killed replica Validating again (started again at once after a valguard kill), kill + min / median / max: %s\n", strings.Join(back, "; "))
+	}
 	fmt.Fprintln(w, "\n"+strings.TrimSpace(`
 kill: the signal to the leader's valguard (SIGKILL: its node dies with it); first signature: the
 timestamp of the validator's first commit signature above the height at the kill; missed heights:
 heights from the kill to that signature the validator did not sign. Hand-over: the same from the
 start of valguard handover --to <standby> (no valguard stopped; the runs alternate direction) to
-the new leader's first commit signature.`))
+the new leader's first commit signature. --signers any: the signal goes to one replica's valguard
+(or node), alternating a and b; the other replica signs throughout, so there is no takeover;
+missed heights are counted over the `+fmt.Sprint(anyWindow)+` heights after the kill (further if the first signature
+comes later); fence and reply are over both replicas' logs, "signed" requests (races won) only.`))
 }

@@ -30,6 +30,8 @@ type demoEnv struct {
 	rpc      string
 	start    time.Time
 	idle     idle
+	// turn picks the next victim of a leaderless kill (it alternates).
+	turn int
 }
 
 // idle is what measureIdle sampled.

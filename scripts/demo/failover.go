@@ -25,6 +25,13 @@ type timeline struct {
 	first     signed
 	missed    int
 	nodeGone  bool
+	// Leaderless runs (--signers any): by is the replica whose node's vote
+	// made the first signature after the kill, windowTo the last height
+	// missed heights were counted to, backAt when the victim was
+	// Validating again.
+	by       string
+	windowTo int64
+	backAt   time.Time
 }
 
 func (t timeline) toSign() time.Duration { return t.first.at.Sub(t.killAt) }

@@ -1,9 +1,13 @@
 // Command demo runs valguard's local demo and benchmark: a Consul agent, a
 // 4-validator CometBFT localnet whose validator 3 is held by two valguard
 // replicas, then failovers with a printed timeline (the demo) or, with
-// --bench, the same failovers repeated in the restart mode and then in the
-// signer mode on the same network and Consul, printed side by side. For
-// `make demo` and `make bench`; not needed in production.
+// --bench, the same failovers repeated in the restart mode, then in the
+// signer mode's leader policy, then in its leaderless policy (--signers
+// any) on the same network and Consul, printed side by side. The demo
+// shows a key-file-mode leader's crash, then a replica's crash under
+// --signers any. --latency-sweep adds delay on the replicas' Consul path
+// and counts what each signer policy signs. For `make demo` and
+// `make bench`; not needed in production.
 package main
 
 import (
@@ -25,6 +29,8 @@ func main() {
 	runs := flag.Int("runs", 5, "benchmark runs of each kind")
 	keep := flag.Bool("keep", false, "keep the working directory (logs) afterwards")
 	consulServers := flag.Int("consul-servers", 1, "1: a Consul dev agent; 3 or 5: a cluster of that many servers, each replica talking to its own")
+	sweep := flag.Bool("latency-sweep", false, "run the Consul latency sweep instead: each signer policy (leader, any) with 0, 50, 100, 200, 300 ms added one way on every replica's Consul path")
+	sweepWindow := flag.Duration("sweep-window", 30*time.Second, "with --latency-sweep: how long each delay is measured under each policy")
 	wiring := flag.String("wiring", string(localnet.WiringDialOut), "dial-out (only the replicas dial the validators, as in production) or mesh (the validators dial the replicas too)")
 	flag.Parse()
 	if *runs < 1 {
@@ -41,14 +47,32 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, *valguard, *bench, *runs, *keep, localnet.Wiring(*wiring), *consulServers)
+	if *bench && *sweep {
+		fmt.Fprintln(os.Stderr, "demo: --bench and --latency-sweep are separate runs")
+		os.Exit(2)
+	}
+	mode := modeDemo
+	switch {
+	case *bench:
+		mode = modeBench
+	case *sweep:
+		mode = modeSweep
+	}
+	err := run(ctx, *valguard, mode, *runs, *sweepWindow, *keep, localnet.Wiring(*wiring), *consulServers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, valguard string, bench bool, runs int, keep bool, wiring localnet.Wiring, consulServers int) error {
+// What a run of the command does.
+const (
+	modeDemo  = "demo"
+	modeBench = "bench"
+	modeSweep = "sweep"
+)
+
+func run(ctx context.Context, valguard, mode string, runs int, sweepWindow time.Duration, keep bool, wiring localnet.Wiring, consulServers int) error {
 	bin, err := filepath.Abs(valguard)
 	if err != nil {
 		return err
@@ -70,8 +94,11 @@ func run(ctx context.Context, valguard string, bench bool, runs int, keep bool, 
 	if err != nil {
 		return err
 	}
-	if bench {
+	switch mode {
+	case modeBench:
 		return runBench(ctx, env, runs)
+	case modeSweep:
+		return runSweep(ctx, env, sweepWindow)
 	}
 	return runDemo(ctx, env)
 }
@@ -96,6 +123,12 @@ func runDemo(ctx context.Context, env *demoEnv) error {
 	}
 	tl.print(env)
 	env.say("active validator: %s", env.activeValidator())
+	if _, err := env.checkSafety(ctx); err != nil {
+		return err
+	}
+	if _, err := env.demoAny(ctx, tl); err != nil {
+		return err
+	}
 	_, err = env.checkSafety(ctx)
 	return err
 }
