@@ -46,10 +46,13 @@ demo: build
 	bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/demo --valguard $(BIN)
 
-# On one localnet and one Consul: the restart mode, then the signer mode,
-# each with RUNS graceful and RUNS crash failovers (the signer mode also
-# RUNS crashes with deposition), the fence latency, the block rate and
-# valguard's RSS; prints both modes side by side (min/median/max).
+# On one localnet and one Consul: the restart mode, then the signer mode
+# (--signers leader), then its leaderless policy (--signers any), each
+# with RUNS graceful stops and crashes (the leader policy also RUNS
+# crashes with deposition, the leaderless one RUNS node crashes), the
+# fence latency, the block rate and valguard's RSS; prints the three side
+# by side (min/median/max). go run ./scripts/demo --latency-sweep prints
+# missed heights against added Consul latency for both signer policies.
 # WIRING=dial-out (the default: only the replicas dial the validators, as
 # in production) or WIRING=mesh (the validators dial the replicas too).
 # CONSUL_SERVERS=3 (the default: a 3-server cluster, each replica on its
