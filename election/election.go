@@ -93,14 +93,23 @@ func (e *Election) consulError(err error, callers ...context.Context) {
 // it, or nil, nil when no session does. The answer may be outdated as soon
 // as it is returned; it decides nothing for this replica.
 func (e *Election) Leader(ctx context.Context) (*LeaderInfo, error) {
+	pair, err := e.readLock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return HolderOf(pair)
+}
+
+// readLock is a consistent read of the lock key, bounded by CallTimeout;
+// errors are reported to OnConsulError.
+func (e *Election) readLock(ctx context.Context) (*api.KVPair, error) {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	defer cancel()
 	pair, err := e.get(cctx, e.lockKey)
 	if err != nil {
 		e.consulError(err, ctx)
-		return nil, err
 	}
-	return HolderOf(pair)
+	return pair, err
 }
 
 // HolderOf is who holds the lock key read as pair: its LeaderInfo with the

@@ -55,11 +55,8 @@ func (e *Election) NewRecordFence(ctx context.Context) (*RecordFence, error) {
 }
 
 func (e *Election) newRecordFence(ctx context.Context, waitUnclean bool) (*RecordFence, error) {
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	defer cancel()
-	pair, err := e.get(cctx, e.lockKey)
+	pair, err := e.readLock(ctx)
 	if err != nil {
-		e.consulError(err, ctx)
 		return nil, err
 	}
 	if pair != nil && pair.Session != "" {
@@ -70,6 +67,8 @@ func (e *Election) newRecordFence(ctx context.Context, waitUnclean bool) (*Recor
 		return nil, fmt.Errorf("%w: %s holds %s: it runs --signers leader or the key-file mode, and one validator runs one policy", ErrLockHeld, who, e.lockKey)
 	}
 	if waitUnclean {
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+		defer cancel()
 		if err := e.awaitCleanLock(cctx, pair); err != nil {
 			return nil, err
 		}

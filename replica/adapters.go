@@ -91,13 +91,19 @@ type fencer struct{ s *election.Session }
 
 func (f fencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	n, err := f.s.Fence(ctx, value, index)
+	return n, fenceErr(err)
+}
+
+// fenceErr is an election write's error as the signer classifies it: an
+// unknown outcome (resolved with a read) and a moved watermark (read back).
+func fenceErr(err error) error {
 	switch {
 	case errors.Is(err, election.ErrFenceUnknown):
-		err = fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
+		return fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
 	case errors.Is(err, election.ErrWatermarkMoved):
-		err = fmt.Errorf("%w: %w", signer.ErrMoved, err)
+		return fmt.Errorf("%w: %w", signer.ErrMoved, err)
 	}
-	return n, err
+	return err
 }
 
 // store adapts *election.Election to signer.Store.

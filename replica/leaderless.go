@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -104,13 +103,7 @@ type recordFencer struct{ f *election.RecordFence }
 
 func (r recordFencer) Fence(ctx context.Context, value []byte, index uint64) (uint64, error) {
 	n, err := r.f.CheckAndSet(ctx, value, index)
-	switch {
-	case errors.Is(err, election.ErrFenceUnknown):
-		err = fmt.Errorf("%w: %w", signer.ErrOutcomeUnknown, err)
-	case errors.Is(err, election.ErrWatermarkMoved):
-		err = fmt.Errorf("%w: %w", signer.ErrMoved, err)
-	}
-	return n, err
+	return n, fenceErr(err)
 }
 
 // policyOf is the signer policy a roster report names: a signer-mode

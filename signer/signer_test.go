@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -312,13 +313,8 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 		t.Fatal(err)
 	}
 	const handover, heights = 8, 16
-	type got struct {
-		hrs string
-		sig []byte
-		by  string
-	}
 	var mu sync.Mutex
-	var all []got
+	var all []given
 	// run is a node asking for heights from..to, re-sending after a ping.
 	run := func(n *node, name string, from, to int64, tsOffset time.Duration) {
 		for h := from; h <= to; h++ {
@@ -336,7 +332,7 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 					if r.kind == "signed" {
 						sv := mustSign(t, r)
 						mu.Lock()
-						all = append(all, got{Watermark{Height: h, Step: voteStep(typ)}.String(), sv.Signature, name})
+						all = append(all, given{Watermark{Height: h, Step: voteStep(typ)}.String(), sv.Signature, name})
 						mu.Unlock()
 					}
 					break
@@ -369,27 +365,11 @@ func TestHandOverOneSignaturePerHRS(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	sigs := map[string][][]byte{}
-	by := map[string]int{}
-	for _, g := range all {
-		by[g.by]++
-		seen := false
-		for _, s := range sigs[g.hrs] {
-			seen = seen || bytes.Equal(s, g.sig)
-		}
-		if !seen {
-			sigs[g.hrs] = append(sigs[g.hrs], g.sig)
-		}
+	by, hrs := onePerHRS(t, all)
+	if by["a"] == 0 || by["b"] == 0 || hrs < heights {
+		t.Fatalf("too little signed to show anything: by replica %v, %d HRS", by, hrs)
 	}
-	for hrs, s := range sigs {
-		if len(s) > 1 {
-			t.Errorf("%s: %d distinct signatures", hrs, len(s))
-		}
-	}
-	if by["a"] == 0 || by["b"] == 0 || len(sigs) < heights {
-		t.Fatalf("too little signed to show anything: by replica %v, %d HRS", by, len(sigs))
-	}
-	t.Logf("signatures given out: %v over %d HRS, each HRS one signature", by, len(sigs))
+	t.Logf("signatures given out: %v over %d HRS, each HRS one signature", by, hrs)
 }
 
 func voteStep(typ cmtproto.SignedMsgType) int8 {
@@ -447,4 +427,32 @@ func TestDemotedLeaderReadsTheStoreAtOnce(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// given is one signature a replica gave out, at a height/round/step.
+type given struct {
+	hrs string
+	sig []byte
+	by  string
+}
+
+// onePerHRS fails the test for every height/round/step given out with
+// more than one distinct signature, and returns the signatures each
+// replica gave and the number of height/round/steps.
+func onePerHRS(t *testing.T, all []given) (by map[string]int, hrs int) {
+	t.Helper()
+	sigs := map[string][][]byte{}
+	by = map[string]int{}
+	for _, g := range all {
+		by[g.by]++
+		if !slices.ContainsFunc(sigs[g.hrs], func(s []byte) bool { return bytes.Equal(s, g.sig) }) {
+			sigs[g.hrs] = append(sigs[g.hrs], g.sig)
+		}
+	}
+	for h, s := range sigs {
+		if len(s) > 1 {
+			t.Errorf("%s: %d distinct signatures", h, len(s))
+		}
+	}
+	return by, len(sigs)
 }
