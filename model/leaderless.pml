@@ -40,6 +40,10 @@
  *                     the start; a crash loses it)
  *   ghost             a timed-out CAS still in flight: Consul may apply it
  *                     (if its index still matches) or drop it later
+ *   NODE_LAG          the restoring replica's node may be one level behind
+ *                     chainH (its own status height)
+ *   SPLIT_RESTORE     a restore's read and its create are two steps (the
+ *                     create-only write refused if the record exists)
  * Faults: MAXCRASH replica crashes (valguard and its node together, S9;
  * memory lost, the floor file kept), MAXUNK unknown CAS outcomes, MAXDEL
  * deletes of the record at any moment.
@@ -103,7 +107,8 @@ bool up[NR];
 bool mRd[NR];              /* memory holds a read of the record */
 byte mL[NR]; byte mD[NR]; byte mIdx[NR];
 byte flL[NR]; byte flD[NR];/* floor file */
-byte ph[NR];               /* 0 idle; 1 CAS sent (pL, pD at mIdx), answer in ans */
+byte ph[NR];               /* 0 idle; 1 CAS sent (pL, pD at mIdx), answer in ans;
+                            * 2 (SPLIT_RESTORE) a restore's create to send (pL, pD) */
 byte pL[NR]; byte pD[NR];  /* the signature made locally, not yet released */
 byte ans[NR];              /* 0 none, 1 committed, 2 refused, 3 unknown */
 byte nIdx[NR];             /* the new index a committed CAS returns */
@@ -115,7 +120,8 @@ byte nL[NR]; byte nD[NR];  /* the request: level and data (level 0: done) */
 bool refused[NR];          /* the node dropped its step after a refusal */
 
 byte crashes; byte unks; byte dels;
-byte kL, kD;               /* restore's temporaries, zero outside its atomic step */
+byte kL, kD, vw;           /* restore's temporaries, zero outside its atomic step
+                            * (not hidden: BFS refuses hidden variables) */
 
 #ifdef ONLY_S11
 #define REC_ASSERT(c) skip
@@ -225,20 +231,31 @@ inline read_rec(r) {
 		/* known: the floor file and the memory */
 		kL = flL[r]; kD = flD[r];
 		if :: mRd[r] && mL[r] > kL -> kL = mL[r]; kD = mD[r] :: else fi;
-		/* the whole level above the chain */
-		if :: chainH + 1 > kL -> kL = chainH + 1; kD = BLK :: else fi
+		/* the whole level above the chain, as this replica's node sees it */
+		vw = chainH;
+#ifdef NODE_LAG
+		if :: vw > 0 -> vw-- :: skip fi;
+#endif
+		if :: vw + 1 > kL -> kL = vw + 1; kD = BLK :: else fi
 #ifdef MUT_WRITE_BACK_MEMORY
 		fi;
 #endif
 		;
+#ifdef SPLIT_RESTORE
+		/* the create is sent as a step of its own */
+		pL[r] = kL; pD[r] = kD; ph[r] = 2;
+#else
 		REC_ASSERT(kL >= hiOut);   /* the restore covers every released signature */
 		write_rec(kL, kD);
 		mL[r] = kL; mD[r] = kD; mIdx[r] = recIdx;
-		kL = 0; kD = 0
+#endif
+		kL = 0; kD = 0; vw = 0
 #endif
 	fi;
-	mRd[r] = 1;
-	raise_floor(r, mL[r], mD[r])
+	if
+	:: ph[r] == 0 -> mRd[r] = 1; raise_floor(r, mL[r], mD[r])
+	:: else
+	fi
 }
 
 proctype replica(byte r) {
@@ -246,6 +263,20 @@ end_replica:
 	do
 	/* read (or re-read) the record while idle */
 	:: atomic { up[r] && ph[r] == 0 && (!mRd[r] || mIdx[r] != recIdx || recGone) -> read_rec(r) }
+
+#ifdef SPLIT_RESTORE
+	/* the create-only write of a restore: refused if the record exists */
+	:: atomic { up[r] && ph[r] == 2 ->
+		if
+		:: recGone ->
+			REC_ASSERT(pL[r] >= hiOut);
+			write_rec(pL[r], pD[r]);
+			mL[r] = pL[r]; mD[r] = pD[r]; mIdx[r] = recIdx; mRd[r] = 1;
+			raise_floor(r, pL[r], pD[r])
+		:: else
+		fi;
+		ph[r] = 0; pL[r] = 0; pD[r] = 0 }
+#endif
 
 	/* decide against the record as read */
 	:: atomic { up[r] && ph[r] == 0 && mRd[r] && nL[r] != 0 && !refused[r] && nL[r] < mL[r] ->
