@@ -112,7 +112,7 @@ var checks = []check{
 	{name: "leaderless/mutant-unknown-as-success", model: "leaderless.pml",
 		defs: []string{"-DONLY_S11", "-DMUT_UNKNOWN_AS_SUCCESS"},
 		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
-		why: "a CAS that timed out unapplied is taken as committed and replied; the other replica's CAS commits other data at that level"},
+		why: "a CAS that timed out unapplied is taken as committed: two replicas reply at one level with different data"},
 	{name: "leaderless/mutant-write-back-memory", model: "leaderless.pml",
 		defs: []string{"-DONLY_S11", "-DMAXDEL=1", "-DMUT_WRITE_BACK_MEMORY"},
 		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
