@@ -68,6 +68,13 @@
  *   MUT_WRITE_BACK_MEMORY     a missing record is written back from memory
  *                             alone (the floor file and chain raise only
  *                             after a crash emptied the memory)
+ * Scenario (LIVENESS, check with -a -f): replica 0 may crash once, for
+ * good; no unknown outcome, no delete; a node moves on only after a
+ * refusal (the chain went on with a signature it could not get). Then
+ * replica 1's node is never stuck: it gets a signature or a refusal at
+ * every level, to the last.
+ *   SAME_DATA         (with LIVENESS) every node wants the same data; then
+ *                     replica 1 releases a signature
  *   ONLY_S11                  drop the record assertions (never down,
  *                             restore covers), so that a mutant's
  *                             counterexample is two signatures for a level
@@ -83,7 +90,11 @@
 #define MAXCRASH 1         /* replica crashes per run */
 #endif
 #ifndef MAXUNK
+#ifdef LIVENESS
+#define MAXUNK 0
+#else
 #define MAXUNK 2           /* unknown CAS outcomes per run */
+#endif
 #endif
 #ifndef MAXDEL
 #define MAXDEL 0           /* deletes of the record per run */
@@ -120,6 +131,7 @@ byte nL[NR]; byte nD[NR];  /* the request: level and data (level 0: done) */
 bool refused[NR];          /* the node dropped its step after a refusal */
 
 byte crashes; byte unks; byte dels;
+bool got1;                 /* replica 1 released a signature (LIVENESS) */
 byte kL, kD, vw;           /* restore's temporaries, zero outside its atomic step
                             * (not hidden: BFS refuses hidden variables) */
 
@@ -135,7 +147,11 @@ byte kL, kD, vw;           /* restore's temporaries, zero outside its atomic ste
 #define COMMITTED(r) if :: chainH + 1 < nL[r] -> chainH = nL[r] - 1 :: else fi
 
 inline pick(r) {
+#ifdef SAME_DATA
+	nD[r] = 1
+#else
 	if :: nD[r] = 1 :: nD[r] = 2 fi
+#endif
 }
 
 /* the node moves on to the next level (or is done) */
@@ -152,6 +168,7 @@ inline reply_sig(r, l, d) {
 	assert(l <= chainH + 1);              /* a node signs only above the chain */
 	out[l] = d;
 	if :: l > hiOut -> hiOut = l :: else fi;
+	if :: r == 1 -> got1 = 1 :: else fi;
 	advance(r)
 }
 
@@ -333,11 +350,19 @@ end_replica:
 
 	/* the node moves on without this replica's signature (the chain moves
 	 * on; a refused node does too) */
+#ifdef LIVENESS
+	:: atomic { up[r] && ph[r] == 0 && nL[r] != 0 && refused[r] -> advance(r) }
+#else
 	:: atomic { up[r] && ph[r] == 0 && nL[r] != 0 -> advance(r) }
+#endif
 
 	/* crash: valguard and its node; memory lost, the floor file kept; a
 	 * CAS sent may still be in flight */
+#ifdef LIVENESS
+	:: atomic { r == 0 && up[r] && crashes == 0 ->
+#else
 	:: atomic { up[r] && crashes < MAXCRASH ->
+#endif
 		crashes++; up[r] = 0;
 		if
 		:: ph[r] == 1 && ans[r] == 0 && !gh[r] -> gh[r] = 1; gL[r] = pL[r]; gD[r] = pD[r]; gIdx[r] = mIdx[r]
@@ -346,7 +371,9 @@ end_replica:
 		ph[r] = 0; ans[r] = 0; nIdx[r] = 0; pL[r] = 0; pD[r] = 0;
 		mRd[r] = 0; mL[r] = 0; mD[r] = 0; mIdx[r] = 0; refused[r] = 0 }
 	/* restart: the node asks again at its level, with data chosen anew */
+#ifndef LIVENESS
 	:: atomic { !up[r] -> up[r] = 1; if :: nL[r] != 0 -> pick(r) :: else fi }
+#endif
 	od
 }
 
@@ -365,3 +392,13 @@ init {
 		od
 	}
 }
+
+#ifdef LIVENESS
+#ifdef SAME_DATA
+/* after replica 0 crashed for good, replica 1 eventually releases a signature */
+ltl other_signs { [] ((crashes > 0) -> <> got1) }
+#else
+/* after replica 0 crashed for good, replica 1's node is never stuck */
+ltl other_not_stuck { [] ((crashes > 0) -> <> (nL[1] == 0)) }
+#endif
+#endif
