@@ -26,8 +26,10 @@
  * A read that finds the record missing restores it (the raise of S8): to
  * the highest of the floor file, the memory and (chainH + 1, BLK: the
  * whole in-flight level blocked), created at index 0 (create-only). The
- * read and the create are one step (anything between them only makes the
- * create fail, which is a read that did not happen).
+ * read and the create are one step. With one delete that is exact: between
+ * them only another replica's create can change a missing record, and it
+ * makes this create fail, a read that did not happen (SPLIT_RESTORE: two
+ * steps).
  *
  *   chainH            the network's latest committed level; a node enters
  *                     level l only once chainH >= l - 1 (the chain commits
@@ -68,6 +70,12 @@
  *   MUT_WRITE_BACK_MEMORY     a missing record is written back from memory
  *                             alone (the floor file and chain raise only
  *                             after a crash emptied the memory)
+ *   ONLY_S11                  drop the record assertions (never down,
+ *                             restore covers), so that a mutant's
+ *                             counterexample is two signatures for a level
+ * Findings (must fail, README.md): NODE_LAG with MAXDEL=1 (F5);
+ * SPLIT_RESTORE with MAXDEL=2 (F6).
+ *
  * Scenario (LIVENESS, check with -a -f): replica 0 may crash once, for
  * good; no unknown outcome, no delete; a node moves on only after a
  * refusal (the chain went on with a signature it could not get). Then
@@ -75,9 +83,6 @@
  * every level, to the last.
  *   SAME_DATA         (with LIVENESS) every node wants the same data; then
  *                     replica 1 releases a signature
- *   ONLY_S11                  drop the record assertions (never down,
- *                             restore covers), so that a mutant's
- *                             counterexample is two signatures for a level
  */
 
 #ifndef NR
@@ -168,7 +173,9 @@ inline reply_sig(r, l, d) {
 	assert(l <= chainH + 1);              /* a node signs only above the chain */
 	out[l] = d;
 	if :: l > hiOut -> hiOut = l :: else fi;
+#ifdef LIVENESS
 	if :: r == 1 -> got1 = 1 :: else fi;
+#endif
 	advance(r)
 }
 
