@@ -1,10 +1,11 @@
 //go:build e2e
 
 // Package model checks the Promela models of valguard's hand-over protocol
-// (keyfile.pml, signer.pml) with spin: the real models must hold every
-// property, each mutant (a safety ordering removed) must give a
-// counterexample, and the documented exceptions must show theirs. See
-// README.md in this directory.
+// (keyfile.pml, signer.pml) and of the leaderless signer policy
+// (leaderless.pml) with spin: the real models must hold every property,
+// each mutant (a safety ordering removed) must give a counterexample, and
+// the documented exceptions must show theirs. See README.md in this
+// directory.
 package model
 
 import (
@@ -22,7 +23,7 @@ import (
 // run, and whether spin must find an error.
 type check struct {
 	name  string
-	model string   // keyfile.pml or signer.pml
+	model string   // keyfile.pml, signer.pml or leaderless.pml
 	defs  []string // -D flags for spin (the model's switches)
 	cc    []string // -D flags for gcc (pan's search mode)
 	pan   []string // pan's run-time flags
@@ -77,6 +78,58 @@ var checks = []check{
 		defs: append([]string{"-DMAXDEL=1", "-DGENESIS"}, restoreLean...),
 		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
 		why: "finding F4: the key deleted at the first height; a standby that saw nothing leads from zero as a new validator"},
+
+	// the leaderless signer policy (--signers any): one sign record per
+	// validator, written by check-and-set. The passes are exhaustive; the
+	// mutants stop at the first error (DFS; README.md gives the shortest
+	// counterexample, found with BFS) with the record assertions off
+	// (ONLY_S11): each counterexample is two signatures for one level.
+	{name: "leaderless/safety", model: "leaderless.pml",
+		cc: []string{"-DSAFETY"}, pan: []string{"-m100000"},
+		why: "one signature per level, the record never goes down (lost races, unknown and late CASes, a crash)"},
+	{name: "leaderless/safety-delete", model: "leaderless.pml", defs: []string{"-DMAXDEL=1"},
+		cc: []string{"-DSAFETY"}, pan: []string{"-m100000"},
+		why: "the same with the record deleted once at any moment: restored from the floor file, the memory and the chain raise"},
+	{name: "leaderless/safety-three", model: "leaderless.pml", defs: []string{"-DNR=3", "-DMAXCRASH=0", "-DMAXUNK=1"},
+		cc: []string{"-DSAFETY"}, pan: []string{"-m100000"},
+		why: "three replicas racing for each level, one unknown or late CAS: the same properties"},
+	{name: "leaderless/liveness-same-data", model: "leaderless.pml", defs: []string{"-DLIVENESS", "-DSAME_DATA"},
+		pan: []string{"-a", "-f", "-m100000"}, why: "after replica 0 crashes for good, replica 1 still signs (weak fairness)"},
+	{name: "leaderless/liveness-not-stuck", model: "leaderless.pml", defs: []string{"-DLIVENESS"},
+		pan: []string{"-a", "-f", "-m100000"},
+		why: "nodes wanting different data: after replica 0 crashes, replica 1's node gets a signature or a refusal at every level (no livelock)"},
+	{name: "leaderless/mutant-reply-before-cas", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMUT_REPLY_FIRST"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "a replica replies before its CAS; the other replica's CAS for other data at that level commits and it replies too"},
+	{name: "leaderless/mutant-no-reread-after-lost-race", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMUT_NO_REREAD"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "a lost race CASes its own signature again at the new index: it overwrites the winner's level with other data and replies"},
+	{name: "leaderless/mutant-missing-as-empty", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMAXDEL=1", "-DMUT_MISSING_AS_EMPTY"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "a deleted record read as empty: a replica that never saw the released level creates it afresh with other data"},
+	{name: "leaderless/mutant-timestamp-beyond", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMUT_SIGN_OTHER_DATA"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "the same level with other data (not only the timestamp) is signed instead of refused: two signatures at that level"},
+	{name: "leaderless/mutant-unknown-as-success", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMUT_UNKNOWN_AS_SUCCESS"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "a CAS that timed out unapplied is taken as committed: two replicas reply at one level with different data"},
+	{name: "leaderless/mutant-write-back-memory", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMAXDEL=1", "-DMUT_WRITE_BACK_MEMORY"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "a deleted record written back from a stale memory without the chain raise: it lands below a released level, which is signed again"},
+	{name: "leaderless/exception-node-behind", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMAXDEL=1", "-DNODE_LAG"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "finding F5 (F3 for the leaderless policy): the record deleted; a replica whose node reports one level behind the chain restores below the released level and signs it again"},
+	{name: "leaderless/exception-restore-two-deletes", model: "leaderless.pml",
+		defs: []string{"-DONLY_S11", "-DMAXDEL=2", "-DMAXCRASH=0", "-DSPLIT_RESTORE"},
+		cc:   []string{"-DSAFETY", "-DCOLLAPSE"}, pan: []string{"-m100000"}, fail: true,
+		why: "finding F6: a restore computed before a create that lands after a second delete is stale: below a level released in between"},
 
 	// key-file mode
 	{name: "keyfile/mutant-no-final-on-loss", model: "keyfile.pml", defs: []string{"-DMUT_NO_FINAL_ON_LOSS"},
