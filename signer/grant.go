@@ -167,9 +167,37 @@ func (s *Signer) readRaiseLocked(ctx context.Context, f Fencer, chainFloor, chai
 				Msg("watermark in consul raised above everything that may have been signed, and written back")
 			s.cfg.Metrics.restoredWatermark(reason)
 			wm, index = raised, newIndex
+			if s.cfg.Leaderless && value == nil {
+				return s.raiseAfterCreateLocked(ctx, f, wm, index)
+			}
 		}
 	}
 	return wm, index, nil
+}
+
+// raiseAfterCreateLocked re-checks, in the leaderless policy, a record
+// this replica has just created (index 0, create-only) from a raise
+// computed when it read the record absent: between that read and the
+// create, another replica may have created it, signed above it, and the
+// record been deleted again, and a create cannot tell (finding F6 in
+// model/README.md). The chain's height read now bounds what was signed
+// since; a record below it is raised again by check-and-set before this
+// replica signs anything.
+func (s *Signer) raiseAfterCreateLocked(ctx context.Context, f Fencer, wm Watermark, index uint64) (Watermark, uint64, error) {
+	top, err := s.chainTop(ctx)
+	if err != nil {
+		return wm, 0, fmt.Errorf("lead: the sign record was created at %s; the chain's height, read again after the create, is unknown: %w", wm, err)
+	}
+	if Compare(top, wm) <= 0 {
+		return wm, index, nil
+	}
+	newIndex, err := s.writeLocked(ctx, f, top, index)
+	if err != nil {
+		return wm, 0, fmt.Errorf("lead: the sign record created at %s is below the chain's height read after the create; raising it to %s failed: %w", wm, top, err)
+	}
+	s.cfg.Log.Warn().Str("created", wm.String()).Str("watermark", top.String()).Uint64("index", newIndex).
+		Msg("the chain moved while the sign record was re-created: raised again above it")
+	return top, newIndex, nil
 }
 
 // chainTop is the watermark that blocks the whole height above the chain's

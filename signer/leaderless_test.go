@@ -374,3 +374,30 @@ func TestLeaderlessNotGrantedParksUnlessHeldOut(t *testing.T) {
 		t.Fatalf("held out: %s, want refused", r.kind)
 	}
 }
+
+// A record re-created from a raise computed before the create is raised
+// again when the chain moved meanwhile (finding F6 in model/README.md: a
+// create cannot tell "absent since read" from "created, signed above and
+// deleted again").
+func TestLeaderlessRecreatedRecordRaisedAgain(t *testing.T) {
+	cl := newCluster(t)
+	var calls atomic.Int64
+	c := newNode(t, cl, "c", func(c *Config) {
+		c.Leaderless = true
+		c.ChainHeight = func(context.Context) (int64, error) {
+			if calls.Add(1) == 1 {
+				return 5, nil // read before the create
+			}
+			return 8, nil // the chain moved on
+		}
+	})
+	if err := c.s.Grant(context.Background(), cl.cas()); err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.stored(t); got.Height != 9 || c.s.Watermark().Height != 9 {
+		t.Fatalf("record %s, memory %s after the create; want both raised to the whole height 9", got, c.s.Watermark())
+	}
+	if r := handleVote(c, vote(cmtproto.PrevoteType, 9, 0, &blockA, t0)); r.kind != "refused" {
+		t.Fatalf("height 9: %s, want refused", r.kind)
+	}
+}
