@@ -106,9 +106,18 @@ var Kinds = []Kind{
 			return d.rig.Consul.Start(d.rig.ctx, j)
 		}},
 	{Name: "lock-key-deleted", What: "the lock key deleted in Consul under the leader",
-		Modes: all, Failover: true, Bound: plus(fixed(15*time.Second), sessionTTL),
+		Modes: led, Failover: true, Bound: plus(fixed(15*time.Second), sessionTTL),
 		Run: func(ctx context.Context, d *Drill, f *Fault) error {
 			return d.deleteLockKey(ctx)
+		}},
+	{Name: "sign-record-deleted", What: "the watermark (the leaderless policy's sign record) deleted in Consul while replicas sign",
+		// The leader policy's leader writes it back from memory; a
+		// leaderless replica stops and its next grant raises the record
+		// above the chain (the heights up to the best height plus
+		// --max-lag are lost).
+		Modes: []string{ModeSigner, ModeAny}, Bound: fixed(30 * time.Second),
+		Run: func(ctx context.Context, d *Drill, f *Fault) error {
+			return d.deleteRecord(ctx)
 		}},
 	{Name: "handover", What: "valguard handover (graceful, to any synced standby)",
 		Modes: led, Failover: true, Bound: fixed(15 * time.Second),
@@ -350,7 +359,17 @@ func lastLines(s string, n int) string {
 }
 
 // deleteLockKey deletes valguard/<id>/leader, found by listing the keys.
+// deleteRecord deletes the validator's watermark key (valguard/<id>/watermark).
+func (d *Drill) deleteRecord(ctx context.Context) error {
+	return d.deleteKey(ctx, "/watermark")
+}
+
 func (d *Drill) deleteLockKey(ctx context.Context) error {
+	return d.deleteKey(ctx, "/leader")
+}
+
+// deleteKey deletes the validator's key valguard/<id><suffix>.
+func (d *Drill) deleteKey(ctx context.Context, suffix string) error {
 	base := "http://" + d.rig.Consul.AnyAddr() + "/v1/kv/"
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"valguard/?keys", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -364,7 +383,7 @@ func (d *Drill) deleteLockKey(ctx context.Context) error {
 		return err
 	}
 	for _, k := range keys {
-		if strings.Count(k, "/") == 2 && strings.HasSuffix(k, "/leader") {
+		if strings.Count(k, "/") == 2 && strings.HasSuffix(k, suffix) {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, base+k, nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -377,5 +396,5 @@ func (d *Drill) deleteLockKey(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no lock key among %v", keys)
+	return fmt.Errorf("no valguard/<validator>%s key among %v", suffix, keys)
 }
