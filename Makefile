@@ -58,7 +58,7 @@ demo: build
 # CONSUL_SERVERS=3 (the default: a 3-server cluster, each replica on its
 # own server) or 1 (a -dev agent).
 bench: build
-	bash scripts/install-deps.sh >/dev/null
+	WITH_HORCRUX=1 bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out} --consul-servers $${CONSUL_SERVERS:-3}
 
 # Fault drills (root: network namespaces): a 3-server Consul, a 4-validator
