@@ -210,6 +210,7 @@ one of the two sentries (alternating; the bench starts it again). After each kil
 started again and the set-up waited for until healthy. Missed heights are counted over the
 `+fmt.Sprint(anyWindow)+` heights after the kill or request, as for --signers any. Sign request → reply is the
 duration_ms of Horcrux's "Signed" log lines (the threshold signature, timed by the cosigner that
-made it) over the RSS and block-rate windows, before the first kill; Horcrux has no fence. The first signature is read from the commits of its own localnet.`))
+made it) over the RSS and block-rate windows, before the first kill; Horcrux has no fence. The
+first signature is read from the commits of its own localnet.`))
 	}
 }
