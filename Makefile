@@ -51,14 +51,17 @@ demo: build
 # with RUNS graceful stops and crashes (the leader policy also RUNS
 # crashes with deposition, the leaderless one RUNS node crashes), the
 # fence latency, the block rate and valguard's RSS; prints the three side
-# by side (min/median/max). go run ./scripts/demo --latency-sweep prints
+# by side (min/median/max); then Horcrux v3.3.2 (3 cosigners, threshold
+# 2, 2 sentries) on a localnet of its own, a fourth column (install-deps
+# builds it with WITH_HORCRUX=1, once per machine; without a horcrux
+# binary the column is left out). go run ./scripts/demo --latency-sweep prints
 # missed heights against added Consul latency for both signer policies.
 # WIRING=dial-out (the default: only the replicas dial the validators, as
 # in production) or WIRING=mesh (the validators dial the replicas too).
 # CONSUL_SERVERS=3 (the default: a 3-server cluster, each replica on its
 # own server) or 1 (a -dev agent).
 bench: build
-	bash scripts/install-deps.sh >/dev/null
+	WITH_HORCRUX=1 bash scripts/install-deps.sh >/dev/null
 	$(GO) run ./scripts/demo --valguard $(BIN) --bench --runs $${RUNS:-3} --wiring $${WIRING:-dial-out} --consul-servers $${CONSUL_SERVERS:-3}
 
 # Fault drills (root: network namespaces): a 3-server Consul, a 4-validator

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test and demo dependencies of valguard into a cache:
 # Consul and cosmovisor (built from the Go module proxy) and CometBFT
-# (go install).
+# (go install); with WITH_HORCRUX=1 also Horcrux (built from the module
+# proxy), which only make bench uses, for its comparison column.
 # Prints the cache bin directory on the last line of stdout.
 #
 # Not needed at run time in production.
@@ -10,6 +11,7 @@ set -euo pipefail
 CONSUL_VERSION="${CONSUL_VERSION:-v1.20.6}"
 COMETBFT_VERSION="${COMETBFT_VERSION:-v0.38.26}"
 COSMOVISOR_VERSION="${COSMOVISOR_VERSION:-v1.5.0}"
+HORCRUX_VERSION="${HORCRUX_VERSION:-v3.3.2}"
 CACHE="${VALGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/valguard}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -79,6 +81,11 @@ install_cosmovisor() {
 	build_from_source cosmovisor "$COSMOVISOR_VERSION" cosmossdk.io/tools/cosmovisor ./cmd/cosmovisor
 }
 
+install_horcrux() {
+	# Built outside any go.work; the bench finds it as horcrux in the cache.
+	GOWORK=off build_from_source horcrux "$HORCRUX_VERSION" github.com/strangelove-ventures/horcrux/v3 ./cmd/horcrux
+}
+
 install_tools() {
 	# Tools the tests, drills and benchmarks use; installed when missing and root.
 	local missing=()
@@ -106,4 +113,7 @@ install_tools
 install_cometbft
 install_consul
 install_cosmovisor
+if [ "${WITH_HORCRUX:-0}" = 1 ]; then
+	install_horcrux
+fi
 echo "$BIN"

@@ -60,7 +60,8 @@ type modeResult struct {
 // of both replicas, the signer mode, which reads the watermark the restart
 // mode left in Consul, then, after another such stop, the signer mode's
 // leaderless policy (--signers any), on the record the leader policy
-// left. It prints the three side by side.
+// left; then, when a horcrux binary is found, Horcrux on a localnet of its
+// own (benchHorcrux). It prints the columns side by side.
 func runBench(ctx context.Context, env *demoEnv, runs int) error {
 	began := time.Now()
 	restart, err := env.benchMode(ctx, "restart", runs)
@@ -81,10 +82,31 @@ func runBench(ctx context.Context, env *demoEnv, runs int) error {
 	if err != nil {
 		return err
 	}
+	// Horcrux last, on a localnet of its own, valguard's set-up stopped
+	// first so that the two do not share the machine's cores.
+	var hx *modeResult
+	if bin := horcruxBinary(); bin == "" {
+		env.say("%s", hxHint)
+	} else {
+		env.tearDown()
+		env.say("valguard's localnet and Consul stopped; Horcrux (%s) next", bin)
+		res, err := benchHorcrux(ctx, env, bin, runs)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			env.say("Horcrux: %v; its column shows what was measured before (the rest \"%s\")", err, noFigure)
+		}
+		hx = &res
+	}
 	fmt.Println()
-	printBench(os.Stdout, env.wiring, env.consulKind(), runs, restart, signer, anyRes)
-	fmt.Printf("\nrestart mode took %s, signer mode (leader) %s, signer mode (any) %s, the whole bench %s (set-up included: %s)\n",
-		restart.took.Round(time.Second), signer.took.Round(time.Second), anyRes.took.Round(time.Second),
+	printBench(os.Stdout, env.wiring, env.consulKind(), runs, restart, signer, anyRes, hx)
+	hxTook := ""
+	if hx != nil {
+		hxTook = fmt.Sprintf(", Horcrux %s", hx.took.Round(time.Second))
+	}
+	fmt.Printf("\nrestart mode took %s, signer mode (leader) %s, signer mode (any) %s%s, the whole bench %s (set-up included: %s)\n",
+		restart.took.Round(time.Second), signer.took.Round(time.Second), anyRes.took.Round(time.Second), hxTook,
 		time.Since(began).Round(time.Second), time.Since(env.start).Round(time.Second))
 	return nil
 }

@@ -138,7 +138,7 @@ func TestPrintBench(t *testing.T) {
 	}, fence: []float64{4, 5, 6, 7}, reply: []float64{5, 6, 7, 8}, rate: blockRate{from: 200, to: 254, span: 60 * time.Second},
 		results: map[string]int{"signed": 120, "reserved": 100, "refused": 3, "parked": 1, refusedPrefix + "below the record": 2, refusedPrefix + "not signing": 1}}
 	var b strings.Builder
-	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer, anyRes)
+	printBench(&b, localnet.WiringMesh, "3 servers, raft_multiplier 1", 3, restart, signer, anyRes, nil)
 	out := b.String()
 	for _, want := range []string{
 		"wiring mesh",
@@ -182,6 +182,74 @@ func TestPrintBench(t *testing.T) {
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "| ") && strings.Count(line, " | ") != 3 {
 			t.Errorf("a table row without 4 cells: %q", line)
+		}
+	}
+	if strings.Contains(out, "Horcrux") {
+		t.Errorf("a Horcrux column or note without a Horcrux result:\n%s", out)
+	}
+
+	// The Horcrux column: its figures in a fifth cell, a dash where it has
+	// none, its note under the table.
+	hx := modeResult{name: hxName, runs: map[string][]timeline{
+		kindGraceful:  {tl(1.3, 1), tl(1.5, 1)},
+		kindHandover:  {tl(0.6, 0)},
+		kindCrash:     {tl(2.3, 1)},
+		kindNodeCrash: {tl(0.5, 0)},
+	}, reply: []float64{9, 10, 21}, rate: blockRate{from: 300, to: 366, span: 60 * time.Second},
+		idle:   idle{rssMB: 40, cpuPct: 2.5, window: 10 * time.Second},
+		safety: safety{height: 400, power: localnet.DefaultPower}}
+	b.Reset()
+	printBench(&b, localnet.WiringDialOut, "3 servers, raft_multiplier 1", 3, restart, signer, anyRes, &hx)
+	out = b.String()
+	for _, want := range []string{
+		"Horcrux on a localnet of its own",
+		"| 3 runs each, wiring dial-out | restart mode (key file linked, node restarted) | signer mode (remote signer, every signature fenced) | signer mode, --signers any (every replica signs; a check-and-set decides) | " + horcruxColumn + " |",
+		"| --- | --- | --- | --- | --- |",
+		"| graceful (SIGTERM): kill → first signature (s), min / median / max | 1.40 / 1.50 / 2.20 | 0.90 / 0.90 / 0.90 | 0.40 / 0.60 / 0.60 | 1.30 / 1.50 / 1.50 |",
+		"| voluntary hand-over (valguard handover --to): request → first signature (s), min / median / max | 1.80 / 2.50 / 2.50 | 1.00 / 1.10 / 1.10 | — | 0.60 / 0.60 / 0.60 |",
+		"| crash (SIGKILL), lease only: missed heights, min / median / max | 21 / 21 / 21 | 12 / 12 / 12 | — | 1 / 1 / 1 |",
+		"| crash (SIGKILL), deposition after 2 s: missed heights, min / median / max | — | 2 / 2 / 2 | — | — |",
+		"| " + kindAnyCrash + ": kill → first signature (s), min / median / max | — | — | 0.70 / 0.70 / 0.70 | — |",
+		"| " + kindNodeCrash + ": kill → first signature (s), min / median / max | — | — | 0.50 / 0.50 / 0.50 | 0.50 / 0.50 / 0.50 |",
+		"| fence (ms), p50 / p99 / max, from the leaders' sign-request logs | — | 2.00 / 3.00 / 3.00 (3 signatures) | 5.00 / 7.00 / 7.00 (4 signatures) | — |",
+		"| sign request → reply (ms), p50 / p99 / max, requests never parked | — | 3.00 / 4.00 / 4.00 (3 signatures) | 6.00 / 8.00 / 8.00 (4 signatures) | 10.00 / 21.00 / 21.00 (3 signatures) |",
+		"| sign requests by result over the mode | — | — | signed 120, reserved 100, refused 3 (below the record 2, not signing 1), parked 1 | — |",
+		"| block rate, signer mode / restart mode | — | 1.200 | 0.900 | — |",
+		"| 1.100 (heights 300..366 in 60.0 s, 0 missed) |",
+		"leading cosigner: 40.0 MB RSS, 2.50 % of a core over 10s |",
+		"| heights 1..400: 0 DuplicateVoteEvidence, 0 conflicting-vote log lines, validator power 10 |",
+		"Horcrux column (the rows name valguard's events",
+		"horcrux elect <next id>",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table with Horcrux lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "| ") && strings.Count(line, " | ") != 4 {
+			t.Errorf("a table row without 5 cells: %q", line)
+		}
+	}
+
+	// A Horcrux run that failed early: dashes, not zeros.
+	b.Reset()
+	printBench(&b, localnet.WiringDialOut, "a -dev agent", 1, restart, signer, anyRes, &modeResult{name: hxName})
+	out = b.String()
+	for _, want := range []string{
+		"| graceful (SIGTERM): missed heights, min / median / max | 1 / 1 / 2 | 0 / 0 / 0 | 0 / 0 / 0 | — |",
+		"(4 signatures) | — |",
+		"0 missed) | — |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table with an empty Horcrux result lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "| safety") && !strings.HasSuffix(line, " | — |") {
+			t.Errorf("safety row with an empty Horcrux result: %q", line)
+		}
+		if strings.HasPrefix(line, "| valguard while leading") && !strings.HasSuffix(line, " | — |") {
+			t.Errorf("idle row with an empty Horcrux result: %q", line)
 		}
 	}
 }
@@ -228,5 +296,28 @@ func TestSignResults(t *testing.T) {
 	}
 	if got := resultsCell(nil); got != noFigure {
 		t.Errorf("resultsCell(nil) = %q, want %q", got, noFigure)
+	}
+}
+
+// TestHxSignLatencies reads Horcrux's "Signed" lines with a duration in a
+// time window; its replies to the sentries (no duration) do not count.
+func TestHxSignLatencies(t *testing.T) {
+	log := strings.Join([]string{
+		`I[2026-12-07|23:55:06.000] Signed                                       chain_id=c height=27 round=0 type=prevote duration_ms=5.5`,
+		`I[2026-12-07|23:55:06.623] Signed                                       chain_id=c height=28 round=0 type=prevote duration_ms=19.156`,
+		`I[2026-12-07|23:55:06.653] Signed with shard                            chain_id=c height=28 round=0 step=3`,
+		`I[2026-12-07|23:55:06.654] Signed                                       type=precommit chain_id=c height=28 round=0 sig=45F45EFFE165 vote_ext_sig= ts="2026-12-07 23:55:06.6 +0000 UTC"`,
+		`E[2026-12-07|23:55:06.680] Failed to sign                               type=prevote chain_id=c height=29 round=0 error="x duration_ms=7"`,
+		`I[2026-12-07|23:55:06.721] Signed                                       chain_id=c height=28 round=0 type=precommit duration_ms=1437.2`,
+		`I[2026-12-07|23:55:08.000] Signed                                       chain_id=c height=29 round=0 type=prevote duration_ms=3`,
+	}, "\n") + "\n"
+	path := filepath.Join(t.TempDir(), "horcrux-1.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 12, 7, 23, 55, 6, 500_000_000, time.Local)
+	got := hxSignLatencies([]string{path, filepath.Join(t.TempDir(), "missing.log")}, from, from.Add(time.Second))
+	if want := []float64{19.156, 1437.2}; !equal(got, want) {
+		t.Errorf("hxSignLatencies = %v, want %v", got, want)
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"github.com/valguard/valguard/internal/localnet"
 )
 
+// hxName is the Horcrux column's modeResult name.
+const hxName = "horcrux"
+
 // noFigure stands in a table cell for a figure the mode does not have.
 const noFigure = "—"
 
@@ -89,11 +92,14 @@ func latencyCell(v []float64) string {
 	return fmt.Sprintf("%.2f / %.2f / %.2f (%d signatures)", percentile(v, 50), percentile(v, 99), percentile(v, 100), len(v))
 }
 
-// printBench writes the three columns side by side as a Markdown table:
-// the restart mode, the signer mode's leader policy, its leaderless policy
-// (--signers any).
-func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, restart, signer, anyRes modeResult) {
+// printBench writes the columns side by side as a Markdown table: the
+// restart mode, the signer mode's leader policy, its leaderless policy
+// (--signers any) and, if hx is not nil, Horcrux.
+func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, restart, signer, anyRes modeResult, hx *modeResult) {
 	modes := []modeResult{restart, signer, anyRes}
+	if hx != nil {
+		modes = append(modes, *hx)
+	}
 	row := func(what string, cells ...string) {
 		fmt.Fprintf(w, "| %s | %s |\n", what, strings.Join(cells, " | "))
 	}
@@ -104,10 +110,16 @@ func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, re
 		}
 		return out
 	}
-	fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for the three columns\n\n", runs, wiring, consul)
-	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), "restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)",
-		"signer mode, --signers any (every replica signs; a check-and-set decides)")
-	row("---", "---", "---", "---")
+	head := []string{"restart mode (key file linked, node restarted)", "signer mode (remote signer, every signature fenced)",
+		"signer mode, --signers any (every replica signs; a check-and-set decides)"}
+	if hx != nil {
+		fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for valguard's three columns; Horcrux on a localnet of its own (the same 4 validators and powers) after them, in the same run\n\n", runs, wiring, consul)
+		head = append(head, horcruxColumn)
+	} else {
+		fmt.Fprintf(w, "bench: %d runs of each kind, wiring %s, one localnet and one Consul (%s) for the three columns\n\n", runs, wiring, consul)
+	}
+	row(fmt.Sprintf("%d runs each, wiring %s", runs, wiring), head...)
+	row("---", each(func(modeResult) string { return "---" })...)
 	for _, kind := range []string{kindGraceful, kindHandover, kindCrash, kindDepose, kindAnyCrash, kindNodeCrash} {
 		var toSign, missed []string
 		for _, m := range modes {
@@ -126,21 +138,35 @@ func printBench(w io.Writer, wiring localnet.Wiring, consul string, runs int, re
 	row("sign requests by result over the mode", each(func(m modeResult) string { return resultsCell(m.results) })...)
 	rate := func(m modeResult) string {
 		r := m.rate
+		if r.to == 0 {
+			return noFigure
+		}
 		return fmt.Sprintf("%.3f (heights %d..%d in %.1f s, %d missed)", r.perSecond(), r.from, r.to, r.span.Seconds(), r.missed)
 	}
 	row(fmt.Sprintf("blocks/s over %.0f s while the validator signs", rateWindow.Seconds()), each(rate)...)
 	ratio := func(m modeResult) string {
-		if m.name == restart.name || restart.rate.perSecond() <= 0 {
+		if m.name == restart.name || m.name == hxName || restart.rate.perSecond() <= 0 || m.rate.to == 0 {
 			return noFigure
 		}
 		return fmt.Sprintf("%.3f", m.rate.perSecond()/restart.rate.perSecond())
 	}
 	row("block rate, signer mode / restart mode", each(ratio)...)
 	res := func(m modeResult) string {
+		if m.idle.window == 0 {
+			return noFigure
+		}
+		if m.name == hxName {
+			return fmt.Sprintf("leading cosigner: %.1f MB RSS, %.2f %% of a core over %s", m.idle.rssMB, m.idle.cpuPct, m.idle.window)
+		}
 		return fmt.Sprintf("%.1f MB RSS, %.2f %% of a core over %s", m.idle.rssMB, m.idle.cpuPct, m.idle.window)
 	}
 	row("valguard while leading (--signers any: replica a, signing)", each(res)...)
-	row("safety at the end of the mode", each(func(m modeResult) string { return m.safety.String() })...)
+	row("safety at the end of the mode", each(func(m modeResult) string {
+		if m.safety.height == 0 {
+			return noFigure
+		}
+		return m.safety.String()
+	})...)
 	for _, m := range modes {
 		if n := len(m.runs[kindDepose]); n > 0 {
 			var at []float64
@@ -175,4 +201,16 @@ the new leader's first commit signature. --signers any: the signal goes to one r
 (or node), alternating a and b; the other replica signs throughout, so there is no takeover;
 missed heights are counted over the `+fmt.Sprint(anyWindow)+` heights after the kill (further if the first signature
 comes later); fence and reply are over both replicas' logs, "signed" requests (races won) only.`))
+	if hx != nil {
+		fmt.Fprintln(w, "\n"+strings.TrimSpace(`
+Horcrux column (the rows name valguard's events; Horcrux's counterparts): graceful is SIGTERM of
+the leading cosigner (the raft leader), crash is its SIGKILL (no lease: raft elects another; the
+"lease only" row), hand-over is horcrux elect <next id> (from its start), node crash is SIGKILL of
+one of the two sentries (alternating; the bench starts it again). After each kill the victim is
+started again and the set-up waited for until healthy. Missed heights are counted over the
+`+fmt.Sprint(anyWindow)+` heights after the kill or request, as for --signers any. Sign request → reply is the
+duration_ms of Horcrux's "Signed" log lines (the threshold signature, timed by the cosigner that
+made it) over the RSS and block-rate windows, before the first kill; Horcrux has no fence. The
+first signature is read from the commits of its own localnet.`))
+	}
 }

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -256,39 +254,11 @@ type signed struct {
 // measureIdle samples the leader's valguard RSS and CPU over a window into
 // e.idle.
 func (e *demoEnv) measureIdle(r *replica) error {
-	const window = 10 * time.Second
-	pid := strconv.Itoa(r.p.PID)
-	cpu := func() (float64, error) {
-		data, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			return 0, err
-		}
-		f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
-		u, _ := strconv.ParseFloat(f[11], 64)
-		s, _ := strconv.ParseFloat(f[12], 64)
-		return (u + s) / 100, nil // USER_HZ is 100 on Linux
-	}
-	c0, err := cpu()
+	got, err := sampleIdle(r.p.PID, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	time.Sleep(window)
-	c1, err := cpu()
-	if err != nil {
-		return err
-	}
-	status, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			e.idle.rssMB = kb / 1024
-		}
-	}
-	e.idle.cpuPct = (c1 - c0) / window.Seconds() * 100
-	e.idle.window = window
+	e.idle = got
 	e.say("valguard %s while Validating: RSS %.1f MB, CPU %.2f%% of a core", r.id, e.idle.rssMB, e.idle.cpuPct)
 	return nil
 }
