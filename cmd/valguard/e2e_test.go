@@ -356,7 +356,6 @@ func (w *signerWatch) update() {
 // valguard whose node outlives it).
 func (w *signerWatch) signer() (bool, string) {
 	st := w.r.state()
-	w.update()
 	switch {
 	case localnet.Alive(w.pid):
 		return true, fmt.Sprintf("%s: validator node %d alive (state %q)", w.r.id, w.pid, st)
@@ -367,7 +366,14 @@ func (w *signerWatch) signer() (bool, string) {
 }
 
 // possibleSigners returns one line per replica that may be signing now.
+// Every log is read before any state: a replica's state read before
+// another's log could pair its last "Validating" (a moment before it
+// released the lock) with the new leader's promotion logged a moment
+// after, two instants that never overlapped.
 func possibleSigners(ws []*signerWatch) []string {
+	for _, w := range ws {
+		w.update()
+	}
 	var out []string
 	for _, w := range ws {
 		if ok, why := w.signer(); ok {
