@@ -82,13 +82,10 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 			return at, attempts, nil
 		case !moved && at == s.index:
 			continue // not applied: fence again
-		case stored == nil && s.index != 0 && s.cfg.Leaderless:
-			// Under --signers any other replicas sign too: this memory
-			// may miss their last signatures, so the record is not written
-			// back from it (lostRaceLocked says why).
-			return 0, attempts, s.lostRecordLocked(stored, err)
-		case stored == nil && s.index != 0:
-			// The key was deleted while this replica leads.
+		case stored == nil && s.index != 0 && !s.cfg.Leaderless:
+			// The key was deleted while this replica leads. (Under
+			// --signers any other replicas sign too and this memory may
+			// miss their last signatures: lostRaceLocked stops instead.)
 			attempts++
 			if werr := s.writeBackLocked(); werr != nil {
 				return 0, attempts, werr
