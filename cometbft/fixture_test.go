@@ -5,22 +5,18 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/valguard/valguard/internal/testnet"
 )
 
-// freePort is a loopback TCP port nothing listened on a moment ago.
+// freePort is a loopback TCP port no other test holds (testnet.FreePort).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testnet.FreePort(t)
 }
 
 // freeAddrsConfig is a config.toml with the RPC and P2P addresses on free

@@ -2,23 +2,21 @@ package localnet
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 
 	"github.com/cometbft/cometbft/p2p"
+
+	"github.com/valguard/valguard/internal/freeport"
 )
 
-// pickPort returns a loopback TCP port that was free a moment ago and is
-// not in used, and adds it to used.
+// pickPort returns a loopback TCP port (freeport.Take: held for this
+// process, outside the kernel's ephemeral range) not in used, and adds it
+// to used.
 func pickPort(used map[int]bool) (int, error) {
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := freeport.Take()
 		if err != nil {
-			return 0, fmt.Errorf("localnet: free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if err := l.Close(); err != nil {
-			return 0, fmt.Errorf("localnet: free port: %w", err)
+			return 0, fmt.Errorf("localnet: %w", err)
 		}
 		if !used[port] {
 			used[port] = true

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
 	"github.com/cometbft/cometbft/types"
 
+	"github.com/valguard/valguard/internal/freeport"
 	"github.com/valguard/valguard/internal/localnet"
 )
 
@@ -127,12 +127,11 @@ type replica struct {
 }
 
 func (e *demoEnv) newReplica(id string, i int) (*replica, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Take()
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	r := &replica{e: e, id: id, metrics: addr, logPath: filepath.Join(e.dir, "logs", "valguard-"+id+".log")}
 	r.args = []string{"run", "--replica-id", id, "--node-home", e.net.ReplicaHomes[i], "--node-binary", e.net.Binary,
 		"--validator-key", e.net.ValidatorKey, "--consul-url", "http://" + e.consulAddr(i),

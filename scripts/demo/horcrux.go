@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valguard/valguard/internal/freeport"
 	"github.com/valguard/valguard/internal/localnet"
 )
 
@@ -87,14 +87,8 @@ type hxProc struct {
 	p       *localnet.Process
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port held for this process (freeport.Take).
+func freePort() (int, error) { return freeport.Take() }
 
 // setPrivValLaddr sets priv_validator_laddr in a CometBFT home's config.toml.
 func setPrivValLaddr(home, laddr string) error {

@@ -1,0 +1,142 @@
+// Package freeport hands out loopback TCP ports for the local networks the
+// demo, the drills and the tests start: ports no other process using this
+// package holds, outside the kernel's ephemeral range.
+//
+// A port picked by listening on 127.0.0.1:0 and closing the listener is
+// free only for a moment: until the node that is to listen on it starts
+// (a minute later in some tests), the kernel may hand the same number to
+// another process's :0 listener. Two such localnets running side by side
+// (test packages run in parallel) then meet on one port. Take avoids both
+// ways in: it picks from below the ephemeral range (the kernel hands
+// those out for neither :0 nor outgoing connections), and it holds an
+// advisory lock on a file named after the port until the process exits,
+// which another process's Take respects.
+package freeport
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+var (
+	mu     sync.Mutex
+	handed = map[int]bool{}
+	// held keeps the lock files open (and so locked) for the life of the
+	// process.
+	held []*os.File
+)
+
+// Dir is where the lock files live, one per port handed out.
+func Dir() string { return filepath.Join(os.TempDir(), "valguard-ports") }
+
+// Take returns a loopback TCP port that is free now (for TCP and UDP,
+// as gossip protocols use both), that no other process's Take holds, and
+// that this process has not been handed before.
+func Take() (int, error) {
+	lo, hi := portRange()
+	return takeIn(lo, hi)
+}
+
+func takeIn(lo, hi int) (int, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if err := os.MkdirAll(Dir(), 0o755); err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	n := hi - lo + 1
+	start := rand.IntN(n)
+	for i := range n {
+		port := lo + (start+i)%n
+		if handed[port] {
+			continue
+		}
+		f, ok := lock(port)
+		if !ok {
+			continue
+		}
+		if !bindable(port) {
+			f.Close()
+			continue
+		}
+		handed[port] = true
+		held = append(held, f)
+		return port, nil
+	}
+	return 0, fmt.Errorf("free port: none of %d..%d is free (lock files in %s)", lo, hi, Dir())
+}
+
+// lock takes the port's lock file, or reports false if another process
+// (or another Take of this one) holds it.
+func lock(port int) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(Dir(), strconv.Itoa(port)), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
+}
+
+// bindable reports whether nothing listens on the port (TCP) or has it
+// bound (UDP) on the loopback address.
+func bindable(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
+}
+
+// portRange is the span Take picks from: below the kernel's ephemeral
+// range when there is room, else above it, else everything above 10000
+// (the lock files still keep this package's users apart).
+func portRange() (lo, hi int) {
+	elo, ehi, err := ephemeral()
+	if err != nil {
+		elo, ehi = 32768, 60999 // Linux's default
+	}
+	const floor, enough = 10000, 4096
+	switch {
+	case elo-1-floor >= enough:
+		return floor, elo - 1
+	case 65535-ehi-1 >= enough:
+		return ehi + 1, 65535
+	default:
+		return floor, 65535
+	}
+}
+
+func ephemeral() (lo, hi int, err error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, errors.New("ip_local_port_range: want two numbers")
+	}
+	if lo, err = strconv.Atoi(f[0]); err != nil {
+		return 0, 0, err
+	}
+	if hi, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, err
+	}
+	return lo, hi, nil
+}
