@@ -19,6 +19,7 @@ type Metrics struct {
 	unreaped     prometheus.Gauge
 	abandoned    prometheus.Counter
 	recoveries   prometheus.Counter
+	stuck        prometheus.Counter
 	stalled      prometheus.Gauge
 	ConsulErrors prometheus.Counter
 	// ConsulAddressRejected counts --consul-url addresses found at run
@@ -63,6 +64,10 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 			Name: "valguard_signer_recovery_restarts_total",
 			Help: "Signer mode: restarts of the leader's node because the chain stalled while it asked for no signature (a dropped step).",
 		}),
+		stuck: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "valguard_stuck_node_restarts_total",
+			Help: "Restarts of a standby's node whose height stood still for --max-stall while a replica reported a higher one (consensus stopped, e.g. on a full disk).",
+		}),
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "valguard_consul_errors_total", Help: "Failed calls to Consul.",
 		}),
@@ -85,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.stalled, m.ConsulErrors, m.ConsulAddressRejected, lease, build)
+	reg.MustRegister(m.state, m.leader, m.restarts, m.failovers, m.height, m.catchingUp, m.unreaped, m.abandoned, m.recoveries, m.stuck, m.stalled, m.ConsulErrors, m.ConsulAddressRejected, lease, build)
 	m.SetState(Startup)
 	return m
 }
@@ -162,6 +167,12 @@ func (m *Metrics) chainStalled(on bool) {
 func (m *Metrics) recovery() {
 	if m != nil {
 		m.recoveries.Inc()
+	}
+}
+
+func (m *Metrics) stuckRestart() {
+	if m != nil {
+		m.stuck.Inc()
 	}
 }
 

@@ -72,6 +72,7 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 	logged, heldFor, lagLogged := false, "", false
 	var meter progressMeter
 	var last Status
+	var stuck stuckWatch
 	synced := false
 	for {
 		select {
@@ -93,6 +94,9 @@ func (s *Supervisor) syncing(ctx context.Context) (State, string) {
 				last = st
 				if !st.Synced {
 					s.sampleProgress(&meter, st.Height, s.clock.Now())
+				}
+				if why := s.nodeStuck(&stuck, st); why != "" {
+					return s.restartStuck(why, st.Height)
 				}
 			}
 		}

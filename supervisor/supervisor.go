@@ -51,6 +51,9 @@ type Supervisor struct {
 	holdoff time.Time
 	fatal   error // ends Run at the next Startup
 
+	stuckRestarts int   // stuck-node restarts with no height above stuckAt since (stuck.go)
+	stuckAt       int64 // the node's height at the last stuck-node restart
+
 	fallbackLogged bool // the reason for no cgroup was logged
 
 	snap snapshot // what Snapshot reports

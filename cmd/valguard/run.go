@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "session-ttl", Value: election.DefaultTTL, Usage: "Consul session TTL (10s minimum)", EnvVars: env("session-ttl")},
 		&cli.DurationFlag{Name: "lock-delay", Usage: "Consul lock-delay after an invalidation (default: the TTL)", EnvVars: env("lock-delay")},
 		&cli.DurationFlag{Name: "renew-interval", Usage: "session renew interval (default: TTL/3)", EnvVars: env("renew-interval")},
-		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down (not when the whole chain stopped: no other replica ahead and its node still signing)", EnvVars: env("max-stall")},
+		&cli.DurationFlag{Name: "max-stall", Value: supervisor.DefaultMaxStall, Usage: "a validator without progress this long steps down (not when the whole chain stopped: no other replica ahead and its node still signing); a standby whose node stands still this long while a replica is ahead has its node restarted", EnvVars: env("max-stall")},
 		&cli.Int64Flag{Name: "max-lag", Value: vgreplica.DefaultMaxLag, Usage: "a synced standby more than this many blocks below the best height a replica reports stays out of the election until it catches up (0: no limit)", EnvVars: env("max-lag")},
 		&cli.DurationFlag{Name: "step-down-holdoff", Value: supervisor.DefaultStepDownHoldoff, Usage: "time out of the election after stepping down", EnvVars: env("step-down-holdoff")},
 		&cli.DurationFlag{Name: "stop-timeout", Usage: "wait after SIGTERM before SIGKILL when stopping the node (default: 15s for cometbft, 60s for neard)", EnvVars: env("stop-timeout")},

@@ -1,0 +1,68 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+)
+
+// A replica out of the election (Syncing) runs its node as a voter: it
+// holds no key and nothing it asks is signed. Such a node can stop taking
+// part in consensus while its process and RPC stay up: CometBFT stops its
+// consensus for good on a failed write of its WAL (a full disk) and waits,
+// its height frozen, until it is restarted. The leader's node gets the
+// recovery restart (signermode.go); a standby's node would otherwise stay
+// frozen and the replica out of the election for ever. So a standby
+// whose node's height has not moved for MaxStall while the best height a
+// replica reports is above it (the chain moves on without it) has its
+// node restarted, in the voter role. A node that comes back at the same
+// height and stays there is restarted again after twice as long, up to
+// MaxStall×32; a height above the one it was restarted at resets that.
+//
+// Not restarted: a node at height 0 (a state sync restores a snapshot
+// with the height at 0 for as long as it takes), a node whose status
+// cannot be read (the start-up and crash paths handle one that exits), a
+// node valguard does not run (Unsupervised), a node in the validator role
+// (its restart is the key-file mode's release), and a node at the top
+// (no replica reports a height above it: the whole chain stands).
+type stuckWatch struct {
+	height int64     // the node's height as last read
+	since  time.Time // when it was first read at that height
+}
+
+// nodeStuck notes the status st, read in Syncing, and returns why the
+// node is to be restarted, or "" while it is not.
+func (s *Supervisor) nodeStuck(w *stuckWatch, st Status) string {
+	now := s.clock.Now()
+	if st.Height != w.height || w.since.IsZero() {
+		if st.Height > s.stuckAt {
+			s.stuckRestarts = 0
+		}
+		w.height, w.since = st.Height, now
+		return ""
+	}
+	if s.cfg.Unsupervised || s.cfg.BestHeight == nil || s.proc == nil || s.proc.role != RoleVoter || st.Height <= 0 {
+		return ""
+	}
+	window := s.cfg.MaxStall << min(s.stuckRestarts, 5)
+	frozen := now.Sub(w.since)
+	if frozen < window {
+		return ""
+	}
+	best := s.cfg.BestHeight()
+	if best <= st.Height {
+		return ""
+	}
+	return fmt.Sprintf("node height %d has not moved for %s while a replica reports height %d", st.Height, frozen.Round(time.Second), best)
+}
+
+// restartStuck stops the stuck node; Startup starts it again (after its
+// reap if the stop did not reap it).
+func (s *Supervisor) restartStuck(why string, height int64) (State, string) {
+	s.log.Warn().Str("reason", why).Int("restarts", s.stuckRestarts+1).
+		Msg("the node stopped taking part in consensus while the chain moves on: restarting it (it holds no key)")
+	s.cfg.Metrics.stuckRestart()
+	s.stuckRestarts++
+	s.stuckAt = height
+	s.stopNode("stuck node restart")
+	return Startup, "stuck node restarted: " + why
+}
