@@ -29,6 +29,7 @@ type Publisher struct {
 	renewedAt time.Time
 	last      Report
 	written   time.Time
+	bestRead  time.Time // when the best height was last read
 	warned    bool
 }
 
@@ -40,7 +41,8 @@ func (r *Roster) NewPublisher(report func() Report, onError func(error)) *Publis
 }
 
 // BestHeight is the highest height a live replica reported, this one
-// included, at the last heartbeat; 0 before.
+// included, read at most a Heartbeat ago (whether or not this replica's
+// report changed meanwhile); 0 before the first read.
 func (p *Publisher) BestHeight() int64 { return p.best.Load() }
 
 // Run publishes until ctx ends, then writes a last report, releases the
@@ -69,8 +71,14 @@ func (p *Publisher) step(ctx context.Context) {
 	}
 	now := p.r.now()
 	heartbeat := now.Sub(p.written) >= cfg.Heartbeat
-	if heartbeat {
+	// The best height is read every Heartbeat on its own clock: a report
+	// that changes every second (a node's height on a fast chain) is
+	// written every second, and the best height would otherwise never be
+	// read again (the lag rule, the chain-stall rule and the stuck-node
+	// rule decide by it).
+	if now.Sub(p.bestRead) >= cfg.Heartbeat {
 		p.readBest(ctx)
+		p.bestRead = now
 	}
 	rep := p.report()
 	if !heartbeat && sameContent(rep, p.last) {

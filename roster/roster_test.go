@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,4 +183,35 @@ func TestExplainRefusedRead(t *testing.T) {
 	if h := w.Hold(); !strings.Contains(h, "valguard/V1/control/") {
 		t.Fatalf("Hold while refused: %q", h)
 	}
+}
+
+// TestBestHeightFollowsAMovingChain: the best height is read again every
+// Heartbeat (3 s, above the one-second step) although this replica's own
+// report changes at every step (its node's height moves), so a height
+// another replica reports after this one's first read is seen within a
+// few heartbeats.
+func TestBestHeightFollowsAMovingChain(t *testing.T) {
+	agent := consultest.Start(t)
+	var own, other atomic.Int64
+	own.Store(10)
+	other.Store(1000)
+	pubFor := func(id string, h *atomic.Int64) *Publisher {
+		r, err := New(Config{Client: agent.Client(t), ValidatorID: "V1", ReplicaID: id, Heartbeat: 3 * time.Second, TTL: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.NewPublisher(func() Report { return Report{Replica: id, State: "Syncing", Height: h.Add(1)} }, func(err error) { t.Log(err) })
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return p
+	}
+	// a reads the best height once (its own: b is not there yet), then b,
+	// whose node runs 1,000 blocks ahead, reports while a's height moves
+	// at every step.
+	a := pubFor("a", &own)
+	waitFor(t, 5*time.Second, "a's first read", func() bool { return a.BestHeight() > 0 })
+	pubFor("b", &other)
+	waitFor(t, 10*time.Second, "a sees b's height as the best", func() bool { return a.BestHeight() > 900 })
 }

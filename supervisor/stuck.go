@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -12,21 +13,24 @@ import (
 // its height frozen, until it is restarted. The leader's node gets the
 // recovery restart (signermode.go); a standby's node would otherwise stay
 // frozen and the replica out of the election for ever. So a standby
-// whose node's height has not moved for MaxStall while the best height a
-// replica reports is above it (the chain moves on without it) has its
-// node restarted, in the voter role. A node that comes back at the same
+// whose node's height has not moved for MaxStall, and all that time below
+// the best height a replica reports (the chain moves on without it), has
+// its node restarted, in the voter role. Both spans count: when a stall
+// of the whole chain ends, another replica's node may show the next
+// height a poll before this one does, and that is not a stuck node. A node that comes back at the same
 // height and stays there is restarted again after twice as long, up to
 // MaxStall×32; a height above the one it was restarted at resets that.
 //
-// Not restarted: a node at height 0 (a state sync restores a snapshot
-// with the height at 0 for as long as it takes), a node whose status
-// cannot be read (the start-up and crash paths handle one that exits), a
+// Not restarted: a node that says it is catching up or is at height 0 (a
+// state sync or a header sync keeps its height for as long as it takes:
+// neard's head stays while it syncs), a node whose status cannot be read (the start-up and crash paths handle one that exits), a
 // node valguard does not run (Unsupervised), a node in the validator role
 // (its restart is the key-file mode's release), and a node at the top
 // (no replica reports a height above it: the whole chain stands).
 type stuckWatch struct {
 	height int64     // the node's height as last read
 	since  time.Time // when it was first read at that height
+	behind time.Time // since when a replica has reported a higher one (zero: none does)
 }
 
 // nodeStuck notes the status st, read in Syncing, and returns why the
@@ -37,19 +41,28 @@ func (s *Supervisor) nodeStuck(w *stuckWatch, st Status) string {
 		if st.Height > s.stuckAt {
 			s.stuckRestarts = 0
 		}
-		w.height, w.since = st.Height, now
+		w.height, w.since, w.behind = st.Height, now, time.Time{}
 		return ""
 	}
-	if s.cfg.Unsupervised || s.cfg.BestHeight == nil || s.proc == nil || s.proc.role != RoleVoter || st.Height <= 0 {
-		return ""
-	}
-	window := s.cfg.MaxStall << min(s.stuckRestarts, 5)
-	frozen := now.Sub(w.since)
-	if frozen < window {
+	if s.cfg.Unsupervised || s.cfg.BestHeight == nil || s.sess != nil || s.proc == nil || s.proc.role != RoleVoter ||
+		st.Height <= 0 || st.CatchingUp {
+		w.behind = time.Time{}
 		return ""
 	}
 	best := s.cfg.BestHeight()
 	if best <= st.Height {
+		w.behind = time.Time{}
+		return ""
+	}
+	if w.behind.IsZero() {
+		w.behind = now
+	}
+	window := s.cfg.MaxStall << min(s.stuckRestarts, 5)
+	if window < s.cfg.MaxStall { // overflowed
+		window = math.MaxInt64
+	}
+	frozen := now.Sub(w.since)
+	if frozen < window || now.Sub(w.behind) < window {
 		return ""
 	}
 	return fmt.Sprintf("node height %d has not moved for %s while a replica reports height %d", st.Height, frozen.Round(time.Second), best)

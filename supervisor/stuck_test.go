@@ -21,11 +21,13 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 		name     string
 		ahead    int64 // how far the best replica is above the node
 		height   int64 // the node's frozen height
+		catching bool  // the node says it is catching up
 		restarts bool
 	}{
 		{name: "the chain moves on without it", ahead: 20, height: 7, restarts: true},
 		{name: "the chain stands", ahead: 0, height: 7},
 		{name: "height 0: a state sync under way", ahead: 20, height: 0},
+		{name: "catching up", ahead: 20, height: 7, catching: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ahead atomic.Int64
@@ -42,7 +44,7 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 			// the node is not synced and the replica stays in Syncing.
 			c.node.set(func(n *fakeNode) {
 				n.still = true
-				n.status = Status{Height: tc.height}
+				n.status = Status{Height: tc.height, CatchingUp: tc.catching}
 			})
 			c.run()
 			c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
@@ -93,7 +95,7 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 			for range 60 {
 				now := c.poll()
 				if c.node.starts(RoleVoter) == 4 {
-					if d := now.Sub(moved); d > ms+4*time.Second {
+					if d := now.Sub(moved); d < ms || d > ms+4*time.Second {
 						t.Errorf("restart %s after the node stopped again, want about MaxStall (%s)", d, ms)
 					}
 					return
@@ -102,4 +104,50 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 			t.Fatalf("no restart within 60 s after the node moved and stopped again:\n%s", strings.Join(c.j.list(), "\n"))
 		})
 	}
+}
+
+// TestWholeChainStallEndsWithoutRestart: after the whole chain stood for
+// longer than MaxStall, another replica's node shows the next height a
+// few polls before this one does: no restart (the node was not behind
+// for MaxStall). Behind for MaxStall after that, it is restarted.
+func TestWholeChainStallEndsWithoutRestart(t *testing.T) {
+	var ahead atomic.Int64
+	var c *clockRig
+	c = newClockRig(t, func(cfg *Config) {
+		cfg.BestHeight = func() int64 {
+			var h int64
+			c.node.set(func(n *fakeNode) { h = n.status.Height })
+			return h + ahead.Load()
+		}
+	})
+	c.node.set(func(n *fakeNode) {
+		n.still = true
+		n.status = Status{Height: 7}
+	})
+	c.run()
+	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	c.gate(1)
+	for range 120 { // the whole chain stands for 2 minutes
+		c.poll()
+	}
+	behindAt := c.fc.Now() // the poll held now reads the best height first
+	ahead.Store(1)         // another replica's node has the next block first
+	for range 3 {
+		c.poll()
+	}
+	c.poll()
+	if n := c.node.starts(RoleVoter); n != 1 {
+		t.Fatalf("the node was restarted (%d starts) when the chain moved on after a whole-chain stall:\n%s", n, strings.Join(c.j.list(), "\n"))
+	}
+	// Still behind, MaxStall later: stuck.
+	for range 40 {
+		now := c.poll()
+		if c.node.starts(RoleVoter) == 2 {
+			if d := now.Sub(behindAt); d < c.sup.cfg.MaxStall {
+				t.Fatalf("restarted %s after falling behind, before MaxStall", d)
+			}
+			return
+		}
+	}
+	t.Fatalf("not restarted 40 s after falling behind:\n%s", strings.Join(c.j.list(), "\n"))
 }

@@ -10,7 +10,8 @@
 // ways in: it picks from below the ephemeral range (the kernel hands
 // those out for neither :0 nor outgoing connections), and it holds an
 // advisory lock on a file named after the port until the process exits,
-// which another process's Take respects.
+// which another process's Take respects. The lock files stay (empty, one
+// per port ever handed out); removing one would race with its next user.
 package freeport
 
 import (
@@ -34,8 +35,34 @@ var (
 	held []*os.File
 )
 
-// Dir is where the lock files live, one per port handed out.
-func Dir() string { return filepath.Join(os.TempDir(), "valguard-ports") }
+// Dir is where the lock files live, one per port handed out: a directory
+// of the user's own under the temporary directory (another user's
+// processes are kept apart by the bind check alone).
+func Dir() string {
+	return filepath.Join(os.TempDir(), "valguard-ports-"+strconv.Itoa(os.Getuid()))
+}
+
+// skip are well-known ports inside the range a developer's own node may
+// want: CometBFT's defaults.
+var skip = map[int]bool{26656: true, 26657: true, 26658: true, 26660: true}
+
+// ownDir creates Dir (0700) or checks that the one there is a directory,
+// not a link, and this user's.
+func ownDir() error {
+	dir := Dir()
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%s is not a directory of this user's: remove it", dir)
+	}
+	return nil
+}
 
 // Take returns a loopback TCP port that is free now (for TCP and UDP,
 // as gossip protocols use both), that no other process's Take holds, and
@@ -48,14 +75,14 @@ func Take() (int, error) {
 func takeIn(lo, hi int) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
-	if err := os.MkdirAll(Dir(), 0o755); err != nil {
+	if err := ownDir(); err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
 	}
 	n := hi - lo + 1
 	start := rand.IntN(n)
 	for i := range n {
 		port := lo + (start+i)%n
-		if handed[port] {
+		if handed[port] || skip[port] {
 			continue
 		}
 		f, ok := lock(port)
@@ -76,7 +103,7 @@ func takeIn(lo, hi int) (int, error) {
 // lock takes the port's lock file, or reports false if another process
 // (or another Take of this one) holds it.
 func lock(port int) (*os.File, bool) {
-	f, err := os.OpenFile(filepath.Join(Dir(), strconv.Itoa(port)), os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(Dir(), strconv.Itoa(port)), os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, false
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -13,9 +14,14 @@ import (
 func TestMain(m *testing.M) {
 	if r := os.Getenv("FREEPORT_CHILD_RANGE"); r != "" {
 		lo, _ := strconv.Atoi(r)
-		if p, err := takeIn(lo, lo+4); err == nil {
+		p, err := takeIn(lo, lo+4)
+		switch {
+		case err == nil:
 			os.Stdout.WriteString("took " + strconv.Itoa(p) + "\n")
 			os.Exit(3)
+		case !strings.Contains(err.Error(), "is free"):
+			os.Stdout.WriteString(err.Error() + "\n")
+			os.Exit(4)
 		}
 		os.Exit(0)
 	}
@@ -49,6 +55,8 @@ func TestTakeIsUsableAndNeverRepeated(t *testing.T) {
 // that another process cannot take any of them, although nothing listens
 // on them.
 func TestTakeHeldAcrossProcesses(t *testing.T) {
+	// Lock files of its own: another package's test holds none of them.
+	t.Setenv("TMPDIR", t.TempDir())
 	lo := 0
 	for try := range 50 {
 		cand := 11000 + try*97
@@ -90,5 +98,19 @@ func TestPortRangeBelowEphemeral(t *testing.T) {
 	lo, hi := portRange()
 	if hi >= elo && lo <= ehi && !(lo == 10000 && hi == 65535) {
 		t.Fatalf("range %d..%d overlaps the ephemeral range %d..%d", lo, hi, elo, ehi)
+	}
+}
+
+// TestDirRefusesALink: a lock directory that is a link (placed by another
+// user in a shared /tmp) is refused, naming the fix.
+func TestDirRefusesALink(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	if err := os.Symlink(t.TempDir(), Dir()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := takeIn(20000, 20010)
+	if err == nil || !strings.Contains(err.Error(), "remove it") {
+		t.Fatalf("Take with %s a link: %v, want a refusal", Dir(), err)
 	}
 }
