@@ -52,8 +52,9 @@ func rewriteConfig(path string, settings []setting) error {
 }
 
 // editTOML replaces the line of each setting with "key = value" and returns
-// the new text. It is a line-level edit: table headers are "[name]" lines,
-// and a key's line starts with the key followed by "=".
+// the new text. It is a line-level edit: table headers are "[name]" lines
+// ("[[name]]" for an array of tables, whose keys are never edited), and a
+// key's line starts with the key followed by "=".
 func editTOML(text string, settings []setting) (string, error) {
 	lines := strings.Split(text, "\n")
 	found := make([]int, len(settings))
@@ -62,7 +63,15 @@ func editTOML(text string, settings []setting) (string, error) {
 		trimmed := strings.TrimSpace(line)
 		if strings.HasPrefix(trimmed, "[") {
 			if strings.HasPrefix(trimmed, "[[") {
-				return "", fmt.Errorf("line %d: arrays of tables are not supported: %s", i+1, trimmed)
+				// An array of tables (CometBFT v1's
+				// [[p2p.libp2p.scaler.overrides]]): no setting is
+				// edited inside one, and its keys match none.
+				end := strings.Index(trimmed, "]]")
+				if end < 0 {
+					return "", fmt.Errorf("line %d: malformed table header: %s", i+1, trimmed)
+				}
+				section = trimmed[:end+2]
+				continue
 			}
 			end := strings.Index(trimmed, "]")
 			if end < 0 {

@@ -23,13 +23,35 @@ addr_book_strict = true
 prometheus = true
 `
 
+// v1Config has an array of tables, as CometBFT v1's config.toml does.
+const v1Config = `[p2p]
+laddr = "tcp://0.0.0.0:26656"
+
+[[p2p.libp2p.scaler.overrides]]
+laddr = "not this one"
+min = 4
+
+[rpc]
+laddr = "tcp://127.0.0.1:26657"
+`
+
 func TestEditTOML(t *testing.T) {
 	tests := []struct {
 		name     string
 		settings []setting
 		want     []string // lines the result must contain
 		wantErr  string
+		v1       bool // edit v1Config
 	}{
+		{
+			name: "an array of tables is passed over",
+			v1:   true,
+			settings: []setting{
+				{"p2p", "laddr", "tcp://127.0.0.1:2"},
+				{"rpc", "laddr", "tcp://127.0.0.1:1"},
+			},
+			want: []string{"[p2p]\nladdr = \"tcp://127.0.0.1:2\"", "[[p2p.libp2p.scaler.overrides]]\nladdr = \"not this one\"", "[rpc]\nladdr = \"tcp://127.0.0.1:1\""},
+		},
 		{
 			name: "same key in two sections",
 			settings: []setting{
@@ -61,7 +83,11 @@ func TestEditTOML(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := editTOML(sampleConfig, tc.settings)
+			text := sampleConfig
+			if tc.v1 {
+				text = v1Config
+			}
+			got, err := editTOML(text, tc.settings)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
