@@ -40,7 +40,9 @@ func (o *ownLateFence) Error() string {
 // as a refusal:
 //
 //   - a read that finds value stored means the fence was applied, under
-//     the lock (the transaction checked the session when it applied);
+//     the lock (the transaction checked the session when it applied) —
+//     but for the leaderless policy's refusal (ErrMoved), where another
+//     replica may have stored the same value: a lost race;
 //   - after an unknown outcome, one that finds the watermark still at its
 //     index means it was not applied, or not yet, and the same value is
 //     fenced again at the same index — a check-and-set that cannot apply
@@ -78,6 +80,18 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 		switch {
 		case rerr != nil:
 			return 0, attempts, fmt.Errorf("%w after %d attempts: %w; %w", errUnresolved, attempts, err, rerr)
+		case moved && s.cfg.Leaderless && bytes.Equal(stored, value):
+			// The check-and-set did not apply (its index was stale), yet
+			// the record holds its very value: another replica signed
+			// the same vote first (a signature is a function of the sign
+			// bytes) — or an own earlier attempt of unknown outcome
+			// landed. Either way the race is lost, not won: the record is
+			// adopted and the request re-served from it.
+			lost, rerr := s.lostRaceLocked(stored, at, err)
+			if rerr != nil {
+				return 0, attempts, rerr
+			}
+			return 0, attempts, lost
 		case bytes.Equal(stored, value):
 			return at, attempts, nil
 		case !moved && at == s.index:

@@ -181,8 +181,17 @@ func TestLeaderlessLostRaceDecidesAgain(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		blk  *cmtproto.BlockID
+		at   time.Time // b's vote's timestamp
 		want string
-	}{{"other-block", &blockB, "refused"}, {"same-block", &blockA, "signed"}} {
+	}{
+		{"other-block", &blockB, t0.Add(time.Second), "refused"},
+		{"same-block", &blockA, t0.Add(time.Second), "signed"},
+		// The very vote a sends (same block, same timestamp): the record
+		// then holds byte for byte the value a's check-and-set carried,
+		// yet it is b's, and a lost the race (a chaos drill saw both
+		// replicas count it as their own signature).
+		{"same-vote", &blockA, t0, "signed"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := newCluster(t)
 			b := leaderless(t, cl, "b", nil)
@@ -190,7 +199,7 @@ func TestLeaderlessLostRaceDecidesAgain(t *testing.T) {
 			var vb cmtproto.Vote
 			// a's check-and-set goes after b signed: a's index is stale.
 			race := fencerFunc(func(ctx context.Context, value []byte, index uint64) (uint64, error) {
-				once.Do(func() { vb = mustSign(t, handleVote(b, vote(cmtproto.PrevoteType, 3, 0, tc.blk, t0.Add(time.Second)))) })
+				once.Do(func() { vb = mustSign(t, handleVote(b, vote(cmtproto.PrevoteType, 3, 0, tc.blk, tc.at))) })
 				return cl.cas().Fence(ctx, value, index)
 			})
 			a := newNode(t, cl, "a", func(c *Config) { c.Leaderless = true })

@@ -20,10 +20,22 @@ func TestOneSignaturePerHRS(t *testing.T) {
 	if n, hrs, f := OneSignaturePerHRS(late); len(f) != 0 || n != 2 || hrs != 2 {
 		t.Fatalf("signed %d, hrs %d, findings %v", n, hrs, f)
 	}
+	// Two replicas count the same vote (same sign bytes) as their own
+	// signature: one signature, no finding.
+	twice := []SignEvent{
+		ev("a", 1, 1, "signed", 7, 0, 3, "z"),
+		ev("b", 2, 2, "signed", 7, 0, 3, "z"),
+		ev("a", 3, 3, "signed", 8, 0, 1, "p"),
+	}
+	if n, hrs, f := OneSignaturePerHRS(twice); len(f) != 0 || n != 2 || hrs != 2 {
+		t.Fatalf("the same vote counted by two replicas: signed %d, hrs %d, findings %v", n, hrs, f)
+	}
 	for name, evs := range map[string][]SignEvent{
-		"two values at one HRS": {ev("a", 1, 1, "signed", 5, 0, 2, "x"), ev("b", 2, 2, "reserved", 5, 0, 2, "y")},
-		"watermark went back":   {ev("a", 1, 1, "signed", 6, 0, 2, "x"), ev("b", 2, 2, "signed", 5, 0, 2, "y")},
-		"no sign bytes":         {ev("a", 1, 1, "signed", 6, 0, 2, "")},
+		"same HRS fenced again, other bytes": {ev("a", 1, 1, "signed", 7, 0, 3, "z"), ev("b", 2, 2, "signed", 7, 0, 3, "w")},
+		"same vote again after a higher one": {ev("a", 1, 1, "signed", 7, 0, 3, "z"), ev("a", 2, 2, "signed", 8, 0, 1, "p"), ev("b", 3, 3, "signed", 7, 0, 3, "z")},
+		"two values at one HRS":              {ev("a", 1, 1, "signed", 5, 0, 2, "x"), ev("b", 2, 2, "reserved", 5, 0, 2, "y")},
+		"watermark went back":                {ev("a", 1, 1, "signed", 6, 0, 2, "x"), ev("b", 2, 2, "signed", 5, 0, 2, "y")},
+		"no sign bytes":                      {ev("a", 1, 1, "signed", 6, 0, 2, "")},
 	} {
 		if _, _, f := OneSignaturePerHRS(evs); len(f) == 0 {
 			t.Errorf("%s: not found", name)
