@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the test and demo dependencies of valguard into a cache:
 # Consul and cosmovisor (built from the Go module proxy) and CometBFT
-# (go install); with WITH_HORCRUX=1 also Horcrux (built from the module
+# (go install: the version the localnets run, linked as cometbft, and the
+# other versions the version matrix test runs, as cometbft-<version>);
+# with WITH_HORCRUX=1 also Horcrux (built from the module
 # proxy), which only make bench uses, for its comparison column.
 # Prints the cache bin directory on the last line of stdout.
 #
@@ -10,6 +12,10 @@ set -euo pipefail
 
 CONSUL_VERSION="${CONSUL_VERSION:-v1.20.6}"
 COMETBFT_VERSION="${COMETBFT_VERSION:-v0.38.26}"
+# The CometBFT versions besides COMETBFT_VERSION that both sign modes are
+# tested against (cmd/valguard/versions_e2e_test.go; the same list is
+# localnet.CometBFTMatrix). COMETBFT_MATRIX="" installs none of them.
+COMETBFT_MATRIX="${COMETBFT_MATRIX-v0.39.4 v0.40.0 v1.0.1}"
 COSMOVISOR_VERSION="${COSMOVISOR_VERSION:-v1.5.0}"
 HORCRUX_VERSION="${HORCRUX_VERSION:-v3.3.2}"
 CACHE="${VALGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/valguard}"
@@ -59,20 +65,23 @@ install_consul() {
 	build_from_source consul "$CONSUL_VERSION" github.com/hashicorp/consul . consul_dropreplace
 }
 
+# install_cometbft VERSION [link]: go-installs cometbft VERSION into the
+# cache as cometbft-VERSION (once); with link, links cometbft to it.
 install_cometbft() {
-	local want="$BIN/cometbft-$COMETBFT_VERSION"
-	if [ -x "$want" ]; then
-		ln -sfn "cometbft-$COMETBFT_VERSION" "$BIN/cometbft"
-		return
+	local version=$1 link=${2:-}
+	local want="$BIN/cometbft-$version"
+	if [ ! -x "$want" ]; then
+		log "installing cometbft $version (go install)"
+		local tmp
+		tmp=$(mktemp -d)
+		GOBIN="$tmp" go install "github.com/cometbft/cometbft/cmd/cometbft@$version"
+		mv "$tmp/cometbft" "$want"
+		rmdir "$tmp"
+		log "cometbft installed: $want"
 	fi
-	log "installing cometbft $COMETBFT_VERSION (go install)"
-	local tmp
-	tmp=$(mktemp -d)
-	GOBIN="$tmp" go install "github.com/cometbft/cometbft/cmd/cometbft@$COMETBFT_VERSION"
-	mv "$tmp/cometbft" "$want"
-	rmdir "$tmp"
-	ln -sfn "cometbft-$COMETBFT_VERSION" "$BIN/cometbft"
-	log "cometbft installed: $want"
+	if [ -n "$link" ]; then
+		ln -sfn "cometbft-$version" "$BIN/cometbft"
+	fi
 }
 
 install_cosmovisor() {
@@ -110,7 +119,10 @@ install_tools() {
 }
 
 install_tools
-install_cometbft
+install_cometbft "$COMETBFT_VERSION" link
+for v in $COMETBFT_MATRIX; do
+	install_cometbft "$v"
+done
 install_consul
 install_cosmovisor
 if [ "${WITH_HORCRUX:-0}" = 1 ]; then

@@ -272,7 +272,6 @@ func serveConn(ctx context.Context, conn net.Conn, h Handler, connected func(boo
 	defer stop()
 	defer conn.Close()
 	r := protoio.NewDelimitedReader(conn, maxMessageSize)
-	w := protoio.NewDelimitedWriter(conn)
 	served := 0
 	up := false
 	defer func() {
@@ -296,7 +295,11 @@ func serveConn(ctx context.Context, conn net.Conn, h Handler, connected func(boo
 		if err := conn.SetWriteDeadline(time.Now().Add(connWriteTimeout)); err != nil {
 			return served, err
 		}
-		if _, err := w.WriteMsg(&reply); err != nil {
+		out, err := encodeReply(&reply)
+		if err != nil {
+			return served, fmt.Errorf("encode reply: %w", err)
+		}
+		if _, err := conn.Write(out); err != nil {
 			return served, fmt.Errorf("write reply: %w", err)
 		}
 		served++

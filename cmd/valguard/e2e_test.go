@@ -71,7 +71,12 @@ func startChainOn(t *testing.T, powers []int64, agent *consultest.Agent) *localC
 // localnet's default, 2).
 func startChainHomes(t *testing.T, powers []int64, agent *consultest.Agent, replicas int) *localChain {
 	t.Helper()
-	bin := cometbftOrSkip(t)
+	return startChainWith(t, cometbftOrSkip(t), powers, agent, replicas)
+}
+
+// startChainWith is startChainHomes on the cometbft binary bin.
+func startChainWith(t *testing.T, bin string, powers []int64, agent *consultest.Agent, replicas int) *localChain {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := t.Context()
 	n, err := localnet.Create(ctx, localnet.Config{Dir: dir, Binary: bin, Powers: powers, Replicas: replicas})

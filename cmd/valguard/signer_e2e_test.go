@@ -207,6 +207,35 @@ func TestSignerModeDeposition(t *testing.T) {
 	oneSignaturePerHRS(t, a, b)
 }
 
+// handoverPhase starts replicas name-a and name-b on replica homes 0 and
+// 1 with the sign mode flags mode, lets a lead and sign, hands over to b
+// with a SIGTERM of a, lets b sign, stops b, and checks that nothing was
+// signed twice.
+func (c *localChain) handoverPhase(name string, mode ...string) {
+	t := c.t
+	t.Helper()
+	a := c.replica(name+"-a", 0, mode...)
+	b := c.replica(name+"-b", 1, mode...)
+	a.start()
+	a.waitState("Validating", 90*time.Second)
+	b.start()
+	b.waitState("Voting", 90*time.Second)
+	signed := c.firstSignedAfter(c.height(), 60*time.Second)
+	hTerm := c.height()
+	a.signal(syscall.SIGTERM)
+	b.waitState("Validating", 30*time.Second)
+	handed := c.firstSignedAfter(hTerm, 60*time.Second)
+	a.waitExit(30 * time.Second)
+	b.signal(syscall.SIGTERM)
+	b.waitExit(30 * time.Second)
+	out, err := valguardOut("state", "show", "--consul-url", "http://"+c.consul.Addr, "--validator-key", c.net.ValidatorKey)
+	if err != nil {
+		t.Fatalf("state show: %v\n%s", err, out)
+	}
+	t.Logf("%s: signed at %d, after the hand-over at %d; left %s", name, signed, handed, strings.TrimSpace(out))
+	c.noDoubleSign(10)
+}
+
 // TestSignModeSwitch moves one validator from the restart mode to the
 // signer mode and back, each time by stopping every replica gracefully and
 // starting them with the other mode: the watermark each mode leaves in
@@ -219,35 +248,12 @@ func TestSignModeSwitch(t *testing.T) {
 	if err := localnet.WaitHeight(ctx, c.rpc, 3); err != nil {
 		t.Fatal(err)
 	}
-	phase := func(name string, mode ...string) {
-		t.Helper()
-		a := c.replica(name+"-a", 0, mode...)
-		b := c.replica(name+"-b", 1, mode...)
-		a.start()
-		a.waitState("Validating", 90*time.Second)
-		b.start()
-		b.waitState("Voting", 90*time.Second)
-		signed := c.firstSignedAfter(c.height(), 60*time.Second)
-		hTerm := c.height()
-		a.signal(syscall.SIGTERM)
-		b.waitState("Validating", 30*time.Second)
-		handed := c.firstSignedAfter(hTerm, 60*time.Second)
-		a.waitExit(30 * time.Second)
-		b.signal(syscall.SIGTERM)
-		b.waitExit(30 * time.Second)
-		out, err := valguardOut("state", "show", "--consul-url", "http://"+c.consul.Addr, "--validator-key", c.net.ValidatorKey)
-		if err != nil {
-			t.Fatalf("state show: %v\n%s", err, out)
-		}
-		t.Logf("%s: signed at %d, after the hand-over at %d; left %s", name, signed, handed, strings.TrimSpace(out))
-		c.noDoubleSign(10)
-	}
-	phase("restart")
-	phase("signer", "--sign-mode", "signer")
+	c.handoverPhase("restart")
+	c.handoverPhase("signer", "--sign-mode", "signer")
 	if c.keyLinked(0) || c.keyLinked(1) {
 		t.Fatal("a key link left in a replica home after the signer mode")
 	}
-	phase("restart-again")
+	c.handoverPhase("restart-again")
 	var signerReplicas []*replica
 	for _, r := range c.replicas {
 		if strings.HasPrefix(r.id, "signer-") {

@@ -29,6 +29,25 @@ func CometBFTBinary() (string, error) {
 	return p, err
 }
 
+// CometBFTMatrix are the CometBFT versions besides the default one that
+// both sign modes are tested against (scripts/install-deps.sh installs
+// each as cometbft-<version>; its COMETBFT_MATRIX is the same list).
+var CometBFTMatrix = []string{"v0.39.4", "v0.40.0", "v1.0.1"}
+
+// CometBFTVersionBinary is cometbft-<version> in the cache, where
+// scripts/install-deps.sh installs the versions of CometBFTMatrix.
+func CometBFTVersionBinary(version string) (string, error) {
+	dir, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "bin", "cometbft-"+version)
+	if err := checkExecutable(p); err != nil {
+		return "", fmt.Errorf("cometbft %s not installed (%v); run scripts/install-deps.sh: %w", version, err, ErrNoBinary)
+	}
+	return p, nil
+}
+
 // CosmovisorBinary is CometBFTBinary for cosmovisor: $VALGUARD_COSMOVISOR,
 // then the cache, then $PATH.
 func CosmovisorBinary() (string, error) {
