@@ -3,6 +3,8 @@ package signer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -215,6 +217,15 @@ func TestLeaderlessLostRaceDecidesAgain(t *testing.T) {
 			}
 			if won, lost := a.s.Races(); won != 0 || lost != 1 {
 				t.Fatalf("a's races: won %d lost %d, want 0 and 1", won, lost)
+			}
+			if r.kind == "signed" {
+				// Logged as a re-served signature, with the signature's
+				// own digest (the drills' checker counts it by that).
+				sum := sha256.Sum256(vb.Signature)
+				evs := a.logs.events("sign request")
+				if len(evs) == 0 || evs[len(evs)-1]["result"] != "reserved" || evs[len(evs)-1]["signature_sha256"] != hex.EncodeToString(sum[:]) {
+					t.Fatalf("a's log: %v, want the last request reserved with b's signature's digest", evs)
+				}
 			}
 			select {
 			case <-a.s.Revoked():

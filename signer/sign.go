@@ -42,7 +42,7 @@ func (s *Signer) signLocked(req Request, d Decision, until time.Time) (outcome, 
 			s.cfg.Metrics.raced(false)
 			s.cfg.Log.Info().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
 				Int32("round", req.Round).Int8("step", req.Step).
-				Msg("another replica's signature reached the sign record first: adopted, the request is decided again")
+				Msg("another replica's signature (or an own earlier check-and-set of unknown outcome) reached the sign record first: adopted, the request is decided again")
 		} else {
 			s.cfg.Log.Warn().Str("watermark", late.wm.String()).Uint64("index", late.index).Int64("height", req.Height).
 				Msg("an own earlier fence applied late: adopted, the request is decided again")

@@ -149,7 +149,7 @@ func TestLeaderFencesBeforeReply(t *testing.T) {
 	}
 	var fence, floor []float64
 	for _, e := range a.logs.events("sign request") {
-		for _, k := range []string{"type", "height", "round", "step", "result", "reason", "sign_bytes_sha256", "took"} {
+		for _, k := range []string{"type", "height", "round", "step", "result", "reason", "sign_bytes_sha256", "signature_sha256", "took"} {
 			if _, ok := e[k]; !ok {
 				t.Fatalf("log event without %q: %v", k, e)
 			}

@@ -59,6 +59,7 @@ type SignEvent struct {
 	Result string
 	HRS    [3]int64 // height, round, step
 	Bytes  string   // sign_bytes_sha256, timestamp zeroed
+	Sig    string   // signature_sha256: the signature given out, exactly
 }
 
 // SignEvents reads the signing decisions from valguard logs (replica name
@@ -76,10 +77,11 @@ func SignEvents(logs map[string]string) []SignEvent {
 			rd, _ := ev["round"].(float64)
 			st, _ := ev["step"].(float64)
 			b, _ := ev["sign_bytes_sha256"].(string)
+			sig, _ := ev["signature_sha256"].(string)
 			fence, _ := ev["fence_took"].(float64)
 			floor, _ := ev["floor_took"].(float64)
 			fenced := at.Add(-time.Duration((fence + floor) * float64(time.Millisecond)))
-			out = append(out, SignEvent{Replica: replica, At: at, Fenced: fenced, Result: res, HRS: [3]int64{int64(h), int64(rd), int64(st)}, Bytes: b})
+			out = append(out, SignEvent{Replica: replica, At: at, Fenced: fenced, Result: res, HRS: [3]int64{int64(h), int64(rd), int64(st)}, Bytes: b, Sig: sig})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
@@ -100,13 +102,13 @@ func HRSLess(a, b [3]int64) bool {
 // replica of one validator): every height/round/step signed or re-served
 // carries one sign-bytes value (timestamps aside, S1″), and the fenced
 // watermark — the HRS of each new signature, in the order their fences
-// started (Fenced) — only goes up (the same HRS and sign bytes fenced
-// twice in a row count as one signature). It returns the number of new
+// started (Fenced) — only goes up (the same signature fenced twice in a
+// row at one HRS counts once). It returns the number of new
 // signatures, of distinct height/round/steps, and one line per violation.
 func OneSignaturePerHRS(evs []SignEvent) (signed, hrs int, findings []string) {
 	by := map[[3]int64]string{}
 	var last [3]int64
-	var lastBytes string
+	var lastSig string
 	evs = append([]SignEvent(nil), evs...)
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Fenced.Before(evs[j].Fenced) })
 	for _, e := range evs {
@@ -122,19 +124,20 @@ func OneSignaturePerHRS(evs []SignEvent) (signed, hrs int, findings []string) {
 		}
 		by[e.HRS] = e.Bytes
 		if e.Result == "signed" {
-			// The same HRS fenced again with the same sign bytes is one
-			// signature, not two: under --signers any, a replica whose
-			// check-and-set had an unknown outcome and that reads back
-			// its very value cannot tell its own write from another
+			// The same signature (exactly: not only the same sign
+			// bytes but for the timestamp) fenced again at the same HRS
+			// is one signature, not two: under --signers any, a replica
+			// whose check-and-set had an unknown outcome and that reads
+			// back its very value cannot tell its own write from another
 			// replica's of the same vote, and counts it as signed.
-			if e.HRS == last && e.Bytes == lastBytes {
+			if e.HRS == last && e.Sig != "" && e.Sig == lastSig {
 				continue
 			}
 			signed++
 			if !HRSLess(last, e.HRS) {
 				findings = append(findings, fmt.Sprintf("%s fenced %v after %v: the watermark went back", e.Replica, e.HRS, last))
 			}
-			last, lastBytes = e.HRS, e.Bytes
+			last, lastSig = e.HRS, e.Sig
 		}
 	}
 	return signed, len(by), findings
