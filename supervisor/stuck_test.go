@@ -32,22 +32,7 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var ahead atomic.Int64
 			ahead.Store(tc.ahead)
-			var c *clockRig
-			c = newClockRig(t, func(cfg *Config) {
-				cfg.BestHeight = func() int64 {
-					var h int64
-					c.node.set(func(n *fakeNode) { h = n.status.Height })
-					return h + ahead.Load()
-				}
-			})
-			// Frozen: the height stays and the last block grows old, so
-			// the node is not synced and the replica stays in Syncing.
-			c.node.set(func(n *fakeNode) {
-				n.still = true
-				n.status = Status{Height: tc.height, CatchingUp: tc.catching}
-			})
-			c.run()
-			c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+			c := frozenStandby(t, &ahead, Status{Height: tc.height, CatchingUp: tc.catching})
 			c.gate(1)
 			entered := c.poll()
 			var at []time.Duration // restart times since entered
@@ -112,20 +97,7 @@ func TestStuckStandbyNodeRestarted(t *testing.T) {
 // for MaxStall). Behind for MaxStall after that, it is restarted.
 func TestWholeChainStallEndsWithoutRestart(t *testing.T) {
 	var ahead atomic.Int64
-	var c *clockRig
-	c = newClockRig(t, func(cfg *Config) {
-		cfg.BestHeight = func() int64 {
-			var h int64
-			c.node.set(func(n *fakeNode) { h = n.status.Height })
-			return h + ahead.Load()
-		}
-	})
-	c.node.set(func(n *fakeNode) {
-		n.still = true
-		n.status = Status{Height: 7}
-	})
-	c.run()
-	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	c := frozenStandby(t, &ahead, Status{Height: 7})
 	c.gate(1)
 	for range 120 { // the whole chain stands for 2 minutes
 		c.poll()
@@ -150,4 +122,27 @@ func TestWholeChainStallEndsWithoutRestart(t *testing.T) {
 		}
 	}
 	t.Fatalf("not restarted 40 s after falling behind:\n%s", strings.Join(c.j.list(), "\n"))
+}
+
+// frozenStandby is a clock rig run to Syncing whose node stands at st
+// (its height never moves, its last block grows old, so it is not synced
+// and the replica stays in Syncing), with the best reported height ahead
+// blocks above it.
+func frozenStandby(t *testing.T, ahead *atomic.Int64, st Status) *clockRig {
+	t.Helper()
+	var c *clockRig
+	c = newClockRig(t, func(cfg *Config) {
+		cfg.BestHeight = func() int64 {
+			var h int64
+			c.node.set(func(n *fakeNode) { h = n.status.Height })
+			return h + ahead.Load()
+		}
+	})
+	c.node.set(func(n *fakeNode) {
+		n.still = true
+		n.status = st
+	})
+	c.run()
+	c.drive("Syncing", func() bool { return c.sup.State() == Syncing })
+	return c
 }
