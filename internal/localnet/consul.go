@@ -76,8 +76,7 @@ type ConsulTLS struct {
 // with opts.TLS.CAFile.
 func StartConsulWith(ctx context.Context, bin, dir string, freePort func() (int, error), opts ConsulOptions) (*Consul, error) {
 	if freePort == nil {
-		used := map[int]bool{}
-		freePort = func() (int, error) { return pickPort(used) }
+		freePort = pickPort
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err

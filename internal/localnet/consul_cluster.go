@@ -70,8 +70,7 @@ func StartConsulCluster(ctx context.Context, bin, dir string, n int, freePort fu
 		return nil, fmt.Errorf("a Consul cluster needs at least one server, not %d", n)
 	}
 	if freePort == nil {
-		used := map[int]bool{}
-		freePort = func() (int, error) { return pickPort(used) }
+		freePort = pickPort
 	}
 	type ports struct{ http, lan, wan, server int }
 	ps := make([]ports, n)

@@ -9,36 +9,28 @@ import (
 	"github.com/valguard/valguard/internal/freeport"
 )
 
-// pickPort returns a loopback TCP port (freeport.Take: held for this
-// process, outside the kernel's ephemeral range) not in used, and adds it
-// to used.
-func pickPort(used map[int]bool) (int, error) {
-	for range 100 {
-		port, err := freeport.Take()
-		if err != nil {
-			return 0, fmt.Errorf("localnet: %w", err)
-		}
-		if !used[port] {
-			used[port] = true
-			return port, nil
-		}
+// pickPort returns a loopback TCP port held for this process and never
+// handed out twice in it (freeport.Take).
+func pickPort() (int, error) {
+	port, err := freeport.Take()
+	if err != nil {
+		return 0, fmt.Errorf("localnet: %w", err)
 	}
-	return 0, fmt.Errorf("localnet: no unused free port after 100 tries")
+	return port, nil
 }
 
 // assignPorts gives every home two free loopback ports and reads its node id.
 func (n *Net) assignPorts() error {
-	used := map[int]bool{}
 	for _, home := range n.allHomes() {
 		nk, err := p2p.LoadNodeKey(filepath.Join(home, "config", "node_key.json"))
 		if err != nil {
 			return fmt.Errorf("localnet: %w", err)
 		}
-		p2pPort, err := pickPort(used)
+		p2pPort, err := pickPort()
 		if err != nil {
 			return err
 		}
-		rpcPort, err := pickPort(used)
+		rpcPort, err := pickPort()
 		if err != nil {
 			return err
 		}
