@@ -80,19 +80,12 @@ func (s *Signer) fenceLocked(value []byte, until time.Time) (index uint64, attem
 		switch {
 		case rerr != nil:
 			return 0, attempts, fmt.Errorf("%w after %d attempts: %w; %w", errUnresolved, attempts, err, rerr)
-		case moved && s.cfg.Leaderless && bytes.Equal(stored, value):
-			// The check-and-set did not apply (its index was stale), yet
-			// the record holds its very value: another replica signed
-			// the same vote first (a signature is a function of the sign
-			// bytes) — or an own earlier attempt of unknown outcome
-			// landed. Either way the race is lost, not won: the record is
-			// adopted and the request re-served from it.
-			lost, rerr := s.lostRaceLocked(stored, at, err)
-			if rerr != nil {
-				return 0, attempts, rerr
-			}
-			return 0, attempts, lost
-		case bytes.Equal(stored, value):
+		case bytes.Equal(stored, value) && !(moved && s.cfg.Leaderless):
+			// Applied. Under --signers any a refused check-and-set (its
+			// index was stale) that finds its very value did not apply:
+			// another replica signed the same vote first (a signature is
+			// a function of the sign bytes), or an own earlier attempt of
+			// unknown outcome landed; it is a lost race (below).
 			return at, attempts, nil
 		case !moved && at == s.index:
 			continue // not applied: fence again
