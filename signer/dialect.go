@@ -28,28 +28,34 @@ const (
 // encodeReply is reply, length-delimited as protoio writes it, with a
 // public key response in both dialects.
 func encodeReply(reply *privvalproto.Message) ([]byte, error) {
-	b, err := reply.Marshal()
+	b, err := marshalReply(reply)
 	if err != nil {
 		return nil, err
 	}
-	if pk := reply.GetPubKeyResponse(); pk != nil && pk.Error == nil {
-		inner, err := pk.Marshal()
-		if err != nil {
-			return nil, err
-		}
-		typ, key := v1PubKey(pk)
-		if typ == "" {
-			// No key of a type v1 names: the v0.38 form alone.
-			return append(binary.AppendUvarint(nil, uint64(len(b))), b...), nil
-		}
-		inner = protowire.AppendTag(inner, v1PubKeyBytesField, protowire.BytesType)
-		inner = protowire.AppendBytes(inner, key)
-		inner = protowire.AppendTag(inner, v1PubKeyTypeField, protowire.BytesType)
-		inner = protowire.AppendString(inner, typ)
-		b = protowire.AppendTag(nil, pubKeyResponseField, protowire.BytesType)
-		b = protowire.AppendBytes(b, inner)
-	}
 	return append(binary.AppendUvarint(nil, uint64(len(b))), b...), nil
+}
+
+// marshalReply is reply's encoding; a public key response also carries
+// v1's fields (when its key is of a type v1 names).
+func marshalReply(reply *privvalproto.Message) ([]byte, error) {
+	pk := reply.GetPubKeyResponse()
+	if pk == nil || pk.Error != nil {
+		return reply.Marshal()
+	}
+	typ, key := v1PubKey(pk)
+	if typ == "" {
+		return reply.Marshal()
+	}
+	inner, err := pk.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	inner = protowire.AppendTag(inner, v1PubKeyBytesField, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, key)
+	inner = protowire.AppendTag(inner, v1PubKeyTypeField, protowire.BytesType)
+	inner = protowire.AppendString(inner, typ)
+	b := protowire.AppendTag(nil, pubKeyResponseField, protowire.BytesType)
+	return protowire.AppendBytes(b, inner), nil
 }
 
 // v1PubKey is the key of a public key response as CometBFT v1 names it
