@@ -15,22 +15,24 @@ import (
 // frozen and the replica out of the election for ever. So a standby
 // whose node's height has not moved for MaxStall, and all that time below
 // the best height a replica reports (the chain moves on without it), has
-// its node restarted, in the voter role. Both spans count: when a stall
-// of the whole chain ends, another replica's node may show the next
-// height a poll before this one does, and that is not a stuck node. A node that comes back at the same
-// height and stays there is restarted again after twice as long, up to
-// MaxStall×32; a height above the one it was restarted at resets that.
+// its node restarted, in the voter role. Being behind is what counts:
+// when a stall of the whole chain ends, another replica's node may show
+// the next height a poll before this one does, and that is not a stuck
+// node. A node that comes back at the same height and stays there is
+// restarted again after twice as long, up to MaxStall×32; a height above
+// the one it was restarted at resets that.
 //
 // Not restarted: a node that says it is catching up or is at height 0 (a
 // state sync or a header sync keeps its height for as long as it takes:
-// neard's head stays while it syncs), a node whose status cannot be read (the start-up and crash paths handle one that exits), a
-// node valguard does not run (Unsupervised), a node in the validator role
-// (its restart is the key-file mode's release), and a node at the top
-// (no replica reports a height above it: the whole chain stands).
+// neard's head stays while it syncs), a node whose status cannot be read
+// (the start-up and crash paths handle one that exits), a node valguard
+// does not run (Unsupervised), a node in the validator role (its restart
+// is the key-file mode's release), and a node at the top (no replica
+// reports a height above it: the whole chain stands).
 type stuckWatch struct {
 	height int64     // the node's height as last read
 	since  time.Time // when it was first read at that height
-	behind time.Time // since when a replica has reported a higher one (zero: none does)
+	behind time.Time // since when a replica has reported a higher one (zero: none does); never before since
 }
 
 // nodeStuck notes the status st, read in Syncing, and returns why the
@@ -61,11 +63,12 @@ func (s *Supervisor) nodeStuck(w *stuckWatch, st Status) string {
 	if window < s.cfg.MaxStall { // overflowed
 		window = math.MaxInt64
 	}
-	frozen := now.Sub(w.since)
-	if frozen < window || now.Sub(w.behind) < window {
+	// behind is reset with since, so behind for the window is also
+	// frozen for it.
+	if now.Sub(w.behind) < window {
 		return ""
 	}
-	return fmt.Sprintf("node height %d has not moved for %s while a replica reports height %d", st.Height, frozen.Round(time.Second), best)
+	return fmt.Sprintf("node height %d has not moved for %s while a replica reports height %d", st.Height, now.Sub(w.since).Round(time.Second), best)
 }
 
 // restartStuck stops the stuck node; Startup starts it again (after its
