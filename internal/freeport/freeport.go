@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/gofrs/flock"
 )
 
 var (
@@ -32,7 +34,7 @@ var (
 	handed = map[int]bool{}
 	// held keeps the lock files open (and so locked) for the life of the
 	// process.
-	held []*os.File
+	held []*flock.Flock
 )
 
 // Dir is where the lock files live, one per port handed out: a directory
@@ -90,7 +92,7 @@ func takeIn(lo, hi int) (int, error) {
 			continue
 		}
 		if !bindable(port) {
-			f.Close()
+			f.Unlock()
 			continue
 		}
 		handed[port] = true
@@ -100,18 +102,16 @@ func takeIn(lo, hi int) (int, error) {
 	return 0, fmt.Errorf("free port: none of %d..%d is free (lock files in %s)", lo, hi, Dir())
 }
 
-// lock takes the port's lock file, or reports false if another process
-// (or another Take of this one) holds it.
-func lock(port int) (*os.File, bool) {
-	f, err := os.OpenFile(filepath.Join(Dir(), strconv.Itoa(port)), os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
+// lock takes the port's lock file (gofrs/flock, as internal/homelock
+// does), or reports false if another process (or another Take of this
+// one) holds it.
+func lock(port int) (*flock.Flock, bool) {
+	fl := flock.New(filepath.Join(Dir(), strconv.Itoa(port)),
+		flock.SetFlag(os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW), flock.SetPermissions(0o600))
+	if ok, err := fl.TryLock(); err != nil || !ok {
 		return nil, false
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, false
-	}
-	return f, true
+	return fl, true
 }
 
 // bindable reports whether nothing listens on the port (TCP) or has it
